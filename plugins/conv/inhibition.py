@@ -1,0 +1,126 @@
+"""Inhibition on ``(T, F, H, W)`` potentials: pointwise (cross-feature) and k-winners-take-all.
+
+Both follow SpykeTorch exactly (see the golden fixtures):
+
+* :func:`pointwise_inhibition` keeps, at each position, only the feature that fires first
+  (earliest step counted as ``T - #{t: max_f x[t] > 0}``), ties broken by the largest potential
+  at that step, then by the lowest feature index.
+* :func:`k_winners` picks ``k`` winners one after another with the score
+  ``Σ_t spk[t]·(pot[e] + V)`` (``e`` = first-spike step, ``V = T·max(spk·pot[e])``): an earlier
+  first spike always beats a larger potential; ties go to the lowest flat ``(f, row, col)``
+  index. Each winner removes its whole feature map and a ``(2r+1)²`` window across all maps
+  before the next pick. The loop is a fixed-length ``lax.fori_loop``; missing winners are
+  ``(-1, -1, -1)`` rows with ``valid == False``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from snnjax.errors import ConfigError, InputError
+
+
+def _check(pot: jax.Array) -> None:
+    if pot.ndim != 4:
+        raise InputError(f"potentials must be time-major (T, F, H, W), got shape {pot.shape}")
+
+
+def check_k_radius(k, radius) -> tuple[int, int]:
+    if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
+        raise ConfigError(f"k (number of winners) must be a positive integer, got {k!r}")
+    if isinstance(radius, bool) or not isinstance(radius, int) or radius < 0:
+        raise ConfigError(f"inhibition radius must be a non-negative integer, got {radius!r}")
+    return k, radius
+
+
+def pointwise_inhibition(x: jax.Array) -> jax.Array:
+    """Per position keep only the earliest-firing feature (ties: larger potential, then lower index)."""
+    _check(x)
+    t = x.shape[0]
+    m = jnp.max(x, axis=1)  # (T, H, W)
+    idx = jnp.argmax(x, axis=1)  # lowest feature index on ties
+    e = jnp.clip(t - jnp.sum(m > 0, axis=0), 0, t - 1)  # (H, W)
+    winner = jnp.take_along_axis(idx, e[None], axis=0)[0]  # (H, W)
+    keep = jnp.arange(x.shape[1])[:, None, None] == winner[None]  # (F, H, W)
+    factor = jnp.sign(m[-1])  # (H, W)
+    return jnp.where(keep[None], x * factor[None, None], jnp.zeros((), x.dtype))
+
+
+def winner_scores(pot: jax.Array, spikes: jax.Array | None = None) -> jax.Array:
+    """SpykeTorch's k-WTA score per neuron ``(F, H, W)`` (see module docstring)."""
+    _check(pot)
+    t = pot.shape[0]
+    spk = jnp.sign(pot) if spikes is None else spikes.astype(pot.dtype)
+    e = jnp.clip(t - jnp.sum(spk, axis=0), 0, t - 1).astype(jnp.int32)
+    val = jnp.take_along_axis(pot, e[None], axis=0)[0]
+    big = t * jnp.max(spk * val[None])
+    return jnp.sum(spk * (val + big)[None], axis=0)
+
+
+class Winners(NamedTuple):
+    """``index``: ``(k, 3)`` int32 ``(feature, row, col)``, ``-1`` rows when none; ``valid``: ``(k,)`` bool."""
+
+    index: jax.Array
+    valid: jax.Array
+
+
+def winners_from_scores(score: jax.Array, k: int, radius: int | jax.Array = 0) -> Winners:
+    """Greedy k-winner selection on a score map ``(F, H, W)``; stops when the best score is exactly 0."""
+    f, h, w = score.shape
+    fi = jnp.arange(f)[:, None, None]
+    ri = jnp.arange(h)[None, :, None]
+    ci = jnp.arange(w)[None, None, :]
+
+    def body(i, carry):
+        s, out, valid, done = carry
+        flat = jnp.argmax(s.reshape(-1))
+        best = s.reshape(-1)[flat]
+        ok = jnp.logical_and(~done, best != 0)
+        wf, rem = jnp.divmod(flat, h * w)
+        wr, wc = jnp.divmod(rem, w)
+        kill = (fi == wf) | ((jnp.abs(ri - wr) <= radius) & (jnp.abs(ci - wc) <= radius) & (radius > 0))
+        s = jnp.where(ok & kill, jnp.zeros((), s.dtype), s)
+        row = jnp.where(ok, jnp.stack([wf, wr, wc]).astype(jnp.int32), -1)
+        out = out.at[i].set(row)
+        valid = valid.at[i].set(ok)
+        return s, out, valid, done | ~ok
+
+    init = (score, jnp.full((k, 3), -1, jnp.int32), jnp.zeros((k,), bool), jnp.array(False))
+    _, out, valid, _ = lax.fori_loop(0, k, body, init)
+    return Winners(out, valid)
+
+
+def k_winners(pot: jax.Array, k: int, radius: int = 0, spikes: jax.Array | None = None) -> Winners:
+    """SpykeTorch ``get_k_winners``: ``k`` winners in order, each inhibiting its map and a ``(2r+1)²`` window."""
+    k, radius = check_k_radius(k, radius)
+    return winners_from_scores(winner_scores(pot, spikes), k, radius)
+
+
+def last_step_winner(pot_last: jax.Array, timesteps: int) -> Winners:
+    """The single k=1 winner of a "no threshold" layer from its last-step potentials ``(F, H, W)`` only.
+
+    Equal to ``k_winners(pot, 1, 0, fire(pot, None)[0])`` on the full ``(T, F, H, W)`` potentials
+    (whose score depends on the last step only), at a ``T``-th of the cost.
+    """
+    spk = jnp.sign(pot_last)
+    big = timesteps * jnp.max(spk * pot_last)
+    return winners_from_scores(spk * (pot_last + big), 1, 0)
+
+
+def pointwise():
+    """Pointwise (cross-feature) inhibition: per position only the earliest-firing feature survives."""
+    return pointwise_inhibition
+
+
+def k_wta(k: int = 5, radius: int = 0):
+    """k winners-take-all with lateral inhibition radius (SpykeTorch get_k_winners); returns f(pot, spikes=None)."""
+    k, radius = check_k_radius(k, radius)
+
+    def apply(pot: jax.Array, spikes: jax.Array | None = None) -> Winners:
+        return k_winners(pot, k, radius, spikes)
+
+    return apply

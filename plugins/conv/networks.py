@@ -1,0 +1,283 @@
+"""Convolutional STDP networks: Mozafari et al. 2019 (R-STDP decision layer) and Kheradpisheh et al. 2018.
+
+Layer-wise training on cached spike waves:
+
+* A cumulative spike wave ``(T, C, H, W)`` is stored exactly and compactly as its first-spike
+  step map ``(C, H, W)`` ``uint8`` (``T`` = never; see :mod:`.frontend`). The DoG front end is run
+  once per dataset (:meth:`~.frontend.DogLatencyEncoder.latency_batch`); after a layer is trained
+  and frozen, :func:`layer_outputs` runs it once over the dataset and caches its pooled output
+  the same way. Training the next layer scans over those caches: no earlier layer is recomputed.
+* Conv potentials of non-negative weights on cumulative waves are non-decreasing in time, so
+  thresholded spikes are cumulative too and the cache is exact (weights live in ``[lb, ub]``
+  with ``lb >= 0``; the N(0.8, 0.05) initial weights are positive in practice).
+* :func:`train_layer` is one ``lax.scan`` over the (shuffled) images of one epoch, pure in
+  ``(key, weight, rule_state, cache)``: ``jax.vmap`` over seeds batches several runs (seeds
+  differ in the initial weights and in the image order).
+
+The per-image recipe is MozafariDeep's: pad → conv → fire(θ) → pointwise inhibition → sign →
+k-winners(k, r) → STDP with the padded input. The decision layer ("no threshold") only needs
+its last-step potentials, so it is computed on the last step of its input wave only (exactly the
+same winner and update as the full computation).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from snnjax.errors import ConfigError, InputError
+
+from . import frontend
+from .inhibition import Winners, check_k_radius, k_winners, last_step_winner, pointwise_inhibition
+from .layers import conv, fire, pad, pool
+from .stdp import LearningRule
+
+
+class ConvLayerSpec(NamedTuple):
+    """Static description of one conv layer (hashable; pass as a static argument)."""
+
+    in_maps: int
+    out_maps: int
+    kernel: int
+    threshold: float | None  #: None = "no threshold" (decision layer)
+    k: int = 1
+    radius: int = 0
+    pad_in: int = 0  #: zero padding of the input wave before the conv
+    pool: tuple[int, int, int] | None = None  #: (kernel, stride, padding) after fire
+    pointwise_input: bool = False  #: pointwise inhibition on the *input* wave while training (Kheradpisheh quirk)
+    w_mean: float = 0.8
+    w_std: float = 0.05
+
+
+class NetworkSpec(NamedTuple):
+    name: str
+    dog: tuple[tuple[float, float, float], ...]
+    dog_padding: int
+    timesteps: int
+    layers: tuple[ConvLayerSpec, ...]  #: unsupervised STDP layers
+    decision: ConvLayerSpec | None  #: R-STDP decision layer (Mozafari) or None (readout)
+    n_classes: int = 10
+
+    def encoder(self) -> frontend.DogLatencyEncoder:
+        return frontend.dog_latency(self.dog, self.dog_padding, 50.0, 8, self.timesteps)
+
+
+def mozafari2019(k1: int = 5, r1: int = 3, k2: int = 8, r2: int = 1, timesteps: int = 15) -> NetworkSpec:
+    """The MozafariDeep MNIST network (30 k5 θ15 → pool 2 → 250 k3 θ10 → pool 3 → 200 k5 decision)."""
+    check_k_radius(k1, r1)
+    check_k_radius(k2, r2)
+    return NetworkSpec(
+        "mozafari", frontend.MOZAFARI_DOG, 6, frontend.check_timesteps(timesteps),
+        (
+            ConvLayerSpec(6, 30, 5, 15.0, k1, r1, pad_in=2, pool=(2, 2, 0)),
+            ConvLayerSpec(30, 250, 3, 10.0, k2, r2, pad_in=1, pool=(3, 3, 0)),
+        ),
+        ConvLayerSpec(250, 200, 5, None, 1, 0, pad_in=2),
+    )
+
+
+def kheradpisheh2018(k1: int = 5, r1: int = 2, k2: int = 8, r2: int = 1, timesteps: int = 15) -> NetworkSpec:
+    """The KheradpishehDeep MNIST network (32 k5 θ10 → pool 2/2/1 → 150 k2 θ1 → pool 2/2/1 → readout)."""
+    check_k_radius(k1, r1)
+    check_k_radius(k2, r2)
+    return NetworkSpec(
+        "kheradpisheh", frontend.KHERADPISHEH_DOG, 3, frontend.check_timesteps(timesteps),
+        (
+            ConvLayerSpec(2, 32, 5, 10.0, k1, r1, pad_in=2, pool=(2, 2, 1)),
+            ConvLayerSpec(32, 150, 2, 1.0, k2, r2, pad_in=1, pool=(2, 2, 1), pointwise_input=True),
+        ),
+        None,
+    )
+
+
+def init_weight(key: jax.Array, layer: ConvLayerSpec) -> jax.Array:
+    """N(w_mean, w_std) conv weights ``(out, in, k, k)`` (not clipped, as in SpykeTorch)."""
+    shape = (layer.out_maps, layer.in_maps, layer.kernel, layer.kernel)
+    return layer.w_mean + layer.w_std * jax.random.normal(key, shape, jnp.float32)
+
+
+def init_weights(key: jax.Array, spec: NetworkSpec) -> list[jax.Array]:
+    layers = list(spec.layers) + ([spec.decision] if spec.decision is not None else [])
+    keys = jax.random.split(key, len(layers))
+    return [init_weight(k, l) for k, l in zip(keys, layers)]
+
+
+# ----------------------------------------------------------------------------- one image
+
+
+class LayerStep(NamedTuple):
+    spk_in: jax.Array  #: padded input wave (float32)
+    pot: jax.Array  #: potentials after fire + pointwise inhibition
+    spk: jax.Array  #: sign(pot)
+    winners: Winners
+
+
+def _input_wave(layer: ConvLayerSpec, latency: jax.Array, timesteps: int) -> jax.Array:
+    x = frontend.latency_to_wave(latency, timesteps, jnp.float32)
+    return pad(x, layer.pad_in) if layer.pad_in else x
+
+
+def layer_train_forward(layer: ConvLayerSpec, weight: jax.Array, latency: jax.Array, timesteps: int) -> LayerStep:
+    """Training-mode pass of one STDP layer on one cached input (first-spike map ``(C, H, W)``)."""
+    x = _input_wave(layer, latency, timesteps)
+    if layer.pointwise_input:
+        x = pointwise_inhibition(x)
+    _, pot = fire(conv(x, weight), layer.threshold)
+    pot = pointwise_inhibition(pot)
+    spk = jnp.sign(pot)
+    return LayerStep(x, pot, spk, k_winners(pot, layer.k, layer.radius, spk))
+
+
+def layer_forward(layer: ConvLayerSpec, weight: jax.Array, latency: jax.Array, timesteps: int) -> jax.Array:
+    """Inference pass of a frozen layer: pad → conv → fire → pool; returns the output first-spike map (uint8)."""
+    x = _input_wave(layer, latency, timesteps)
+    spk, _ = fire(conv(x, weight), layer.threshold)
+    if layer.pool is not None:
+        spk = pool(spk, *layer.pool)
+    return frontend.wave_to_latency(spk)
+
+
+def decision_forward(layer: ConvLayerSpec, weight: jax.Array, latency: jax.Array, timesteps: int,
+                     n_classes: int = 10) -> tuple[jax.Array, jax.Array, Winners]:
+    """Decision layer on one input: ``(decision, last-step potentials, winner)``; decision −1 = silence."""
+    x_last = (latency.astype(jnp.int32) <= timesteps - 1).astype(jnp.float32)[None]
+    x_last = pad(x_last, layer.pad_in) if layer.pad_in else x_last
+    pot_last = conv(x_last, weight)[0]
+    win = last_step_winner(pot_last, timesteps)
+    per_class = max(layer.out_maps // n_classes, 1)
+    f = win.index[0, 0]
+    decision = jnp.where(win.valid[0], f // per_class, -1)
+    return decision, pot_last, win
+
+
+# ----------------------------------------------------------------------------- training on caches
+
+
+def _check_cache(latencies: jax.Array, layer: ConvLayerSpec) -> None:
+    if latencies.ndim != 4 or latencies.shape[1] != layer.in_maps:
+        raise InputError(f"expected cached first-spike maps (N, {layer.in_maps}, H, W), got shape {latencies.shape}")
+
+
+def train_layer(key: jax.Array, weight: jax.Array, rule_state, latencies: jax.Array, layer: ConvLayerSpec,
+                rule: LearningRule, timesteps: int):
+    """One epoch of unsupervised STDP on a cached dataset ``(N, C, H, W)`` (uint8 first-spike maps).
+
+    ``key`` shuffles the image order. Returns ``(weight, rule_state)``. Jit with ``layer``, ``rule``
+    and ``timesteps`` static, or call through :func:`make_layer_trainer`.
+    """
+    _check_cache(latencies, layer)
+    order = jax.random.permutation(key, latencies.shape[0])
+
+    def step(carry, idx):
+        w, st = carry
+        out = layer_train_forward(layer, w, latencies[idx], timesteps)
+        w, st = rule.update(w, st, out.spk_in, out.spk, out.winners)
+        return (w, st), None
+
+    (weight, rule_state), _ = jax.lax.scan(step, (weight, rule_state), order)
+    return weight, rule_state
+
+
+def make_layer_trainer(layer: ConvLayerSpec, rule: LearningRule, timesteps: int, *, seeds: bool = False, shared_cache: bool = True):
+    """Jitted ``(key, weight, rule_state, cache) -> (weight, rule_state)`` for one epoch; ``seeds=True`` vmaps over a leading seed axis."""
+    fn = lambda key, w, st, cache: train_layer(key, w, st, cache, layer, rule, timesteps)  # noqa: E731
+    if seeds:
+        fn = jax.vmap(fn, in_axes=(0, 0, 0, None if shared_cache else 0))
+    return jax.jit(fn)
+
+
+def layer_outputs(weight: jax.Array, latencies: jax.Array, layer: ConvLayerSpec, timesteps: int, batch_size: int = 64) -> jax.Array:
+    """Run a frozen layer over a cached dataset: ``(N, C, H, W)`` → pooled output first-spike maps (uint8)."""
+    _check_cache(latencies, layer)
+    return jax.lax.map(lambda lat: layer_forward(layer, weight, lat, timesteps), latencies, batch_size=batch_size)
+
+
+class DecisionStats(NamedTuple):
+    correct: jax.Array
+    wrong: jax.Array
+    silent: jax.Array
+
+
+def train_decision(key: jax.Array, weight: jax.Array, rule_state, latencies: jax.Array, labels: jax.Array,
+                   layer: ConvLayerSpec, rule: LearningRule, timesteps: int, n_classes: int = 10):
+    """One epoch of R-STDP on the decision layer; returns ``(weight, rule_state, DecisionStats)`` (counts)."""
+    _check_cache(latencies, layer)
+    order = jax.random.permutation(key, latencies.shape[0])
+
+    def step(carry, idx):
+        w, st = carry
+        lat, label = latencies[idx], labels[idx]
+        decision, pot_last, win = decision_forward(layer, w, lat, timesteps, n_classes)
+        x = _input_wave(layer, lat, timesteps)
+        spk_out = jnp.sign(pot_last)[None]  # only the last step spikes: the counts are all STDP needs
+        w, st = rule.update(w, st, x, spk_out, win, decision, label)
+        silent = decision < 0
+        good = (~silent) & (decision == label)
+        return (w, st), jnp.stack([good, (~silent) & ~good, silent]).astype(jnp.int32)
+
+    (weight, rule_state), counts = jax.lax.scan(step, (weight, rule_state), order)
+    c = counts.sum(0)
+    return weight, rule_state, DecisionStats(c[0], c[1], c[2])
+
+
+def evaluate_decision(weight: jax.Array, latencies: jax.Array, labels: jax.Array, layer: ConvLayerSpec,
+                      timesteps: int, n_classes: int = 10, batch_size: int = 64) -> jax.Array:
+    """Accuracy of the decision layer (silence counts as wrong)."""
+    dec = jax.lax.map(lambda lat: decision_forward(layer, weight, lat, timesteps, n_classes)[0], latencies, batch_size=batch_size)
+    return jnp.mean((dec == labels).astype(jnp.float32))
+
+
+# ----------------------------------------------------------------------------- linear readout (Kheradpisheh)
+
+
+def readout_features(latencies: jax.Array, timesteps: int) -> jax.Array:
+    """Flattened final-step spikes (``max`` over time of the pooled wave) as float32 features ``(N, D)``."""
+    return (latencies.astype(jnp.int32) < timesteps).astype(jnp.float32).reshape(latencies.shape[0], -1)
+
+
+def train_readout(key: jax.Array, features: jax.Array, labels: jax.Array, n_classes: int = 10, steps: int = 300,
+                  learning_rate: float = 1e-2, weight_decay: float = 1e-4):
+    """Softmax regression trained with optax (adamw, full batch); returns ``(W, b)``."""
+    d = features.shape[1]
+    params = (jnp.zeros((d, n_classes), jnp.float32), jnp.zeros((n_classes,), jnp.float32))
+    opt = optax.adamw(learning_rate, weight_decay=weight_decay)
+    del key  # deterministic (zero init, full batch)
+
+    def loss(p):
+        logits = features @ p[0] + p[1]
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+    def step(carry, _):
+        p, s = carry
+        g = jax.grad(loss)(p)
+        u, s = opt.update(g, s, p)
+        return (optax.apply_updates(p, u), s), None
+
+    (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), None, length=steps)
+    return params
+
+
+def readout_accuracy(params, features: jax.Array, labels: jax.Array) -> jax.Array:
+    """Accuracy of the readout; an image without any feature spike counts as wrong (as the original)."""
+    pred = jnp.argmax(features @ params[0] + params[1], axis=-1)
+    silent = features.sum(-1) == 0
+    return jnp.mean(((pred == labels) & ~silent).astype(jnp.float32))
+
+
+def network(name: str, **params) -> NetworkSpec:
+    """Network spec by name (``mozafari`` | ``kheradpisheh``)."""
+    table = {"mozafari": mozafari2019, "kheradpisheh": kheradpisheh2018}
+    if name not in table:
+        raise ConfigError(f"unknown network {name!r}; choose one of {', '.join(table)}")
+    return table[name](**params)
+
+
+__all__ = [
+    "ConvLayerSpec", "NetworkSpec", "mozafari2019", "kheradpisheh2018", "init_weight", "init_weights",
+    "layer_train_forward", "layer_forward", "decision_forward", "train_layer", "make_layer_trainer",
+    "layer_outputs", "train_decision", "evaluate_decision", "readout_features", "train_readout",
+    "readout_accuracy", "network", "DecisionStats", "LayerStep",
+]

@@ -1,0 +1,193 @@
+"""Learning rules of convolutional STDP networks: SpykeTorch STDP and reward-modulated STDP.
+
+A rule is an ``(init, update)`` pair of pure functions, like an optax transformation, with the
+learning-rate schedule in its state:
+
+* ``init(weight) -> state``
+* STDP: ``update(weight, state, spk_in, spk_out, winners) -> (new_weight, new_state)``
+* R-STDP: ``update(weight, state, spk_in, spk_out, winners, decision, label) -> (new_weight, new_state)``
+
+``spk_in`` is the layer's (padded) input wave ``(T, C, H, W)``, ``spk_out`` its output spikes
+``(T, F, H', W')`` (after inhibition), ``winners`` a :class:`~.inhibition.Winners` or a ``(k, 3)``
+int array (rows with a negative feature are ignored).
+
+The update itself (:func:`stdp_update`) is SpykeTorch's: only winners' kernels change; the pairing
+of a winner ``(f, r, c)`` is ``Σ_t in[:, r:r+kh, c:c+kw] >= Σ_t out[f, r, c]`` (input no later than
+the winner, simultaneous included → LTP, else LTD); a later winner of the same feature overwrites
+an earlier one; ``Δw = a·(w−lb)·(ub−w)`` with the stabilizer, ``Δw = a`` without; then the weights
+are clamped to ``[lb, ub]`` — **all** of them (``clamp_all=True``, faithful: this also clips
+features that had no winner) or only the kernels that were updated (``clamp_all=False``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from snnjax.errors import ConfigError, InputError
+
+from .inhibition import Winners
+
+
+class LearningRule(NamedTuple):
+    """An ``(init, update)`` pair of pure functions (see the module docstring for signatures)."""
+
+    init: Callable[..., Any]
+    update: Callable[..., Any]
+
+
+def _winner_array(winners) -> jax.Array:
+    if isinstance(winners, Winners):
+        return jnp.where(winners.valid[:, None], winners.index, -1)
+    w = jnp.asarray(winners, jnp.int32)
+    if w.ndim != 2 or w.shape[-1] != 3:
+        raise InputError(f"winners must be a (k, 3) array of (feature, row, col), got shape {w.shape}")
+    return w
+
+
+def stdp_pairings(spk_in: jax.Array, spk_out: jax.Array, winners, kernel_size: tuple[int, int]) -> jax.Array:
+    """``(k, C, kh, kw)`` bool: input count ``>=`` winner's output count over each winner's receptive field."""
+    win = _winner_array(winners)
+    kh, kw = kernel_size
+    in_cnt = jnp.sum(spk_in.astype(jnp.float32), axis=0)
+    out_cnt = jnp.sum(spk_out.astype(jnp.float32), axis=0)
+
+    def one(row):
+        f, r, c = jnp.maximum(row, 0)
+        field = lax.dynamic_slice(in_cnt, (0, r, c), (in_cnt.shape[0], kh, kw))
+        return field >= out_cnt[f, r, c]
+
+    return jax.vmap(one)(win)
+
+
+def stdp_update(
+    weight: jax.Array, spk_in: jax.Array, spk_out: jax.Array, winners, a_ltp: jax.Array, a_ltd: jax.Array,
+    *, lb: float = 0.0, ub: float = 1.0, stabilizer: bool = True, clamp_all: bool = True,
+) -> jax.Array:
+    """One SpykeTorch STDP step on conv weights ``(F, C, kh, kw)``; ``a_ltp``/``a_ltd`` are per feature ``(F,)`` or scalars."""
+    if weight.ndim != 4:
+        raise InputError(f"conv weight must be (out, in, kh, kw), got shape {weight.shape}")
+    n_feat = weight.shape[0]
+    win = _winner_array(winners)
+    pair = stdp_pairings(spk_in, spk_out, win, weight.shape[2:])  # (k, C, kh, kw)
+    a_ltp = jnp.broadcast_to(jnp.asarray(a_ltp, weight.dtype), (n_feat,))
+    a_ltd = jnp.broadcast_to(jnp.asarray(a_ltd, weight.dtype), (n_feat,))
+    feat = win[:, 0]
+    fsafe = jnp.maximum(feat, 0)
+    per_win = jnp.where(pair, a_ltp[fsafe][:, None, None, None], a_ltd[fsafe][:, None, None, None])  # (k, C, kh, kw)
+    k = win.shape[0]
+    match = (feat[None, :] == jnp.arange(n_feat)[:, None]) & (feat[None, :] >= 0)  # (F, k)
+    last = k - 1 - jnp.argmax(match[:, ::-1], axis=1)  # last winner of each feature
+    has = jnp.any(match, axis=1)
+    rate = jnp.where(has[:, None, None, None], per_win[last], jnp.zeros((), weight.dtype))
+    lb_ = jnp.asarray(lb, weight.dtype)
+    ub_ = jnp.asarray(ub, weight.dtype)
+    if stabilizer:
+        delta = rate * ((weight - lb_) * (ub_ - weight))
+        # the select keeps XLA/LLVM from contracting the multiply-add into an FMA (one rounding
+        # fewer than the original) so jitted updates stay bit-identical to SpykeTorch; it only
+        # changes a NaN increment into 0
+        new = weight + jnp.where(delta == delta, delta, jnp.zeros((), delta.dtype))
+    else:
+        new = weight + rate
+    clamped = jnp.clip(new, lb_, ub_)
+    if clamp_all:
+        return clamped
+    return jnp.where(has[:, None, None, None], clamped, weight)
+
+
+class STDPState(NamedTuple):
+    """Per-feature learning rates and the image counter of the doubling schedule."""
+
+    a_ltp: jax.Array
+    a_ltd: jax.Array
+    count: jax.Array
+
+
+def spyketorch_stdp(
+    a_plus: float = 0.004, a_minus: float = -0.003, lb: float = 0.0, ub: float = 1.0, stabilizer: bool = True,
+    clamp_all: bool = True, schedule_every: int | None = 500, max_a_plus: float = 0.15, ltd_ratio: float = -0.75,
+) -> LearningRule:
+    """SpykeTorch STDP for conv layers (winners only, stabilizer, clamp) with the a+ doubling schedule."""
+    if lb >= ub:
+        raise ConfigError(f"STDP bounds need lb < ub, got [{lb}, {ub}]")
+    if schedule_every is not None and schedule_every <= 0:
+        raise ConfigError(f"schedule_every must be a positive integer or None, got {schedule_every!r}")
+
+    def init(weight: jax.Array) -> STDPState:
+        n = weight.shape[0]
+        return STDPState(jnp.full((n,), a_plus, jnp.float32), jnp.full((n,), a_minus, jnp.float32), jnp.zeros((), jnp.int32))
+
+    def update(weight, state: STDPState, spk_in, spk_out, winners):
+        a_ltp, a_ltd, count = state
+        if schedule_every is not None:
+            # the original counts the image before its STDP step: the N-th image already uses the new rate
+            count = count + 1
+            hit = count >= schedule_every
+            ap = jnp.minimum(a_ltp[0] * 2, jnp.float32(max_a_plus))
+            an = ap * jnp.float32(ltd_ratio)
+            a_ltp = jnp.where(hit, jnp.full_like(a_ltp, ap), a_ltp)
+            a_ltd = jnp.where(hit, jnp.full_like(a_ltd, an), a_ltd)
+            count = jnp.where(hit, 0, count)
+        new = stdp_update(weight, spk_in, spk_out, winners, a_ltp, a_ltd, lb=lb, ub=ub, stabilizer=stabilizer, clamp_all=clamp_all)
+        return new, STDPState(a_ltp, a_ltd, count)
+
+    return LearningRule(init, update)
+
+
+class RSTDPState(NamedTuple):
+    """Current reward and punishment rates and the counters of the running batch."""
+
+    reward: jax.Array  #: (2,) (a_ltp, a_ltd) used after a correct decision
+    punish: jax.Array  #: (2,) (a_ltp, a_ltd) used after a wrong decision
+    correct: jax.Array
+    wrong: jax.Array
+    seen: jax.Array
+
+
+def r_stdp(
+    reward: tuple[float, float] = (0.004, -0.003), punish: tuple[float, float] = (-0.004, 0.0005),
+    lb: float = 0.2, ub: float = 0.8, stabilizer: bool = False, clamp_all: bool = True,
+    adaptive: bool = True, adaptive_int: float = 1.0, adaptive_min: float = 0.0, batch_size: int = 1000,
+) -> LearningRule:
+    """Reward-modulated STDP (Mozafari 2019): STDP if correct, anti-STDP if wrong, nothing on silence."""
+    if lb >= ub:
+        raise ConfigError(f"R-STDP bounds need lb < ub, got [{lb}, {ub}]")
+    if batch_size <= 0:
+        raise ConfigError(f"batch_size must be positive, got {batch_size!r}")
+    r0 = jnp.asarray(reward, jnp.float32)
+    p0 = jnp.asarray(punish, jnp.float32)
+
+    def init(weight: jax.Array | None = None) -> RSTDPState:
+        z = jnp.zeros((), jnp.int32)
+        return RSTDPState(r0, p0, z, z, z)
+
+    def update(weight, state: RSTDPState, spk_in, spk_out, winners, decision, label):
+        decision = jnp.asarray(decision)
+        silent = decision < 0
+        good = (~silent) & (decision == label)
+        bad = (~silent) & (decision != label)
+        rates = jnp.where(good, state.reward, state.punish)
+        new = stdp_update(weight, spk_in, spk_out, winners, rates[0], rates[1], lb=lb, ub=ub,
+                          stabilizer=stabilizer, clamp_all=clamp_all)
+        new = jnp.where(silent, weight, new)
+        correct = state.correct + good.astype(jnp.int32)
+        wrong = state.wrong + bad.astype(jnp.int32)
+        seen = state.seen + 1
+        rew, pun = state.reward, state.punish
+        if adaptive:
+            end = seen >= batch_size
+            c_rate = correct.astype(jnp.float32) / seen.astype(jnp.float32)
+            w_rate = wrong.astype(jnp.float32) / seen.astype(jnp.float32)
+            rew = jnp.where(end, r0 * (w_rate * adaptive_int + adaptive_min), rew)
+            pun = jnp.where(end, p0 * (c_rate * adaptive_int + adaptive_min), pun)
+            zero = jnp.zeros((), jnp.int32)
+            correct = jnp.where(end, zero, correct)
+            wrong = jnp.where(end, zero, wrong)
+            seen = jnp.where(end, zero, seen)
+        return new, RSTDPState(rew, pun, correct, wrong, seen)
+
+    return LearningRule(init, update)

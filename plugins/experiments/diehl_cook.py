@@ -1,0 +1,141 @@
+"""Experiment ``diehl-cook``: unsupervised STDP (Diehl & Cook 2015) with label assignment.
+
+Per seed: train the D&C network (``n_exc`` excitatory neurons, dt 0.5 ms,
+``stdp-dc15``, weight normalisation to 78, θ threshold, the "fewer than 5
+spikes → raise the intensity and repeat" rule) on ``n_train`` images; assign
+each excitatory neuron the class to which it responded most (mean spike count
+per class) over the last ``assign_window`` training presentations, as D&C did;
+then present ``n_test`` test images with learning and θ frozen and predict the
+class whose assigned neurons fire most on average.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from snnjax.errors import ConfigError
+from snnjax.experiment import Experiment, RunContext, RunResult
+from snnjax.seeds import seed_keys, seed_mesh, shard_seeds
+
+from .. import network as net
+
+DEFAULTS: dict[str, Any] = {
+    "seed": 0,
+    "dataset": "mnist-embedded",
+    "data_dir": "",
+    "n_exc": 100,
+    "n_train": 4000,
+    "n_test": 1000,
+    "assign_window": 1000,
+    "chunk": 250,
+    "rule": "stdp-dc15",
+    "dt_ms": 0.5,
+}
+
+THESIS = {"test_accuracy": "82.9 % (Diehl & Cook 2015, 100 neurons, full MNIST, 3 epochs)"}
+
+
+def validate(cfg: Mapping[str, Any]) -> None:
+    for key in ("n_exc", "n_train", "n_test", "assign_window", "chunk"):
+        if cfg[key] <= 0:
+            raise ConfigError(f"{key} must be a positive integer, got {cfg[key]}")
+    if cfg["assign_window"] > cfg["n_train"]:
+        raise ConfigError(f"assign_window={cfg['assign_window']} exceeds n_train={cfg['n_train']}")
+    if cfg["dt_ms"] <= 0:
+        raise ConfigError(f"dt_ms must be a positive number of ms, got {cfg['dt_ms']}")
+
+
+def assign_labels(counts: jnp.ndarray, labels: jnp.ndarray, n_classes: int) -> jnp.ndarray:
+    """Each neuron's class: argmax over classes of its mean spike count (``counts[n, n_exc]``)."""
+    onehot = jax.nn.one_hot(labels, n_classes, dtype=jnp.float32)  # [n, C]
+    totals = onehot.T @ counts.astype(jnp.float32)  # [C, n_exc]
+    per_class = totals / jnp.maximum(onehot.sum(0), 1.0)[:, None]
+    return jnp.argmax(per_class, axis=0)
+
+
+def predict(counts: jnp.ndarray, assignment: jnp.ndarray, n_classes: int) -> jnp.ndarray:
+    """Class whose assigned neurons have the highest mean count (``counts[n, n_exc]``)."""
+    onehot = jax.nn.one_hot(assignment, n_classes, dtype=jnp.float32)  # [n_exc, C]
+    rate = counts.astype(jnp.float32) @ onehot / jnp.maximum(onehot.sum(0), 1.0)
+    return jnp.argmax(rate, axis=-1)
+
+
+def run(ctx: RunContext) -> RunResult:
+    from snnjax import data
+
+    cfg = ctx.config
+    reg = ctx.registry
+    rule = reg.create("rule", cfg["rule"])
+    netcfg = net.dc15_config(n_exc=cfg["n_exc"], dt_ms=cfg["dt_ms"])
+    test_cfg = dataclasses.replace(netcfg, exc=dataclasses.replace(netcfg.exc, theta_plus_mv=0.0))
+    kw = {"data_dir": cfg["data_dir"] or None, "registry": reg}
+    train = data.load(cfg["dataset"], "train", **kw)
+    test = data.load(cfg["dataset"], "test", limit=cfg["n_test"], **kw)
+    n_classes = int(max(train.labels.max(), test.labels.max())) + 1
+    if cfg["n_train"] > len(train.labels):
+        raise ConfigError(f"n_train={cfg['n_train']} but dataset {cfg['dataset']!r} has {len(train.labels)} training images")
+    S, N, C = ctx.n_seeds, cfg["n_train"], cfg["chunk"]
+    orders = np.stack([np.random.default_rng([cfg["seed"], i]).permutation(len(train.labels))[:N] for i in range(S)])
+    train_x = train.images.reshape(len(train.labels), -1)[orders]  # [S, N, 784]
+    train_y = train.labels[orders]
+    test_x = jnp.asarray(test.images.reshape(len(test.labels), -1))
+    mesh = seed_mesh(S)
+
+    keys = seed_keys(cfg["seed"], S)
+    k_init, k_run = jax.vmap(lambda k: jax.random.split(k, 2))(keys).transpose(1, 0, 2)
+    state = jax.jit(jax.vmap(lambda k: net.init_network(k, netcfg, rule)))(k_init)
+
+    def train_chunk(state, key, images):
+        state, out = net.present_many(state, images, key, netcfg, rule, learn=1.0)
+        return state, out.exc_counts, out.n_presentations
+
+    def evaluate(state, key, images):
+        _, out = net.present_many(state, images, key, test_cfg, rule, learn=0.0)
+        return out.exc_counts
+
+    v_train = jax.jit(jax.vmap(train_chunk))
+    v_eval = jax.jit(jax.vmap(evaluate, in_axes=(0, 0, None)))
+    counts_all = np.zeros((S, N, cfg["n_exc"]), np.int32)
+    repeats = np.zeros((S, N), np.int32)
+    n_chunks = -(-N // C)
+    for c in range(n_chunks):
+        lo, hi = c * C, min(N, (c + 1) * C)
+        images = jnp.asarray(train_x[:, lo:hi])
+        k = jax.vmap(lambda kk: jax.random.fold_in(kk, c))(k_run)
+        state, counts, reps = v_train(state, shard_seeds(k, mesh), shard_seeds(images, mesh))
+        counts_all[:, lo:hi] = np.asarray(counts)
+        repeats[:, lo:hi] = np.asarray(reps)
+        ctx.progress(hi, N, "training images")
+    window = slice(N - cfg["assign_window"], N)
+    assignment = jax.vmap(assign_labels, in_axes=(0, 0, None))(jnp.asarray(counts_all[:, window]),
+                                                               jnp.asarray(train_y[:, window]), n_classes)
+    k_test = jax.vmap(lambda kk: jax.random.fold_in(kk, 10**6))(k_run)
+    test_counts = v_eval(state, k_test, test_x)
+    pred = jax.vmap(predict, in_axes=(0, 0, None))(test_counts, assignment, n_classes)
+    accuracy = 100.0 * np.mean(np.asarray(pred) == test.labels[None, :], axis=1)
+    result = RunResult(
+        metrics={
+            "test_accuracy": accuracy,
+            "mean_presentations_per_image": repeats.mean(axis=1),
+            "neurons_never_assigned_spikes": (counts_all[:, window].sum(1) == 0).sum(1).astype(float),
+        },
+        extra={"n_classes": n_classes, "n_test": int(len(test.labels))},
+    )
+    from snnjax import plots
+
+    w = np.asarray(state.w)
+    np.savez_compressed(ctx.out_dir / "weights.npz", W=w)
+    result.figures.append(str(plots.receptive_fields(ctx.out_dir / "receptive_fields.png", {"seed 0": w[0]})))
+    return result
+
+
+def diehl_cook() -> Experiment:
+    """Diehl & Cook 2015: unsupervised STDP, neurons labelled by response, test accuracy."""
+    return Experiment(name="diehl-cook", description=diehl_cook.__doc__.splitlines()[0],
+                      defaults=DEFAULTS, run=run, validate=validate, thesis=THESIS)

@@ -1,0 +1,439 @@
+r"""Built-in learning rules of the Diehl & Cook family: STDP, All-LTD, D&C 2015 STDP, segment-supervised.
+
+Every factory returns a :class:`snnjax.plasticity.LearningRule` acting on a dense
+weight matrix ``W[pre, post]``. Traces are kept **per neuron** (a synapse's
+presynaptic trace only depends on its presynaptic neuron's spikes, so it is the
+same for all of that neuron's synapses) and decay **exactly**,
+``x ← x·exp(−dt/τ)`` once per step, which equals Brian 2's lazily updated
+event-driven traces (``x·exp(−(t − lastupdate)/τ)``) up to rounding.
+
+Order within a step follows Brian 2: every ``on_pre`` pathway before every
+``on_post`` pathway, each statement clipped at once, so a pre and a post spike
+in the same step count as pre-before-post (Δt = 0 potentiates under STDP).
+
+Event-driven updates: when ``activity.pre_idx`` / ``activity.post_idx`` are given
+(padded index lists, pad value = the population size), only the rows / columns
+of spiking neurons are read and written. Spikes in ``activity.pre`` /
+``activity.post`` beyond what the index list holds are processed exactly in
+further chunks by a ``lax.while_loop`` that runs zero times in the usual case.
+Without index lists, the rules use dense masked updates (same results).
+
+``activity.gain`` scales every learning rate (0 = learning off: weights kept,
+traces still advance, as in the thesis' test phase with ``lr1 = lr2 = 0``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax.numpy as jnp
+from jax import lax
+
+from snnjax.errors import ConfigError
+from snnjax.hookspecs import hookimpl
+from snnjax.plasticity import Activity, LearningRule
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+# ----------------------------------------------------------------------------------------------
+
+
+def decay_factor(dt_ms, tau_ms: float, dtype):
+    """``exp(−dt/τ)`` in ``dtype`` (computed in double precision when ``dt`` is a Python number)."""
+    if isinstance(dt_ms, (int, float)):
+        return jnp.asarray(math.exp(-dt_ms / tau_ms), dtype)
+    return jnp.exp(-jnp.asarray(dt_ms, dtype) / jnp.asarray(tau_ms, dtype))
+
+
+def for_each_event(mask, first_idx, fn: Callable, carry):
+    """Apply ``fn(idx, carry) -> carry`` to the events of ``mask`` in padded chunks.
+
+    ``first_idx`` (length k, padded with ``len(mask)``) holds some of the events
+    of ``mask`` (typically all of them); the rest are found with ``nonzero`` and
+    processed k at a time in a ``lax.while_loop`` that normally runs zero times.
+    Exact for any number of events.
+    """
+    n = mask.shape[0]
+    k = first_idx.shape[0]
+    carry = fn(first_idx, carry)
+    covered = jnp.zeros((n,), bool).at[first_idx].set(True, mode="drop")
+    remaining = mask & ~covered
+
+    def cond(c):
+        return jnp.any(c[0])
+
+    def body(c):
+        rem, car = c
+        idx = jnp.nonzero(rem, size=k, fill_value=n)[0].astype(first_idx.dtype)
+        car = fn(idx, car)
+        return rem.at[idx].set(False, mode="drop"), car
+
+    _, carry = lax.while_loop(cond, body, (remaining, carry))
+    return carry
+
+
+def _gate(act: Activity, n_post: int, dtype):
+    if act.gate is None:
+        return jnp.ones((n_post,), dtype)
+    return jnp.asarray(act.gate, dtype)
+
+
+def segment_gate(label, n_post: int, n_classes: int, dtype=None):
+    """``float[n_post]``: 1 on the segment of ``label`` (neurons ``label·s … label·s + s − 1``), 0 elsewhere."""
+    if n_classes <= 0 or n_post % n_classes:
+        raise ConfigError(
+            f"segment-supervised: {n_post} excitatory neurons cannot be split into {n_classes} equal segments "
+            f"(one per class); choose n_exc as a multiple of n_classes."
+        )
+    size = n_post // n_classes
+    dtype = jnp.zeros((), float).dtype if dtype is None else dtype
+    return (jnp.arange(n_post) // size == jnp.asarray(label)).astype(dtype)
+
+
+# ----------------------------------------------------------------------------------------------
+# pair-based trace STDP (thesis form) and All-LTD
+# ----------------------------------------------------------------------------------------------
+
+
+class TraceState(NamedTuple):
+    """Per-neuron traces: ``apre[n_pre]``, ``apost[n_post]`` (dimensionless)."""
+
+    apre: jnp.ndarray
+    apost: jnp.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class TraceSTDPParams:
+    """Parameters of the pair-based trace rule (thesis constants by default).
+
+    on_pre:  ``Apre += a_pre``;   ``w ← bound(w + lr1·Apost)``
+    on_post: ``Apost += a_post``; ``w ← bound(w + lr2·Apre)``
+
+    ``pairing="nearest"`` sets the trace to its increment instead of adding it.
+    ``bounds="hard"`` clips to ``[w_min, w_max]``; ``"soft"`` scales a potentiation
+    by ``(w_max − w)/(w_max − w_min)`` and a depression by ``(w − w_min)/(w_max − w_min)``
+    (then clips).
+    """
+
+    tau_pre_ms: float = 20.0
+    tau_post_ms: float = 20.0
+    a_pre: float = 5e-4
+    a_post: float = -5.25e-4
+    w_min: float = 0.0
+    w_max: float = 0.05
+    lr1: float = 1.0
+    lr2: float = 1.0
+    pairing: str = "all-to-all"
+    bounds: str = "hard"
+
+    def __post_init__(self):
+        for name in ("tau_pre_ms", "tau_post_ms"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and v > 0):
+                raise ConfigError(f"{name} must be a positive number of ms, got {v!r}")
+        if not self.w_min < self.w_max:
+            raise ConfigError(f"weight bounds need w_min < w_max, got {self.w_min}, {self.w_max}")
+        if self.pairing not in ("all-to-all", "nearest"):
+            raise ConfigError(f"pairing must be 'all-to-all' or 'nearest', got {self.pairing!r}")
+        if self.bounds not in ("hard", "soft"):
+            raise ConfigError(f"bounds must be 'hard' or 'soft', got {self.bounds!r}")
+
+    def same_traces(self, other: TraceSTDPParams) -> bool:
+        """True when ``other`` differs at most in its learning rates (rules can be merged)."""
+        return dataclasses.replace(other, lr1=self.lr1, lr2=self.lr2) == self
+
+
+def _bound(p: TraceSTDPParams, w, delta):
+    lo = jnp.asarray(p.w_min, w.dtype)
+    hi = jnp.asarray(p.w_max, w.dtype)
+    if p.bounds == "soft":
+        span = jnp.asarray(p.w_max - p.w_min, w.dtype)
+        delta = jnp.where(delta > 0, delta * (hi - w) / span, delta * (w - lo) / span)
+    return jnp.clip(w + delta, lo, hi)
+
+
+def _trace_rule(p: TraceSTDPParams, lr_fn: Callable) -> LearningRule:
+    """Trace rule whose per-column rates ``(lr1[n_post], lr2[n_post])`` come from ``lr_fn(act, n_post, dtype)``."""
+
+    def init(w):
+        return TraceState(jnp.zeros((w.shape[0],), w.dtype), jnp.zeros((w.shape[1],), w.dtype))
+
+    def update(w, s: TraceState, act: Activity):
+        dtype = w.dtype
+        n_pre, n_post = w.shape
+        lr1, lr2 = lr_fn(act, n_post, dtype)
+        gain = jnp.asarray(act.gain, dtype)
+        lr1 = gain * lr1
+        lr2 = gain * lr2
+        apre = s.apre * decay_factor(act.dt_ms, p.tau_pre_ms, dtype)
+        apost = s.apost * decay_factor(act.dt_ms, p.tau_post_ms, dtype)
+        a_pre = jnp.asarray(p.a_pre, dtype)
+        a_post = jnp.asarray(p.a_post, dtype)
+        pre = jnp.asarray(act.pre, bool)
+        post = jnp.asarray(act.post, bool)
+
+        # ---- on_pre: Apre += a_pre; w = bound(w + lr1*Apost) on the rows of spiking inputs
+        if act.pre_idx is None:
+            apre = jnp.where(pre, a_pre if p.pairing == "nearest" else apre + a_pre, apre)
+            w = jnp.where(pre[:, None], _bound(p, w, lr1 * apost[None, :]), w)
+        else:
+
+            def on_pre(idx, c):
+                w_, apre_ = c
+                if p.pairing == "nearest":
+                    apre_ = apre_.at[idx].set(a_pre, mode="drop")
+                else:
+                    apre_ = apre_.at[idx].add(a_pre, mode="drop")
+                rows = w_.at[idx].get(mode="fill", fill_value=0)
+                w_ = w_.at[idx].set(_bound(p, rows, lr1 * apost[None, :]), mode="drop")
+                return w_, apre_
+
+            w, apre = for_each_event(pre, act.pre_idx, on_pre, (w, apre))
+
+        # ---- on_post: Apost += a_post; w = bound(w + lr2*Apre) on the columns of spiking neurons
+        if act.post_idx is None:
+            apost = jnp.where(post, a_post if p.pairing == "nearest" else apost + a_post, apost)
+            w = jnp.where(post[None, :], _bound(p, w, lr2[None, :] * apre[:, None]), w)
+        else:
+
+            def on_post(idx, c):
+                w_, apost_ = c
+                if p.pairing == "nearest":
+                    apost_ = apost_.at[idx].set(a_post, mode="drop")
+                else:
+                    apost_ = apost_.at[idx].add(a_post, mode="drop")
+                cols = w_.at[:, idx].get(mode="fill", fill_value=0)
+                l2 = lr2.at[idx].get(mode="fill", fill_value=0)
+                w_ = w_.at[:, idx].set(_bound(p, cols, l2[None, :] * apre[:, None]), mode="drop")
+                return w_, apost_
+
+            w, apost = for_each_event(post, act.post_idx, on_post, (w, apost))
+        return w, TraceState(apre, apost)
+
+    return LearningRule(init, update)
+
+
+def _const_lr(p: TraceSTDPParams):
+    def lr_fn(act, n_post, dtype):
+        return jnp.full((n_post,), p.lr1, dtype), jnp.full((n_post,), p.lr2, dtype)
+
+    return lr_fn
+
+
+def stdp(
+    *,
+    tau_pre_ms: float = 20.0,
+    tau_post_ms: float = 20.0,
+    a_pre: float = 5e-4,
+    a_post: float = -5.25e-4,
+    w_min: float = 0.0,
+    w_max: float = 0.05,
+    lr1: float = 1.0,
+    lr2: float = 1.0,
+    pairing: str = "all-to-all",
+    bounds: str = "hard",
+) -> LearningRule:
+    """Pair-based trace STDP, exact trace decay (thesis constants: τ 20 ms, 5e-4 / −5.25e-4, gmax 0.05)."""
+    p = TraceSTDPParams(tau_pre_ms, tau_post_ms, a_pre, a_post, w_min, w_max, lr1, lr2, pairing, bounds)
+    return _trace_rule(p, _const_lr(p))
+
+
+def all_ltd(**params) -> LearningRule:
+    """All-LTD: trace STDP with lr2 = −1, depression for both spike orders (thesis)."""
+    params.setdefault("lr2", -1.0)
+    return stdp(**params)
+
+
+# ----------------------------------------------------------------------------------------------
+# Diehl & Cook 2015 STDP
+# ----------------------------------------------------------------------------------------------
+
+
+class DC15State(NamedTuple):
+    """Traces ``pre[n_pre]``, ``post1[n_post]``, ``post2[n_post]`` (set to 1 on a spike)."""
+
+    pre: jnp.ndarray
+    post1: jnp.ndarray
+    post2: jnp.ndarray
+
+
+def stdp_dc15(
+    *,
+    tau_pre_ms: float = 20.0,
+    tau_post1_ms: float = 20.0,
+    tau_post2_ms: float = 40.0,
+    nu_pre: float = 1e-4,
+    nu_post: float = 1e-2,
+    w_min: float = 0.0,
+    w_max: float = 1.0,
+) -> LearningRule:
+    """Diehl & Cook 2015 STDP: set-to-1 traces; pre: w −= ν_pre·post1; post: w += ν_post·pre·post2(before).
+
+    ``activity.gate``, when given, scales both rates per postsynaptic neuron.
+    """
+    for name, v in (("tau_pre_ms", tau_pre_ms), ("tau_post1_ms", tau_post1_ms), ("tau_post2_ms", tau_post2_ms)):
+        if not v > 0:
+            raise ConfigError(f"{name} must be a positive number of ms, got {v!r}")
+    if not w_min < w_max:
+        raise ConfigError(f"weight bounds need w_min < w_max, got {w_min}, {w_max}")
+
+    def init(w):
+        return DC15State(jnp.zeros((w.shape[0],), w.dtype), jnp.zeros((w.shape[1],), w.dtype), jnp.zeros((w.shape[1],), w.dtype))
+
+    def update(w, s: DC15State, act: Activity):
+        dtype = w.dtype
+        gain = jnp.asarray(act.gain, dtype)
+        n_post = w.shape[1]
+        g = _gate(act, n_post, dtype) if act.gate is not None else None
+        npre = gain * jnp.asarray(nu_pre, dtype)
+        npost = gain * jnp.asarray(nu_post, dtype)
+        lo, hi = jnp.asarray(w_min, dtype), jnp.asarray(w_max, dtype)
+        pre_t = s.pre * decay_factor(act.dt_ms, tau_pre_ms, dtype)
+        post1 = s.post1 * decay_factor(act.dt_ms, tau_post1_ms, dtype)
+        post2 = s.post2 * decay_factor(act.dt_ms, tau_post2_ms, dtype)
+        one = jnp.asarray(1.0, dtype)
+        pre = jnp.asarray(act.pre, bool)
+        post = jnp.asarray(act.post, bool)
+        dep = npre * post1 if g is None else npre * post1 * g
+        if act.pre_idx is None:
+            pre_t = jnp.where(pre, one, pre_t)
+            w = jnp.where(pre[:, None], jnp.clip(w - dep[None, :], lo, hi), w)
+        else:
+
+            def on_pre(idx, c):
+                w_, tr = c
+                rows = w_.at[idx].get(mode="fill", fill_value=0)
+                w_ = w_.at[idx].set(jnp.clip(rows - dep[None, :], lo, hi), mode="drop")
+                return w_, tr.at[idx].set(one, mode="drop")
+
+            w, pre_t = for_each_event(pre, act.pre_idx, on_pre, (w, pre_t))
+        pot = npost * post2 if g is None else npost * post2 * g
+        if act.post_idx is None:
+            w = jnp.where(post[None, :], jnp.clip(w + pre_t[:, None] * pot[None, :], lo, hi), w)
+            post1 = jnp.where(post, one, post1)
+            post2 = jnp.where(post, one, post2)
+        else:
+
+            def on_post(idx, c):
+                w_, p1, p2 = c
+                cols = w_.at[:, idx].get(mode="fill", fill_value=0)
+                k = pot.at[idx].get(mode="fill", fill_value=0)
+                w_ = w_.at[:, idx].set(jnp.clip(cols + pre_t[:, None] * k[None, :], lo, hi), mode="drop")
+                return w_, p1.at[idx].set(one, mode="drop"), p2.at[idx].set(one, mode="drop")
+
+            w, post1, post2 = for_each_event(post, act.post_idx, on_post, (w, post1, post2))
+        return w, DC15State(pre_t, post1, post2)
+
+    return LearningRule(init, update)
+
+
+# ----------------------------------------------------------------------------------------------
+# segment-supervised pairing
+# ----------------------------------------------------------------------------------------------
+
+_TRACE_FAMILY = {"stdp": {}, "all-ltd": {"lr2": -1.0}}
+
+
+def _trace_params(name: str, params: dict | None) -> TraceSTDPParams | None:
+    if not isinstance(name, str) or name not in _TRACE_FAMILY:
+        return None
+    kw = {**_TRACE_FAMILY[name], **(params or {})}
+    try:
+        return TraceSTDPParams(**kw)
+    except TypeError as exc:
+        raise ConfigError(f"rule {name!r}: {exc}") from exc
+
+
+def _make(rule, params) -> LearningRule:
+    if isinstance(rule, LearningRule):
+        return rule
+    from snnjax.plugins import get_registry
+
+    return get_registry().create("rule", rule, **(params or {}))
+
+
+def segment_supervised(
+    *,
+    n_classes: int = 3,
+    target: str | LearningRule = "stdp",
+    others: str | LearningRule = "all-ltd",
+    target_params: dict | None = None,
+    others_params: dict | None = None,
+) -> LearningRule:
+    """Supervised segments: the label's segment learns by ``target`` (STDP), the others by ``others`` (All-LTD).
+
+    Which neurons form the label's segment comes from ``activity.gate`` (> 0 on the
+    label's segment; see :func:`segment_gate`); without a gate every neuron
+    learns by ``target``. Two rules of the trace family (``stdp``, ``all-ltd``)
+    that differ only in their learning rates are merged into one rule with
+    per-column rates (no extra work); any other pair runs both rules and selects
+    per column.
+    """
+    if not isinstance(n_classes, int) or n_classes <= 0:
+        raise ConfigError(f"n_classes must be a positive integer, got {n_classes!r}")
+    pa = _trace_params(target, target_params)
+    pb = _trace_params(others, others_params)
+
+    def check(w):
+        n_post = w.shape[-1]
+        if n_post % n_classes:
+            raise ConfigError(
+                f"segment-supervised: {n_post} postsynaptic neurons cannot be split into {n_classes} equal "
+                f"segments (one per class); choose a neuron count that is a multiple of n_classes."
+            )
+
+    if pa is not None and pb is not None and pa.same_traces(pb):
+
+        def lr_fn(act, n_post, dtype):
+            sel = _gate(act, n_post, dtype) > 0
+            lr1 = jnp.where(sel, jnp.asarray(pa.lr1, dtype), jnp.asarray(pb.lr1, dtype))
+            lr2 = jnp.where(sel, jnp.asarray(pa.lr2, dtype), jnp.asarray(pb.lr2, dtype))
+            return lr1, lr2
+
+        merged = _trace_rule(pa, lr_fn)
+
+        def init(w):
+            check(w)
+            return merged.init(w)
+
+        return LearningRule(init, merged.update, merged.prepare)
+
+    ra, rb = _make(target, target_params), _make(others, others_params)
+
+    def init2(w):
+        check(w)
+        return (ra.init(w), rb.init(w))
+
+    def prepare2(w, s, act):
+        sel = _gate(act, w.shape[-1], w.dtype) > 0
+        return jnp.where(sel[None, :], ra.prepare(w, s[0], act), rb.prepare(w, s[1], act))
+
+    def update2(w, s, act):
+        sel = _gate(act, w.shape[-1], w.dtype) > 0
+        wa, sa = ra.update(w, s[0], act)
+        wb, sb = rb.update(w, s[1], act)
+        return jnp.where(sel[None, :], wa, wb), (sa, sb)
+
+    return LearningRule(init2, update2, prepare2)
+
+
+@hookimpl
+def snnjax_learning_rules():
+    return {"stdp": stdp, "all-ltd": all_ltd, "stdp-dc15": stdp_dc15, "segment-supervised": segment_supervised}
+
+
+__all__ = [
+    "DC15State",
+    "TraceSTDPParams",
+    "TraceState",
+    "all_ltd",
+    "decay_factor",
+    "for_each_event",
+    "segment_gate",
+    "segment_supervised",
+    "stdp",
+    "stdp_dc15",
+]

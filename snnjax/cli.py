@@ -1,0 +1,333 @@
+"""The ``snnjax`` command line.
+
+``snnjax run EXPERIMENT [--seeds N] [--set key=value ...] [--config FILE.toml] [--out DIR]``
+``snnjax run --resume DIR`` continues an interrupted run from its last checkpoint.
+``snnjax plugins [--json]``, ``snnjax data``, ``snnjax plot RUN_DIR``,
+``snnjax report RUN_DIR... [--out FILE.md]``.
+
+Every error a user can cause is reported as one line, ``error: ...``, with exit
+status 2, before anything is compiled. Ctrl-C during a run stops it cleanly:
+what was finished is written (``results.json`` with ``"complete": false``) and
+the exit status is 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, SnnjaxError
+
+
+class _Progress:
+    """A tqdm bar on stderr, created lazily per phase."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+        self._bar = None
+        self._what = None
+
+    def __call__(self, done: int, total: int, what: str = "") -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        if self._bar is None or what != self._what or total != self._bar.total:
+            self.close()
+            self._bar = tqdm(total=total, desc=what or "run", file=sys.stderr, mininterval=1.0, dynamic_ncols=True)
+            self._what = what
+        self._bar.n = done
+        self._bar.refresh()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def _default_out(name: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{name.replace('/', '_')}-{stamp}"
+
+
+def prepare_run(name: str, sets: Sequence[str] = (), config_file: str | None = None, seeds: int = 1,
+                registry: Any = None) -> tuple[Any, dict[str, Any]]:
+    """Resolve the experiment and its config, validating everything (no compile, no data)."""
+    from . import config as cfgmod
+    from .plugins import get_registry
+
+    registry = registry or get_registry()
+    experiment = registry.create("experiment", name)
+    if not isinstance(seeds, int) or seeds < 1:
+        raise ConfigError(f"--seeds must be a positive integer, got {seeds!r}")
+    layers = []
+    if config_file:
+        layers.append((f"config file {config_file}", cfgmod.load_toml(config_file)))
+    layers.append(("--set", cfgmod.parse_set(sets)))
+    config = cfgmod.resolve(experiment.defaults, *layers)
+    if experiment.validate is not None:
+        experiment.validate(config)
+    return experiment, config
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .experiment import RunContext
+    from .plugins import get_registry
+    from .results import build_results, summary_table, write_json_atomic
+
+    registry = getattr(args, "registry", None) or get_registry()
+    if getattr(args, "resume", None):
+        experiment, config = _prepare_resume(args, registry)
+    else:
+        if args.experiment is None:
+            raise ConfigError("snnjax run needs an EXPERIMENT name (see `snnjax plugins`), or --resume DIR")
+        if args.seeds is None:
+            args.seeds = 1
+        experiment, config = prepare_run(args.experiment, args.set or (), args.config, args.seeds, registry)
+    if args.dry_run:
+        print(json.dumps({"experiment": experiment.name, "seeds": args.seeds, "config": config}, indent=1))
+        return 0
+    out = Path(args.out) if args.out else _default_out(experiment.name)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "config.json", {"experiment": experiment.name, "seeds": args.seeds, "config": config})
+    progress = _Progress(enabled=not args.quiet)
+    checkpointer = _make_checkpointer(args, out, experiment.name, config)
+    ctx = RunContext(config=config, n_seeds=args.seeds, out_dir=out, registry=registry, progress=progress,
+                     checkpoint=checkpointer)
+    start = time.perf_counter()
+    try:
+        result = experiment.run(ctx)
+    except KeyboardInterrupt:
+        progress.close()
+        _flush_checkpoint(checkpointer)
+        partial = getattr(ctx, "partial", None)
+        if partial is not None:
+            doc = build_results(experiment.name, args.seeds, config, partial, time.perf_counter() - start,
+                                experiment.thesis, complete=False)
+            write_json_atomic(out / "results.json", doc)
+            print(f"\ninterrupted: kept the finished part in {out / 'results.json'}", file=sys.stderr)
+        else:
+            print("\ninterrupted before any result was finished", file=sys.stderr)
+        return 130
+    progress.close()
+    doc = build_results(experiment.name, args.seeds, config, result, time.perf_counter() - start, experiment.thesis)
+    write_json_atomic(out / "results.json", doc)
+    print(f"{experiment.name}: {args.seeds} seed(s), {doc['wall_time_s']:.1f} s, results in {out}")
+    print(summary_table(doc))
+    return 0
+
+
+def _prepare_resume(args: argparse.Namespace, registry: Any) -> tuple[Any, dict[str, Any]]:
+    """``snnjax run --resume DIR``: the experiment and config of the run in ``DIR`` (its config.json).
+
+    Command-line settings that would change the run (another experiment,
+    ``--seeds``, ``--set``, ``--config``, ``--out``) are refused unless they
+    agree with what the run started with.
+    """
+    from . import config as cfgmod
+
+    run_dir = Path(args.resume)
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.is_file():
+        raise ConfigError(f"--resume {run_dir}: there is no config.json there, so it is not the output directory "
+                          f"of a snnjax run. Give the --out directory of the interrupted run.")
+    try:
+        saved = json.loads(cfg_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"--resume {run_dir}: {cfg_path} is not valid JSON ({exc}); it cannot be resumed. "
+                          f"Start a new run instead.") from exc
+    if not isinstance(saved, dict) or not {"experiment", "seeds", "config"} <= set(saved):
+        raise ConfigError(f"--resume {run_dir}: {cfg_path} lacks 'experiment', 'seeds' or 'config'; it cannot be "
+                          f"resumed. Start a new run instead.")
+    name, seeds, stored = saved["experiment"], saved["seeds"], saved["config"]
+    again = "--resume continues a run exactly as it started"
+    if args.experiment is not None and args.experiment != name:
+        raise ConfigError(f"{again}: {run_dir} is a run of {name!r}, not {args.experiment!r}. Drop the experiment "
+                          f"name, or start a new run with another --out.")
+    if args.seeds is not None and args.seeds != seeds:
+        raise ConfigError(f"{again}: {run_dir} has {seeds} seed(s), not --seeds {args.seeds}. Drop --seeds, or "
+                          f"start a new run with another --out.")
+    if args.out is not None and Path(args.out).resolve() != run_dir.resolve():
+        raise ConfigError(f"{again}, in its own directory: drop --out {args.out} (results go to {run_dir}).")
+    experiment = registry.create("experiment", name)
+    where = str(cfg_path)
+    config = cfgmod.resolve(experiment.defaults, (where, stored))
+    asked = []
+    if args.config:
+        asked.append((f"config file {args.config}", cfgmod.load_toml(args.config)))
+    if args.set:
+        asked.append(("--set", cfgmod.parse_set(args.set)))
+    if asked:
+        wanted = cfgmod.resolve(experiment.defaults, (where, stored), *asked)
+        diffs = [f"{k}={wanted[k]!r} conflicts with {k}={config[k]!r}" for k in wanted if wanted[k] != config[k]]
+        if diffs:
+            raise ConfigError(f"{again}: " + "; ".join(diffs) + f" in {where}. Drop the conflicting --set/--config, "
+                              f"or start a new run with another --out.")
+    if experiment.validate is not None:
+        experiment.validate(config)
+    args.experiment, args.seeds, args.out = name, seeds, str(run_dir)
+    return experiment, config
+
+
+def _make_checkpointer(args: argparse.Namespace, out: Path, name: str, config: dict[str, Any]) -> Any:
+    """The run's :class:`~snnjax.checkpoint.Checkpointer`; on --resume, check its checkpoint now."""
+    from .checkpoint import Checkpointer
+
+    every = getattr(args, "checkpoint_every", 1)
+    ckpt = Checkpointer(out, every, experiment=name, config=config, n_seeds=args.seeds,
+                        resume=bool(getattr(args, "resume", None)))
+    if not ckpt.resume and ckpt.exists():
+        ckpt.path.unlink()  # a fresh run in an old directory: never resume someone else's state
+        print(f"removed the old checkpoint in {out}: this is a fresh run", file=sys.stderr)
+    if ckpt.resume:
+        meta = ckpt.peek()
+        if meta is None:
+            print(f"no checkpoint in {out} yet: starting from the first chunk", file=sys.stderr)
+        else:
+            print(f"resuming {out} from its checkpoint: {meta['chunk']} chunk(s) done", file=sys.stderr)
+    return ckpt
+
+
+def _flush_checkpoint(ckpt: Any) -> None:
+    """On Ctrl-C: make sure the last finished chunk's checkpoint is on disk."""
+    if ckpt is None:
+        return
+    try:
+        ckpt.flush()
+    except Exception as exc:  # noqa: BLE001 - keep the partial results even if this fails
+        print(f"\ncould not write the last checkpoint: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return
+    if ckpt.last_written is not None:
+        print(f"\ncheckpoint after chunk {ckpt.last_written} in {ckpt.path}; continue with "
+              f"`snnjax run --resume {ckpt.out_dir}`", file=sys.stderr)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from .report import plot_run
+
+    paths = plot_run(args.run_dir, out_dir=args.out)
+    if not paths:
+        print(f"{args.run_dir}: nothing to plot (no curve, responses_*, weights.npz or raster.npz)", file=sys.stderr)
+    for path in paths:
+        print(path)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import report
+
+    text = report(args.run_dirs)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+        print(out)
+    else:
+        print(text, end="")
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from .plugins import get_registry
+
+    registry = get_registry()
+    infos = registry.all()
+    if args.json:
+        print(json.dumps([{"kind": p.kind, "name": p.name, "doc": p.doc, "distribution": p.distribution,
+                           "module": p.module} for p in infos], indent=1))
+        return 0
+    for kind in registry.kinds():
+        names = [p for p in infos if p.kind == kind]
+        print(f"{kind}s:" if not kind.endswith("s") else f"{kind}:")
+        if not names:
+            print("  (none)")
+        width = max((len(p.name) for p in names), default=0)
+        for p in names:
+            print(f"  {p.name.ljust(width)}  {p.doc}  [{p.distribution}]")
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from . import data
+
+    rows = data.describe(data_dir=args.data_dir)
+    width = max((len(r[0]) for r in rows), default=0)
+    for name, description, location in rows:
+        print(f"{name.ljust(width)}  {location}")
+        if args.verbose:
+            print(f"{' ' * width}  {description}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="snnjax", description="Spiking neural networks with local learning rules, in JAX.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run an experiment over one or many seeds")
+    run.add_argument("experiment", nargs="?", help="experiment name (see `snnjax plugins`); omitted with --resume")
+    run.add_argument("--seeds", type=int, default=None, help="number of seeds, run at once with jax.vmap (default 1)")
+    run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
+    run.add_argument("--config", metavar="FILE.toml", help="a TOML config file")
+    run.add_argument("--out", metavar="DIR", help="output directory (default runs/EXPERIMENT-TIMESTAMP)")
+    run.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--resume", metavar="DIR",
+                     help="continue the interrupted run in DIR from its last checkpoint (same experiment, config "
+                          "and seeds, read from DIR/config.json)")
+    run.add_argument("--checkpoint-every", type=_positive_int, default=1, metavar="N",
+                     help="write a checkpoint after every N-th chunk of work (default 1)")
+    run.set_defaults(func=cmd_run)
+
+    plugins = sub.add_parser("plugins", help="list the registered plugins by kind")
+    plugins.add_argument("--json", action="store_true", help="machine-readable output")
+    plugins.set_defaults(func=cmd_plugins)
+
+    data = sub.add_parser("data", help="list datasets and where each would be loaded from")
+    data.add_argument("--data-dir", help="a directory of IDX files or prepared tfds data")
+    data.add_argument("-v", "--verbose", action="store_true")
+    data.set_defaults(func=cmd_data)
+
+    plot = sub.add_parser("plot", help="(re)draw a run's figures from its results.json")
+    plot.add_argument("run_dir", metavar="RUN_DIR", help="a run's output directory")
+    plot.add_argument("--out", metavar="DIR", help="where to write the figures (default RUN_DIR)")
+    plot.set_defaults(func=cmd_plot)
+
+    rep = sub.add_parser("report", help="a Markdown table comparing runs (mean ± std per metric)")
+    rep.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="runs' output directories")
+    rep.add_argument("--out", metavar="FILE.md", help="write the table to FILE.md (default: print it)")
+    rep.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, registry: Any = None) -> int:
+    """Run the command line ``argv``; ``registry`` replaces the installed plugins (for tests)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.registry = registry
+    try:
+        return int(args.func(args) or 0)
+    except SnnjaxError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

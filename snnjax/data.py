@@ -1,0 +1,551 @@
+"""The data layer: image datasets as host-side numpy arrays.
+
+A **dataset source** (:class:`DatasetSource`) is a plugin (hook
+``snnjax_datasets``) that loads one split of an image dataset as
+``(images uint8 [N, H, W], labels int32 [N])``; the built-in ones are 28×28.
+:func:`load` looks a source up by name, then filters, shuffles and truncates
+its split deterministically and returns a :class:`Dataset`.
+
+Data preparation is plain numpy on the host: shuffling uses
+``numpy.random.default_rng(seed)``; JAX PRNG keys are reserved for the
+simulation itself.
+
+This module also holds the building blocks the built-in sources share:
+
+* an IDX reader (:func:`read_idx`, :func:`find_idx_split`) for the original
+  MNIST / Fashion-MNIST / EMNIST files, gzip-compressed or not;
+* a reader for tensorflow-datasets data prepared locally in the
+  ``array_record`` format (:func:`read_tfds_split`), which works without
+  TensorFlow;
+* quick environment probes (:func:`tensorflow_available`,
+  :func:`network_reachable`) that decide, in a few seconds at most, whether a
+  download may even be attempted. They are looked up at call time, so tests
+  can replace them with ``monkeypatch.setattr(snnjax.data, ...)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import importlib.util
+import logging
+import os
+import socket
+import threading
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+from .errors import ConfigError, DataError, InputError
+
+if TYPE_CHECKING:
+    from .plugins import Registry
+
+Split = Literal["train", "test"]
+SPLITS: tuple[str, ...] = ("train", "test")
+
+#: Environment variable naming a directory with IDX files (see :func:`find_idx_split`).
+IDX_DIR_ENV = "SNNJAX_IDX_DIR"
+
+#: Name of the built-in dataset that works offline, without any preparation.
+EMBEDDED_DATASET = "mnist-embedded"
+
+
+# ---------------------------------------------------------------------------
+# The source protocol and the dataset container
+# ---------------------------------------------------------------------------
+
+
+@runtime_checkable
+class DatasetSource(Protocol):
+    """What a dataset plugin's factory returns.
+
+    Attributes:
+        name: the registered name, e.g. ``"mnist"``.
+        description: one line for ``snnjax data``.
+    """
+
+    name: str
+    description: str
+
+    def load(self, split: Split, *, data_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Load one split: ``(images uint8 [N, H, W], labels int32 [N])``.
+
+        May return a :class:`LoadedSplit` (a 2-tuple that also records where
+        the arrays came from). Raises :class:`~snnjax.errors.DataUnavailableError`
+        when the data is not on this machine, :class:`~snnjax.errors.DataError`
+        when it is unreadable.
+        """
+        ...
+
+    def locate(self, data_dir: str | None = None) -> str:
+        """One line: where :meth:`load` would read from here, or why it cannot.
+
+        Must be fast (no download; any network probe bounded by ~3 s).
+        """
+        ...
+
+
+class LoadedSplit(tuple):
+    """``(images, labels)`` plus the attribute ``origin``: where they were read from.
+
+    Unpacks like a plain 2-tuple: ``images, labels = source.load("train")``.
+    """
+
+    origin: str
+
+    def __new__(cls, images: np.ndarray, labels: np.ndarray, origin: str = "") -> LoadedSplit:
+        obj = super().__new__(cls, (images, labels))
+        obj.origin = origin
+        return obj
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """One loaded split.
+
+    Attributes:
+        images: uint8 numpy array ``[N, H, W]`` (28×28 for the built-in sources),
+            pixel intensities 0–255.
+        labels: int32 numpy array ``[N]``, the source's raw labels.
+        name: the dataset's registered name.
+        source: where the arrays came from (file, directory or package).
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    name: str
+    source: str
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def classes(self) -> list[int]:
+        """The distinct labels present, ascending."""
+        return [int(c) for c in np.unique(self.labels)]
+
+
+# ---------------------------------------------------------------------------
+# Public functions
+# ---------------------------------------------------------------------------
+
+
+def _default_registry(registry: Registry | None) -> Registry:
+    if registry is not None:
+        return registry
+    from .plugins import get_registry
+
+    return get_registry()
+
+
+def load(
+    name: str,
+    split: Split,
+    *,
+    classes: Sequence[int] | None = None,
+    limit: int | None = None,
+    limit_per_class: int | None = None,
+    shuffle_seed: int | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    registry: Registry | None = None,
+    source_params: Mapping[str, Any] | None = None,
+) -> Dataset:
+    """Load split ``split`` of dataset ``name`` and select from it.
+
+    Steps, in this order:
+
+    1. the source registered as ``name`` (kind ``"dataset"``) is built with
+       ``source_params`` (e.g. ``{"transpose": False}``) and loads the split;
+    2. ``classes``: keep only examples whose label is in ``classes``, in the
+       order they appear in the data; labels are not remapped;
+    3. ``shuffle_seed``: permute with ``numpy.random.default_rng(shuffle_seed)``
+       (``None``: keep the source's order);
+    4. ``limit_per_class``: keep the first ``k`` examples of each class;
+    5. ``limit``: keep the first ``limit`` examples (all of them if fewer).
+
+    Raises:
+        PluginError: unknown ``name`` (with a did-you-mean suggestion).
+        ConfigError: bad ``split``, ``limit``/``limit_per_class`` < 1, or
+            ``classes`` empty or naming labels the dataset does not have.
+        DataUnavailableError: the dataset is not available on this machine.
+        DataError: the data is unreadable or the selection is empty.
+    """
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+    _check_positive("limit", limit)
+    _check_positive("limit_per_class", limit_per_class)
+    reg = _default_registry(registry)
+    reg.info("dataset", name)  # an unknown name raises PluginError with a did-you-mean hint
+    source = reg.create("dataset", name, **dict(source_params or {}))
+    dir_arg = os.fspath(data_dir) if data_dir is not None else None
+    result = source.load(split, data_dir=dir_arg)
+    images, labels = _check_source_arrays(name, *result)
+    origin = getattr(result, "origin", "") or source.locate(dir_arg)
+
+    if classes is not None:
+        images, labels = _select_classes(name, images, labels, classes)
+    if shuffle_seed is not None:
+        order = np.random.default_rng(shuffle_seed).permutation(labels.shape[0])
+        images, labels = images[order], labels[order]
+    if limit_per_class is not None:
+        keep = _first_per_class(labels, limit_per_class)
+        images, labels = images[keep], labels[keep]
+    if limit is not None:
+        images, labels = images[:limit], labels[:limit]
+    if labels.shape[0] == 0:
+        raise DataError(f"dataset {name!r} split {split!r}: the selection is empty")
+    return Dataset(images=np.ascontiguousarray(images), labels=np.ascontiguousarray(labels), name=name, source=origin)
+
+
+def describe(
+    registry: Registry | None = None, data_dir: str | os.PathLike[str] | None = None
+) -> list[tuple[str, str, str]]:
+    """``(name, description, location)`` of every registered dataset, by name.
+
+    ``location`` is the source's :meth:`DatasetSource.locate` line; a source
+    that cannot even be built is reported, not raised.
+    """
+    reg = _default_registry(registry)
+    dir_arg = os.fspath(data_dir) if data_dir is not None else None
+    rows: list[tuple[str, str, str]] = []
+    for name in reg.names("dataset"):
+        info = reg.info("dataset", name)
+        try:
+            source = info.factory()
+            rows.append((name, source.description or info.doc, source.locate(dir_arg)))
+        except Exception as exc:  # noqa: BLE001 - one broken plugin must not hide the others
+            rows.append((name, info.doc, f"error: {type(exc).__name__}: {exc}"))
+    return rows
+
+
+def validate_images(images: Any, *, single: bool = False) -> np.ndarray:
+    """Check image input and return it as a float32 numpy copy (values unchanged).
+
+    Accepts ``[N, H, W]`` (or ``[H, W]`` when ``single=True``) arrays of a
+    numeric dtype with finite intensities in ``[0, 255]`` (uint8 scale; data
+    already scaled to ``[0, 1]`` passes too). Raises :class:`InputError` that
+    says what is wrong and how to fix it.
+    """
+    arr = np.asarray(images)
+    want = "[H, W] (one image)" if single else "[N, H, W] (a batch of images)"
+    if arr.dtype.kind not in "biuf":
+        raise InputError(
+            f"images have dtype {arr.dtype}, expected a numeric array {want}; "
+            f"convert with np.asarray(images, dtype=np.uint8) or np.float32"
+        )
+    ndim = 2 if single else 3
+    if arr.ndim != ndim:
+        hint = " (add a batch axis with images[None])" if arr.ndim == 2 else ""
+        hint = " (drop the channel axis with images[..., 0])" if arr.ndim == ndim + 1 and arr.shape[-1] == 1 else hint
+        raise InputError(f"images have shape {arr.shape}, expected {want}{hint}")
+    if arr.size == 0:
+        raise InputError(f"images have shape {arr.shape}: no pixels; pass at least one non-empty image")
+    out = arr.astype(np.float32, copy=True)
+    if not np.isfinite(out).all():
+        raise InputError(
+            f"images contain {int((~np.isfinite(out)).sum())} NaN/inf values; "
+            f"replace them (e.g. np.nan_to_num(images)) before encoding"
+        )
+    if (out < 0).any():
+        raise InputError(
+            f"images contain negative intensities (min {float(out.min())}); "
+            f"intensities must be >= 0 — undo any mean subtraction or clip with np.clip(images, 0, 255)"
+        )
+    if (out > 255).any():
+        raise InputError(
+            f"images contain intensities above 255 (max {float(out.max())}); "
+            f"use uint8-scale data in [0, 255] (or [0, 1]) — rescale or clip with np.clip(images, 0, 255)"
+        )
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Selection helpers
+# ---------------------------------------------------------------------------
+
+
+def _check_positive(what: str, value: int | None) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ConfigError(f"{what} must be a positive integer or None, got {value!r}")
+
+
+def _check_source_arrays(name: str, images: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Coerce a source's output to ``(uint8 [N,H,W], int32 [N])`` or raise DataError."""
+    images, labels = np.asarray(images), np.asarray(labels)
+    if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
+        raise DataError(
+            f"dataset {name!r} returned images {images.shape} and labels {labels.shape}; "
+            f"a source must return images [N, H, W] and labels [N]"
+        )
+    if images.dtype != np.uint8 or labels.dtype.kind not in "iu":
+        raise DataError(f"dataset {name!r} returned {images.dtype} images / {labels.dtype} labels; expected uint8 / integer")
+    if labels.shape[0] == 0:
+        raise DataError(f"dataset {name!r} returned no examples")
+    return images, labels.astype(np.int32, copy=False)
+
+
+def _select_classes(
+    name: str, images: np.ndarray, labels: np.ndarray, classes: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Keep the examples whose label is in ``classes`` (data order kept, labels unchanged)."""
+    wanted = list(classes)
+    if not wanted:
+        raise ConfigError("classes is empty; pass None for all classes or a list of labels")
+    if not all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in wanted):
+        raise ConfigError(f"classes must be integer labels, got {wanted!r}")
+    present = np.unique(labels)
+    missing = sorted({int(c) for c in wanted} - {int(c) for c in present})
+    if missing:
+        raise ConfigError(
+            f"dataset {name!r} has no class {', '.join(map(str, missing))}; "
+            f"its classes are {_format_classes(present)}"
+        )
+    mask = np.isin(labels, np.asarray(wanted))
+    return images[mask], labels[mask]
+
+
+def _format_classes(present: np.ndarray) -> str:
+    values = [int(c) for c in present]
+    if values and values == list(range(values[0], values[-1] + 1)) and len(values) > 3:
+        return f"{values[0]}..{values[-1]}"
+    return ", ".join(map(str, values))
+
+
+def _first_per_class(labels: np.ndarray, k: int) -> np.ndarray:
+    """Indices (ascending) of the first ``k`` examples of each label."""
+    counts: dict[int, int] = {}
+    keep = []
+    for i, label in enumerate(labels.tolist()):
+        seen = counts.get(label, 0)
+        if seen < k:
+            keep.append(i)
+            counts[label] = seen + 1
+    return np.asarray(keep, dtype=np.int64)
+
+
+# ---------------------------------------------------------------------------
+# IDX files (the original MNIST format)
+# ---------------------------------------------------------------------------
+
+_IDX_DTYPES: dict[int, np.dtype] = {
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The file's bytes, gunzipped when it starts with the gzip magic number."""
+    raw = path.read_bytes()
+    if raw[:2] != b"\x1f\x8b":
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: corrupt or truncated gzip file ({exc}); download it again") from exc
+
+
+def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read one IDX file (optionally gzip-compressed) into a numpy array.
+
+    Format: two zero bytes, a dtype code (0x08 = uint8, ...), the number of
+    dimensions ``d``, ``d`` big-endian uint32 sizes, then the data. Raises
+    :class:`DataError` for a bad magic number, a truncated file or trailing bytes.
+    """
+    path = Path(path)
+    data = _read_bytes(path)
+    if len(data) < 4 or data[0:2] != b"\x00\x00" or data[2] not in _IDX_DTYPES or data[3] == 0:
+        raise DataError(
+            f"{path}: not an IDX file (magic number {data[:4].hex() or 'missing'}); "
+            f"expected 0000080N for uint8 data — is it an HTML error page or a different format?"
+        )
+    dtype, ndim = _IDX_DTYPES[data[2]], data[3]
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DataError(f"{path}: truncated IDX header ({len(data)} bytes); download it again")
+    shape = tuple(int(s) for s in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
+    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if len(data) != expected:
+        state = "truncated" if len(data) < expected else "longer than its header says"
+        raise DataError(
+            f"{path}: IDX file {state} ({len(data)} bytes, header promises shape {shape} = {expected} bytes); "
+            f"download it again"
+        )
+    arr = np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
+    return arr.astype(dtype.newbyteorder("="), copy=True)
+
+
+def idx_directories(data_dir: str | None, subdir: str) -> list[Path]:
+    """Directories searched for IDX files, in order.
+
+    ``data_dir`` then ``$SNNJAX_IDX_DIR``; each as given and with ``subdir``
+    appended (so one directory can hold ``mnist/``, ``fashion_mnist/``, ...).
+    """
+    roots = [d for d in (data_dir, os.environ.get(IDX_DIR_ENV)) if d]
+    dirs: list[Path] = []
+    for root in roots:
+        for cand in (Path(root).expanduser(), Path(root).expanduser() / subdir):
+            if cand.is_dir() and cand not in dirs:
+                dirs.append(cand)
+    return dirs
+
+
+def _first_existing(directory: Path, stem: str) -> Path | None:
+    for fname in (stem, stem + ".gz"):
+        if (directory / fname).is_file():
+            return directory / fname
+    return None
+
+
+def find_idx_split(
+    directories: Sequence[Path], split_prefixes: Sequence[str]
+) -> tuple[Path, Path] | None:
+    """The first ``(images, labels)`` IDX pair found, or ``None``.
+
+    For each directory and prefix (e.g. ``"t10k"`` or ``"emnist-letters-test"``)
+    looks for ``{prefix}-images-idx3-ubyte`` and ``{prefix}-labels-idx1-ubyte``,
+    each optionally with ``.gz``.
+    """
+    for directory in directories:
+        for prefix in split_prefixes:
+            images = _first_existing(directory, f"{prefix}-images-idx3-ubyte")
+            labels = _first_existing(directory, f"{prefix}-labels-idx1-ubyte")
+            if images is not None and labels is not None:
+                return images, labels
+    return None
+
+
+def read_idx_split(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read and cross-check an IDX image/label pair: ``(uint8 [N,H,W], int32 [N])``."""
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    if images.ndim != 3 or images.dtype != np.uint8:
+        raise DataError(f"{images_path}: expected uint8 images [N, H, W], got {images.dtype} {images.shape}")
+    if labels.ndim != 1:
+        raise DataError(f"{labels_path}: expected labels [N], got shape {labels.shape}")
+    if images.shape[0] != labels.shape[0]:
+        raise DataError(
+            f"{images_path.name} has {images.shape[0]} images but {labels_path.name} has {labels.shape[0]} labels; "
+            f"the files do not belong together"
+        )
+    return images, labels.astype(np.int32)
+
+
+# ---------------------------------------------------------------------------
+# tensorflow-datasets (array_record data, no TensorFlow needed to read it)
+# ---------------------------------------------------------------------------
+
+TFDS_FILE_FORMAT = "array_record"
+
+
+def tfds_prepared_path(name: str, data_dir: str | None) -> str | None:
+    """Where tfds data for ``name`` is prepared on this machine, or ``None`` (local checks only)."""
+    try:
+        import tensorflow_datasets as tfds
+
+        with _quiet_tfds():
+            builder = tfds.builder(name, data_dir=data_dir, file_format=TFDS_FILE_FORMAT)
+            return os.fspath(builder.data_path) if builder.is_prepared() else None
+    except Exception:  # noqa: BLE001 - tfds missing or failing means "not usable here"
+        return None
+
+
+@contextlib.contextmanager
+def _quiet_tfds() -> Iterator[None]:
+    """Silence tfds's warnings (e.g. about missing dataset_info.json) while probing for data."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def read_tfds_split(
+    name: str, split: Split, data_dir: str | None, *, download: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read a tfds split through ``tfds.data_source``: ``(uint8 [N,28,28], int32 [N])``.
+
+    With ``download=False`` only data already prepared in ``data_dir`` (tfds's
+    default directory when ``None``) is read, and any tfds failure propagates
+    (the caller decides what to try next). ``download=True`` lets tfds download
+    and prepare in the ``array_record`` format, which needs TensorFlow.
+    """
+    import tensorflow_datasets as tfds
+
+    with contextlib.nullcontext() if download else _quiet_tfds():
+        ds = tfds.data_source(
+            name,
+            split=split,
+            data_dir=data_dir,
+            download=download,
+            builder_kwargs={"file_format": TFDS_FILE_FORMAT},
+        )
+    n = len(ds)
+    images = np.empty((n, 28, 28), dtype=np.uint8)
+    labels = np.empty((n,), dtype=np.int32)
+    for start in range(0, n, _TFDS_CHUNK):
+        keys = list(range(start, min(start + _TFDS_CHUNK, n)))
+        for i, example in zip(keys, _read_examples(ds, keys)):
+            images[i] = np.asarray(example["image"]).reshape(28, 28)
+            labels[i] = int(example["label"])
+    return images, labels
+
+
+_TFDS_CHUNK = 4096
+
+
+def _read_examples(ds: Any, keys: list[int]) -> Sequence[Mapping[str, Any]]:
+    """Examples ``keys`` of a tfds data source: one batched read (≈1.5× faster), else one by one.
+
+    The one-by-one path serves data sources whose batched read is missing or
+    broken (e.g. the mock of ``tfds.testing.mock_data`` in tfds 4.9).
+    """
+    getitems = getattr(ds, "__getitems__", None)
+    if getitems is not None:
+        try:
+            return getitems(keys)
+        except TypeError:
+            pass
+    return [ds[i] for i in keys]
+
+
+# ---------------------------------------------------------------------------
+# Environment probes (monkeypatchable)
+# ---------------------------------------------------------------------------
+
+
+def tensorflow_available() -> bool:
+    """Whether TensorFlow is installed (checked without importing it)."""
+    return importlib.util.find_spec("tensorflow") is not None
+
+
+def network_reachable(host: str, port: int = 443, timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to ``host:port`` succeeds within ``timeout`` seconds.
+
+    The probe (DNS lookup included) runs in a daemon thread, so this returns
+    after at most ``timeout`` seconds even when name resolution hangs.
+    """
+    outcome: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                outcome.append(True)
+        except OSError:
+            outcome.append(False)
+
+    thread = threading.Thread(target=probe, name="snnjax-net-probe", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(outcome and outcome[0])

@@ -1,0 +1,102 @@
+"""Figures of a run: learning curves with seed bands, receptive fields, responses.
+
+Every function takes plain numpy arrays, writes one PNG and returns its path.
+matplotlib runs with the non-interactive ``Agg`` backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def learning_curves(path: Path, x: Sequence[float], curves: Mapping[str, np.ndarray], *, xlabel: str = "training images",
+                    ylabel: str = "test accuracy (%)", title: str = "", marks: Mapping[str, tuple[float, float]] | None = None) -> Path:
+    """Mean ± std band over seeds for each curve ``[n_seeds, n_points]``.
+
+    ``marks`` maps a label to an ``(x, y)`` point drawn as a marker (e.g. the
+    thesis figure).
+    """
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    x = np.asarray(x, dtype=float)
+    for label, values in curves.items():
+        values = np.asarray(values, dtype=float)
+        mean, std = np.nanmean(values, axis=0), np.nanstd(values, axis=0)
+        line, = ax.plot(x, mean, label=f"{label} (n={values.shape[0]} seeds)")
+        ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.25)
+    for label, (mx, my) in (marks or {}).items():
+        ax.plot([mx], [my], marker="*", markersize=12, linestyle="none", label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def receptive_fields(path: Path, panels: Mapping[str, np.ndarray], *, shape: tuple[int, int] = (28, 28),
+                     columns: int = 10) -> Path:
+    """Tiles of each postsynaptic neuron's input weights (``W[n_pre, n_post]``), one panel per model."""
+    plt = _plt()
+    n_panels = len(panels)
+    fig, axes = plt.subplots(1, n_panels, figsize=(5.0 * n_panels, 5.0), squeeze=False)
+    for ax, (title, weights) in zip(axes[0], panels.items()):
+        w = np.asarray(weights, dtype=float)
+        n_post = w.shape[1]
+        cols = min(columns, n_post)
+        rows = int(np.ceil(n_post / cols))
+        h, wd = shape
+        canvas = np.full((rows * (h + 1) - 1, cols * (wd + 1) - 1), np.nan)
+        for j in range(n_post):
+            r, c = divmod(j, cols)
+            canvas[r * (h + 1): r * (h + 1) + h, c * (wd + 1): c * (wd + 1) + wd] = w[:, j].reshape(shape)
+        im = ax.imshow(canvas, cmap="hot_r", interpolation="nearest")
+        ax.set_title(title)
+        ax.axis("off")
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def grouped_bars(path: Path, groups: Sequence[str], series: Mapping[str, np.ndarray], *, ylabel: str,
+                 title: str = "", log: bool = False) -> Path:
+    """Bars of mean ± std over seeds; ``series[name]`` is ``[n_seeds, len(groups)]``."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    n = len(series)
+    width = 0.8 / max(n, 1)
+    xs = np.arange(len(groups))
+    for k, (name, values) in enumerate(series.items()):
+        values = np.asarray(values, dtype=float)
+        ax.bar(xs + (k - (n - 1) / 2) * width, np.nanmean(values, axis=0), width, yerr=np.nanstd(values, axis=0),
+               capsize=3, label=f"{name} (n={values.shape[0]})")
+    ax.set_xticks(xs, groups)
+    ax.set_ylabel(ylabel)
+    if log:
+        ax.set_yscale("symlog")
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

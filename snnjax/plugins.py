@@ -1,0 +1,177 @@
+"""The plugin registry: discovers plugins through the ``snnjax`` entry-point group.
+
+>>> from snnjax.plugins import get_registry
+>>> reg = get_registry()
+>>> rule = reg.create("rule", "stdp", a_pre=5e-4)          # doctest: +SKIP
+
+Environment variable ``SNNJAX_PLUGINS``: a comma-separated list of entry-point
+names (e.g. ``rules,neurons``) or distribution names (e.g. ``snnjax``); when set,
+only those entry points load. Use it to pin the plugins of a reproducible run.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .errors import PluginError, did_you_mean
+
+ENV_VAR = "SNNJAX_PLUGINS"
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """One registered plugin."""
+
+    kind: str
+    name: str
+    factory: Any
+    module: str
+    distribution: str
+
+    @property
+    def doc(self) -> str:
+        """First line of the factory's docstring."""
+        doc = inspect.getdoc(self.factory) or ""
+        return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+class Registry:
+    """All plugins of every kind, by name. Built once; read-only afterwards."""
+
+    def __init__(self, plugins: dict[str, dict[str, PluginInfo]]):
+        self._plugins = plugins
+
+    def kinds(self) -> list[str]:
+        return list(hookspecs.KINDS)
+
+    def names(self, kind: str) -> list[str]:
+        """Sorted names of the registered plugins of ``kind``."""
+        self._check_kind(kind)
+        return sorted(self._plugins.get(kind, {}))
+
+    def info(self, kind: str, name: str) -> PluginInfo:
+        """The :class:`PluginInfo` of ``name``; a clear error listing what exists."""
+        self._check_kind(kind)
+        table = self._plugins.get(kind, {})
+        if name not in table:
+            avail = ", ".join(sorted(table)) or "(none)"
+            raise PluginError(
+                f"unknown {kind} plugin {name!r}.{did_you_mean(name, table)} "
+                f"Available {kind} plugins: {avail}. "
+                f"(Third-party plugins appear here once their package is installed; "
+                f"see `snnjax plugins`.)"
+            )
+        return table[name]
+
+    def get(self, kind: str, name: str) -> Any:
+        """The factory registered as ``name``."""
+        return self.info(kind, name).factory
+
+    def create(self, kind: str, name: str, /, **params: Any) -> Any:
+        """Call the factory of ``name`` with ``params`` (unknown params: clear error)."""
+        factory = self.get(kind, name)
+        _check_params(factory, kind, name, params)
+        return factory(**params)
+
+    def all(self) -> list[PluginInfo]:
+        return [p for kind in hookspecs.KINDS for p in sorted(self._plugins.get(kind, {}).values(), key=lambda p: p.name)]
+
+    def _check_kind(self, kind: str) -> None:
+        if kind not in hookspecs.KINDS:
+            raise PluginError(f"unknown plugin kind {kind!r}; kinds are {', '.join(hookspecs.KINDS)}")
+
+
+def _check_params(factory: Any, kind: str, name: str, params: dict[str, Any]) -> None:
+    try:
+        sig = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+        return
+    allowed = [p for p in sig.parameters if sig.parameters[p].kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    for key in params:
+        if key not in allowed:
+            raise PluginError(
+                f"{kind} plugin {name!r} has no parameter {key!r}.{did_you_mean(key, allowed)} "
+                f"Its parameters: {', '.join(allowed) or '(none)'}"
+            )
+
+
+def _allowed(ep_name: str, dist: str, only: set[str] | None) -> bool:
+    return only is None or ep_name in only or dist in only
+
+
+def build_registry(extra_plugins: Iterable[ModuleType | object] = (), *, use_entry_points: bool = True) -> Registry:
+    """Load the entry points of group ``snnjax`` (and ``extra_plugins``) into a :class:`Registry`.
+
+    Raises :class:`PluginError` when a plugin fails to import, when two plugins
+    register the same name for the same kind, or when a hook returns something
+    other than a ``dict`` of factories.
+    """
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    sources: dict[int, tuple[str, str]] = {}
+    only_env = os.environ.get(ENV_VAR)
+    only = {s.strip() for s in only_env.split(",") if s.strip()} if only_env else None
+    if use_entry_points:
+        for ep in sorted(entry_points(group=hookspecs.PROJECT), key=lambda e: e.name):
+            dist = ep.dist.name if ep.dist is not None else "?"
+            if not _allowed(ep.name, dist, only):
+                continue
+            try:
+                module = ep.load()
+            except Exception as exc:  # noqa: BLE001 - report any import failure clearly
+                raise PluginError(
+                    f"plugin entry point {ep.name!r} ({ep.value}) from distribution {dist!r} failed to import: "
+                    f"{type(exc).__name__}: {exc}. Fix or uninstall that package, or limit the plugins that load "
+                    f"with {ENV_VAR}=name1,name2."
+                ) from exc
+            if pm.is_registered(module):
+                continue
+            pm.register(module, name=f"{dist}:{ep.name}")
+            sources[id(module)] = (dist, getattr(module, "__name__", ep.value))
+    for obj in extra_plugins:
+        if not pm.is_registered(obj):
+            pm.register(obj)
+            sources[id(obj)] = ("(local)", getattr(obj, "__name__", type(obj).__name__))
+
+    table: dict[str, dict[str, PluginInfo]] = {kind: {} for kind in hookspecs.KINDS}
+    for kind, hook_name in hookspecs.KINDS.items():
+        hook = getattr(pm.hook, hook_name)
+        for impl in hook.get_hookimpls():
+            dist, modname = sources.get(id(impl.plugin), ("?", getattr(impl.plugin, "__name__", "?")))
+            try:
+                result = impl.function()
+            except Exception as exc:  # noqa: BLE001
+                raise PluginError(f"plugin {modname!r} ({dist}) raised in hook {hook_name}: {type(exc).__name__}: {exc}") from exc
+            if result is None:
+                continue
+            if not isinstance(result, dict):
+                raise PluginError(f"plugin {modname!r} hook {hook_name} must return a dict name -> factory, got {type(result).__name__}")
+            for name, factory in result.items():
+                if not callable(factory):
+                    raise PluginError(f"plugin {modname!r} registers {kind} {name!r} with a non-callable {factory!r}")
+                if name in table[kind]:
+                    other = table[kind][name]
+                    raise PluginError(
+                        f"{kind} plugin name collision: {name!r} is registered by {other.module!r} ({other.distribution}) "
+                        f"and by {modname!r} ({dist}). Uninstall one, or restrict loading with {ENV_VAR}."
+                    )
+                table[kind][name] = PluginInfo(kind, name, factory, modname, dist)
+    return Registry(table)
+
+
+@functools.cache
+def get_registry() -> Registry:
+    """The registry of installed plugins (built on first use, then cached)."""
+    return build_registry()

@@ -1,0 +1,73 @@
+"""Many seeds in one program: ``jax.vmap`` over keys, sharded over devices.
+
+This module is the only one that knows about devices. A per-seed function
+``fn(key, *args)`` becomes ``run_seeds(fn, keys, *args)``: it is vmapped over
+the leading axis of ``keys``; when more than one device is visible and the seed
+count divides evenly, the keys are placed with a ``NamedSharding`` over a 1-D
+mesh named ``"seed"`` so XLA splits the seed axis over the devices (the other
+arguments are replicated). Across machines the same program runs under
+``jax.distributed.initialize()``; ``jax.devices()`` then lists every device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+
+def seed_keys(seed: int, n_seeds: int) -> jax.Array:
+    """``n_seeds`` independent keys derived from the integer ``seed``.
+
+    Seed ``i`` of a run with ``n_seeds`` seeds gets the same key as seed ``i``
+    of any larger run with the same ``seed``: results of the first seeds do
+    not depend on how many seeds run beside them.
+    """
+    base = jax.random.PRNGKey(seed)
+    return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(n_seeds))
+
+
+def seed_mesh(n_seeds: int, devices: list | None = None) -> Mesh | None:
+    """A 1-D mesh over the devices for ``n_seeds`` seeds, or ``None`` for one device.
+
+    Uses the largest device count that divides ``n_seeds``.
+    """
+    devices = list(devices if devices is not None else jax.devices())
+    n = len(devices)
+    while n > 1 and n_seeds % n:
+        n -= 1
+    if n <= 1:
+        return None
+    return Mesh(np.array(devices[:n]), ("seed",))
+
+
+def shard_seeds(tree: Any, mesh: Mesh | None) -> Any:
+    """Place every leaf's leading (seed) axis over ``mesh`` (no-op without a mesh)."""
+    if mesh is None:
+        return tree
+    sharding = NamedSharding(mesh, PartitionSpec("seed"))
+    return jax.device_put(tree, sharding)
+
+
+def run_seeds(fn: Callable[..., Any], keys: jax.Array, *args: Any, jit: bool = True, devices: list | None = None) -> Any:
+    """Run ``fn(key, *args)`` for every key in ``keys`` as one vmapped program.
+
+    Args:
+        fn: a pure per-seed function.
+        keys: ``[n_seeds, ...]`` PRNG keys (see :func:`seed_keys`).
+        *args: shared arguments (config pytrees, data), broadcast to every seed.
+        jit: compile the vmapped function (default).
+        devices: devices to shard the seed axis over (default: all visible).
+
+    Returns:
+        ``fn``'s output with a leading seed axis on every leaf.
+    """
+    mesh = seed_mesh(keys.shape[0], devices)
+    batched = jax.vmap(fn, in_axes=(0,) + (None,) * len(args))
+    if jit:
+        batched = jax.jit(batched)
+    return batched(shard_seeds(keys, mesh), *args)
