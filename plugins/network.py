@@ -344,7 +344,7 @@ def _step(cfg: NetworkConfig, rule: LearningRule, learn, gate, st: NetworkState,
     return new, se, si, rec
 
 
-def _onset(st: NetworkState, cfg: NetworkConfig) -> NetworkState:
+def _onset(st: NetworkState, cfg: NetworkConfig, fixed_v2_mv=None) -> NetworkState:
     exc, inh = st.exc, st.inh
     if cfg.reset_between_images:
         fresh_e = cfg.exc.init(cfg.n_exc, st.w.dtype)
@@ -354,6 +354,8 @@ def _onset(st: NetworkState, cfg: NetworkConfig) -> NetworkState:
         inh = fresh_i
     if cfg.exc.threshold_form == "vt-copy":
         exc = cfg.exc.onset(exc)
+        if fixed_v2_mv is not None:  # test phase of the thesis: v2 fixed, vt keeps evolving
+            exc = exc._replace(v2=jnp.full_like(exc.v2, fixed_v2_mv))
     w = st.w
     if cfg.norm_target is not None:
         w = w * jnp.asarray(cfg.norm_target, w.dtype) / jnp.sum(w, axis=0, keepdims=True)
@@ -486,12 +488,15 @@ def present_raster(state: NetworkState, raster, cfg: NetworkConfig, rule: Learni
     return st, PresentationOutput(ce, ci, jnp.ones((), jnp.int32), dense, recs)
 
 
-def present(state: NetworkState, image, key, cfg: NetworkConfig, rule: LearningRule, *, learn=1.0, gate=None, record=()):
+def present(state: NetworkState, image, key, cfg: NetworkConfig, rule: LearningRule, *, learn=1.0, gate=None, record=(),
+            fixed_v2_mv=None):
     """Present one image (``[n_input]`` pixels 0–255) with Poisson input drawn from ``key``.
 
     With ``cfg.min_spikes > 0`` the D&C rule applies: while fewer than
     ``min_spikes`` excitatory spikes occur, the intensity rises by
     ``intensity_step`` and the image is shown again (a bounded ``lax.while_loop``).
+    ``fixed_v2_mv``: with the ``vt-copy`` threshold, use this fixed threshold for
+    the image instead of copying ``vt`` (the thesis' test phase: −52 mV).
     """
     record = _check_record(record)
     check_image(image, cfg.n_input)
@@ -503,7 +508,7 @@ def present(state: NetworkState, image, key, cfg: NetworkConfig, rule: LearningR
     Scan = _SparseScan if cfg.input_sampler == "sparse" else _DenseScan
 
     def once(st, k, intensity):
-        st = _onset(st, cfg)
+        st = _onset(st, cfg, fixed_v2_mv)
         p = enc.probabilities(image, intensity / cfg.intensity_start).astype(fdt)
         scan = Scan(cfg, rule, learn, gate, k, p, record)
         return _run_phases(cfg, rule, learn, gate, st, scan, record)
@@ -531,7 +536,8 @@ def present(state: NetworkState, image, key, cfg: NetworkConfig, rule: LearningR
     return st, PresentationOutput(ce, ci, reps, dense, None)
 
 
-def present_many(state: NetworkState, images, key, cfg: NetworkConfig, rule: LearningRule, *, learn=1.0, gates=None):
+def present_many(state: NetworkState, images, key, cfg: NetworkConfig, rule: LearningRule, *, learn=1.0, gates=None,
+                 fixed_v2_mv=None):
     """Present ``images`` (``[n, n_input]``) one after another (a ``lax.scan``); returns (state, outputs stacked)."""
     if not isinstance(images, jax.core.Tracer):
         for img in images:
@@ -544,7 +550,7 @@ def present_many(state: NetworkState, images, key, cfg: NetworkConfig, rule: Lea
 
     def body(st, x):
         img, k, g = x
-        st, out = present(st, img, k, cfg, rule, learn=learn, gate=g)
+        st, out = present(st, img, k, cfg, rule, learn=learn, gate=g, fixed_v2_mv=fixed_v2_mv)
         return st, out
 
     return lax.scan(body, state, (jnp.asarray(images), keys, jnp.asarray(gates, fdt)))

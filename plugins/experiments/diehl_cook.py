@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from snnjax.errors import ConfigError
+from snnjax.checkpoint import resume_or, save_chunk
 from snnjax.experiment import Experiment, RunContext, RunResult
 from snnjax.seeds import seed_keys, seed_mesh, shard_seeds
 
@@ -101,16 +102,20 @@ def run(ctx: RunContext) -> RunResult:
 
     v_train = jax.jit(jax.vmap(train_chunk))
     v_eval = jax.jit(jax.vmap(evaluate, in_axes=(0, 0, None)))
-    counts_all = np.zeros((S, N, cfg["n_exc"]), np.int32)
-    repeats = np.zeros((S, N), np.int32)
     n_chunks = -(-N // C)
-    for c in range(n_chunks):
+    # the checkpointed pytree: network state + the responses recorded so far (for label assignment)
+    carry = (state, np.zeros((S, N, cfg["n_exc"]), np.int32), np.zeros((S, N), np.int32))
+    start, carry, _ = resume_or(ctx, carry)
+    state, counts_all, repeats = carry[0], np.array(carry[1]), np.array(carry[2])
+    for c in range(start, n_chunks):
         lo, hi = c * C, min(N, (c + 1) * C)
         images = jnp.asarray(train_x[:, lo:hi])
         k = jax.vmap(lambda kk: jax.random.fold_in(kk, c))(k_run)
         state, counts, reps = v_train(state, shard_seeds(k, mesh), shard_seeds(images, mesh))
         counts_all[:, lo:hi] = np.asarray(counts)
         repeats[:, lo:hi] = np.asarray(reps)
+        ctx.partial = RunResult(metrics={"mean_presentations_per_image": repeats[:, :hi].mean(axis=1)})
+        save_chunk(ctx, c + 1, (state, counts_all, repeats))
         ctx.progress(hi, N, "training images")
     window = slice(N - cfg["assign_window"], N)
     assignment = jax.vmap(assign_labels, in_axes=(0, 0, None))(jnp.asarray(counts_all[:, window]),

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from snnjax.errors import ConfigError
+from snnjax.checkpoint import resume_or, save_chunk
 from snnjax.experiment import Experiment, RunContext, RunResult
 from snnjax.seeds import seed_keys, seed_mesh, shard_seeds
 
@@ -61,7 +62,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 THESIS = {
-    "accuracy_after_100": "≈80 % (thesis, after 100 images)",
+    "accuracy_first_round": "≈80 % (thesis, after 100 images)",
     "final_accuracy": "80.0 ± 13.0 % with adaptive threshold; 74.9 ± 19.8 % without (thesis)",
 }
 
@@ -247,7 +248,11 @@ def run(ctx: RunContext) -> RunResult:
     acc = np.full((S, R), np.nan)
     silent = np.full((S, R), np.nan)
     x = [B * (r + 1) for r in range(R)]
-    for r in range(R):
+    start, state, partial = resume_or(ctx, state)
+    if partial is not None:
+        acc[:, :start] = np.asarray(partial.metrics["accuracy"])[:, :start]
+        silent[:, :start] = np.asarray(partial.metrics["silent_test_images"])[:, :start]
+    for r in range(start, R):
         if cfg["protocol"] == "original":
             idx = np.arange(B)
         else:
@@ -262,18 +267,19 @@ def run(ctx: RunContext) -> RunResult:
             state = state_after_test
         acc[:, r] = np.asarray(a)
         silent[:, r] = np.asarray(s)
-        ctx.partial = _result(acc[:, : r + 1], silent[:, : r + 1], x[: r + 1], data, cfg, state=None)
+        ctx.partial = _result(acc[:, : r + 1], silent[:, : r + 1], x[: r + 1], data, cfg)
+        save_chunk(ctx, r + 1, state)
         ctx.progress(r + 1, R, "rounds")
-    result = _result(acc, silent, x, data, cfg, state)
+    result = _result(acc, silent, x, data, cfg)
     result.figures.extend(_figures(ctx, result, state, cfg))
     return result
 
 
-def _result(acc, silent, x, data, cfg, state) -> RunResult:
+def _result(acc, silent, x, data, cfg) -> RunResult:
     metrics = {
         "accuracy": acc,
         "silent_test_images": silent,
-        "accuracy_after_100": acc[:, 0],
+        "accuracy_first_round": acc[:, 0],
         "final_accuracy": acc[:, -1],
     }
     extra = {

@@ -1,0 +1,104 @@
+"""The ``snnjax`` command line: plugins, data, run, errors, the example plugin package."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from snnjax.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_plugins_lists_builtins_by_kind(capsys):
+    assert main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    for kind in ("neurons:", "encoders:", "rules:", "datasets:", "experiments:"):
+        assert kind in out
+    for name in ("stdp", "all-ltd", "segment-supervised", "poisson", "conductance-lif", "mnist-embedded",
+                 "supervised-stdp", "diehl-cook"):
+        assert name in out
+
+
+def test_plugins_json(capsys):
+    assert main(["plugins", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    stdp = next(r for r in rows if r["name"] == "stdp")
+    assert stdp["kind"] == "rule" and stdp["distribution"] == "snnjax" and stdp["doc"]
+
+
+def test_data_lists_embedded(capsys):
+    assert main(["data"]) == 0
+    out = capsys.readouterr().out
+    assert "mnist-embedded" in out and "mnist" in out
+
+
+def test_unknown_experiment_is_a_clear_error(capsys):
+    assert main(["run", "supervised-stdpp"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown experiment plugin 'supervised-stdpp'" in err and "Did you mean 'supervised-stdp'" in err
+
+
+def test_unknown_set_key_suggests(capsys, tmp_path):
+    assert main(["run", "supervised-stdp", "--set", "n_round=3", "--out", str(tmp_path / "o")]) == 2
+    assert "Did you mean 'n_rounds'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_dry_run_prints_resolved_config(capsys):
+    assert main(["run", "supervised-stdp", "--dry-run", "--set", "n_rounds=3", "--seeds", "4"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["config"]["n_rounds"] == 3 and doc["seeds"] == 4
+
+
+@pytest.mark.parametrize(
+    "sets, message",
+    [
+        (["n_exc=31"], "cannot be split into 3 equal segments"),
+        (["images_per_round=0"], "images_per_round must be a positive integer"),
+        (["classes=3,8,42"], "classes [42] are not in dataset"),
+        (["classes=3,8"], "lists 2 classes but n_classes=3"),
+        (["rule=no-such-rule"], "unknown rule plugin 'no-such-rule'"),
+        (["dt_ms=-0.1"], "dt_ms must be a positive"),
+        (["dataset=mnist-embeded"], "Did you mean 'mnist-embedded'"),
+    ],
+)
+def test_bad_configs_fail_before_compiling(sets, message, capsys, tmp_path):
+    argv = ["run", "supervised-stdp", "--quiet", "--out", str(tmp_path / "o")]
+    for s in sets:
+        argv += ["--set", s]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_example_plugin_package_installs_and_is_used(tmp_path):
+    """pip-installing examples/snnjax-symmetric-stdp makes its rule appear and usable by name."""
+    target = tmp_path / "site"
+    pip = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target),
+         str(ROOT / "examples" / "snnjax-symmetric-stdp")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert pip.returncode == 0, pip.stderr[-2000:]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")]))
+    listing = subprocess.run([sys.executable, "-m", "snnjax.cli", "plugins"], capture_output=True, text=True, env=env,
+                             timeout=300)
+    assert listing.returncode == 0, listing.stderr
+    line = next(ln for ln in listing.stdout.splitlines() if "symmetric-stdp" in ln)
+    assert "snnjax-symmetric-stdp" in line
+    out = tmp_path / "run"
+    run = subprocess.run(
+        [sys.executable, "-m", "snnjax.cli", "run", "supervised-stdp", "--quiet", "--out", str(out),
+         "--set", "rule=symmetric-stdp", "--set", "n_rounds=1", "--set", "images_per_round=3",
+         "--set", "n_test=3", "--set", "dt_ms=0.5"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["rule"] == "symmetric-stdp"
+    assert len(results["metrics"]["accuracy"]["per_seed"][0]) == 1
