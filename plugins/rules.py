@@ -24,17 +24,19 @@ traces still advance, as in the thesis' test phase with ``lr1 = lr2 = 0``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import weakref
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax.numpy as jnp
 from jax import lax
 
 from snnjax.errors import ConfigError
 from snnjax.hookspecs import hookimpl
-from snnjax.plasticity import Activity, LearningRule
+from snnjax.plasticity import Activity, LearningRule, _identity_prepare
 
 # ----------------------------------------------------------------------------------------------
 # helpers
@@ -48,17 +50,40 @@ def decay_factor(dt_ms, tau_ms: float, dtype):
     return jnp.exp(-jnp.asarray(dt_ms, dtype) / jnp.asarray(tau_ms, dtype))
 
 
+_LISTS_COMPLETE = [False]
+
+
+@contextlib.contextmanager
+def complete_event_lists():
+    """While tracing inside this context, :func:`for_each_event` trusts the index lists to be complete.
+
+    The network uses it: it counts the events that do not fit its padded lists
+    (``PresentationOutput.dropped_events``) instead of looping over them, so the
+    traced step contains no ``while_loop`` (which would make XLA copy the weights
+    every step, and select over all weight matrices under ``vmap``).
+    """
+    old = _LISTS_COMPLETE[0]
+    _LISTS_COMPLETE[0] = True
+    try:
+        yield
+    finally:
+        _LISTS_COMPLETE[0] = old
+
+
 def for_each_event(mask, first_idx, fn: Callable, carry):
     """Apply ``fn(idx, carry) -> carry`` to the events of ``mask`` in padded chunks.
 
     ``first_idx`` (length k, padded with ``len(mask)``) holds some of the events
     of ``mask`` (typically all of them); the rest are found with ``nonzero`` and
     processed k at a time in a ``lax.while_loop`` that normally runs zero times.
-    Exact for any number of events.
+    Exact for any number of events. Inside :func:`complete_event_lists` only
+    ``first_idx`` is processed (no loop).
     """
     n = mask.shape[0]
     k = first_idx.shape[0]
     carry = fn(first_idx, carry)
+    if _LISTS_COMPLETE[0]:
+        return carry
     covered = jnp.zeros((n,), bool).at[first_idx].set(True, mode="drop")
     remaining = mask & ~covered
 
@@ -213,6 +238,7 @@ def _trace_rule(p: TraceSTDPParams, lr_fn: Callable) -> LearningRule:
             w, apost = for_each_event(post, act.post_idx, on_post, (w, apost))
         return w, TraceState(apre, apost)
 
+    _LAZY[update] = LazyTrace("trace", p.tau_pre_ms, p.w_min, p.w_max, trace=p, lr_fn=lr_fn) if p.bounds == "hard" else None
     return LearningRule(init, update)
 
 
@@ -327,6 +353,7 @@ def stdp_dc15(
             w, post1, post2 = for_each_event(post, act.post_idx, on_post, (w, post1, post2))
         return w, DC15State(pre_t, post1, post2)
 
+    _LAZY[update] = LazyTrace("dc15", tau_pre_ms, w_min, w_max, dc15=(tau_post1_ms, tau_post2_ms, nu_pre, nu_post))
     return LearningRule(init, update)
 
 
@@ -420,6 +447,110 @@ def segment_supervised(
     return LearningRule(init2, update2, prepare2)
 
 
+# ----------------------------------------------------------------------------------------------
+# deferred (lazy) on_post form of the hard-bounded trace rules (used by the network's fast path)
+# ----------------------------------------------------------------------------------------------
+
+_LAZY: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+@dataclasses.dataclass(frozen=True)
+class LazyTrace:
+    r"""Description of a rule that the network may run with *deferred* on_post updates.
+
+    Covers the trace family with hard bounds (``stdp``, ``all_ltd``, the merged
+    ``segment_supervised``, ``stdp_dc15``). Their on_post increment of ``W[i, j]``
+    is ``lr2_j · Apre_i(t_post)`` (D&C: ``ν_post·g_j·pre_i·post2_j``), and
+    ``Apre_i`` only decays between two spikes of input ``i``. So, between two
+    spikes of ``i``, all increments of row ``i`` have one sign, and the
+    sequential clipped additions equal one clipped addition of their sum. The
+    sum factorises into a per-row coefficient (``Apre_i`` at its last spike,
+    scaled by ``e^{u_i·dt/τ}``) times a per-neuron accumulator
+    ``P_j = Σ_posts x_j·e^{−u_p·dt/τ}`` (``u``: step within a short block). A row
+    is brought up to date ("flushed") just before input ``i`` spikes, which is
+    when Brian's on_pre reads it; every row is flushed at the end of each block,
+    which bounds the exponents (well-conditioned in float32).
+
+    The methods below give the per-neuron pieces; the network does the rest.
+    """
+
+    kind: str  # "trace" | "dc15"
+    tau_pre_ms: float
+    w_min: float
+    w_max: float
+    trace: TraceSTDPParams | None = None
+    lr_fn: Callable | None = None
+    dc15: tuple | None = None  # (tau_post1_ms, tau_post2_ms, nu_pre, nu_post)
+
+    def split(self, state):
+        """Rule state → (presynaptic trace ``[n_pre]``, postsynaptic traces tuple)."""
+        if self.kind == "trace":
+            return state.apre, (state.apost,)
+        return state.pre, (state.post1, state.post2)
+
+    def join(self, apre, post):
+        if self.kind == "trace":
+            return TraceState(apre, post[0])
+        return DC15State(apre, post[0], post[1])
+
+    def rates(self, gain, gate, n_post: int, dtype):
+        """Per-neuron factors ``(on_pre, on_post)`` for one presentation (gain and gate are constant in it)."""
+        gain = jnp.asarray(gain, dtype)
+        if self.kind == "trace":
+            lr1, lr2 = self.lr_fn(Activity(pre=None, post=None, gate=gate), n_post, dtype)
+            return gain * lr1, gain * lr2
+        g = jnp.ones((n_post,), dtype) if gate is None else jnp.asarray(gate, dtype)
+        _, _, nu_pre, nu_post = self.dc15
+        return gain * jnp.asarray(nu_pre, dtype) * g, gain * jnp.asarray(nu_post, dtype) * g
+
+    def decay_post(self, post, dt_ms: float):
+        if self.kind == "trace":
+            return (post[0] * decay_factor(dt_ms, self.trace.tau_post_ms, post[0].dtype),)
+        t1, t2, _, _ = self.dc15
+        return (post[0] * decay_factor(dt_ms, t1, post[0].dtype), post[1] * decay_factor(dt_ms, t2, post[1].dtype))
+
+    def pre_value(self, a_now):
+        """Presynaptic trace just after a spike, given its decayed value."""
+        if self.kind == "dc15":
+            return jnp.ones_like(a_now)
+        a = jnp.asarray(self.trace.a_pre, a_now.dtype)
+        return jnp.full_like(a_now, a) if self.trace.pairing == "nearest" else a_now + a
+
+    def pre_row_delta(self, post, lr_pre):
+        """The on_pre change added to a spiking input's row (before clipping), ``[n_post]``."""
+        if self.kind == "trace":
+            return lr_pre * post[0]
+        return -(lr_pre * post[0])
+
+    def post_weight(self, post, spikes):
+        """``x_j``: this step's contribution of neuron ``j``'s spike to the deferred sum (``[n_post]``)."""
+        s = spikes.astype(post[0].dtype)
+        return s if self.kind == "trace" else s * post[1]
+
+    def post_spike(self, post, spikes):
+        """Postsynaptic traces after this step's spikes."""
+        if self.kind == "trace":
+            a = jnp.asarray(self.trace.a_post, post[0].dtype)
+            new = a if self.trace.pairing == "nearest" else post[0] + a
+            return (jnp.where(spikes, new, post[0]),)
+        one = jnp.ones((), post[0].dtype)
+        return (jnp.where(spikes, one, post[0]), jnp.where(spikes, one, post[1]))
+
+
+def lazy_form(rule) -> LazyTrace | None:
+    """The :class:`LazyTrace` description of ``rule`` if it supports deferred on_post updates, else ``None``.
+
+    Only the built-in hard-bounded trace rules qualify, and only unchanged (a
+    ``prepare`` hook or a :func:`~snnjax.plasticity.chain` runs the general path).
+    """
+    if not isinstance(rule, LearningRule) or rule.prepare is not _identity_prepare:
+        return None
+    try:
+        return _LAZY.get(rule.update)
+    except TypeError:
+        return None
+
+
 @hookimpl
 def snnjax_learning_rules():
     return {"stdp": stdp, "all-ltd": all_ltd, "stdp-dc15": stdp_dc15, "segment-supervised": segment_supervised}
@@ -427,6 +558,9 @@ def snnjax_learning_rules():
 
 __all__ = [
     "DC15State",
+    "LazyTrace",
+    "complete_event_lists",
+    "lazy_form",
     "TraceSTDPParams",
     "TraceState",
     "all_ltd",

@@ -93,7 +93,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(json.dumps({"experiment": experiment.name, "seeds": args.seeds, "config": config}, indent=1))
         return 0
     out = Path(args.out) if args.out else _default_out(experiment.name)
+    created = _missing_parents(out)
     out.mkdir(parents=True, exist_ok=True)
+    had_config = (out / "config.json").exists()
     write_json_atomic(out / "config.json", {"experiment": experiment.name, "seeds": args.seeds, "config": config})
     progress = _Progress(enabled=not args.quiet)
     checkpointer = _make_checkpointer(args, out, experiment.name, config)
@@ -102,6 +104,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     try:
         result = experiment.run(ctx)
+    except SnnjaxError:
+        # bad input found while the experiment prepared (e.g. data checks): leave nothing behind
+        if ctx.partial is None and not (checkpointer is not None and checkpointer.exists()):
+            progress.close()
+            if not had_config:
+                (out / "config.json").unlink(missing_ok=True)
+            for d in created:
+                if d.is_dir() and not any(d.iterdir()):
+                    d.rmdir()
+        raise
     except KeyboardInterrupt:
         progress.close()
         _flush_checkpoint(checkpointer)
@@ -120,6 +132,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"{experiment.name}: {args.seeds} seed(s), {doc['wall_time_s']:.1f} s, results in {out}")
     print(summary_table(doc))
     return 0
+
+
+def _missing_parents(path: Path) -> list[Path]:
+    """``path`` and its ancestors that do not exist yet, deepest first."""
+    missing = []
+    for p in [path, *path.parents]:
+        if p.exists():
+            break
+        missing.append(p)
+    return missing
 
 
 def _prepare_resume(args: argparse.Namespace, registry: Any) -> tuple[Any, dict[str, Any]]:

@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from snnjax.errors import ConfigError, InputError
@@ -100,9 +101,16 @@ def init_weight(key: jax.Array, layer: ConvLayerSpec) -> jax.Array:
 
 
 def init_weights(key: jax.Array, spec: NetworkSpec) -> list[jax.Array]:
+    """Initial weights of every layer (STDP layers, then the decision layer) from one normal draw."""
     layers = list(spec.layers) + ([spec.decision] if spec.decision is not None else [])
-    keys = jax.random.split(key, len(layers))
-    return [init_weight(k, l) for k, l in zip(keys, layers)]
+    shapes = [(l.out_maps, l.in_maps, l.kernel, l.kernel) for l in layers]
+    sizes = [int(np.prod(s)) for s in shapes]
+    z = jax.random.normal(key, (sum(sizes),), jnp.float32)
+    out, start = [], 0
+    for layer, shape, size in zip(layers, shapes, sizes):
+        out.append(layer.w_mean + layer.w_std * z[start : start + size].reshape(shape))
+        start += size
+    return out
 
 
 # ----------------------------------------------------------------------------- one image
@@ -247,7 +255,7 @@ def train_readout(key: jax.Array, features: jax.Array, labels: jax.Array, n_clas
     del key  # deterministic (zero init, full batch)
 
     def loss(p):
-        logits = features @ p[0] + p[1]
+        logits = features @ p[0] + p[1][None]
         return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
     def step(carry, _):
@@ -262,7 +270,7 @@ def train_readout(key: jax.Array, features: jax.Array, labels: jax.Array, n_clas
 
 def readout_accuracy(params, features: jax.Array, labels: jax.Array) -> jax.Array:
     """Accuracy of the readout; an image without any feature spike counts as wrong (as the original)."""
-    pred = jnp.argmax(features @ params[0] + params[1], axis=-1)
+    pred = jnp.argmax(features @ params[0] + params[1][None], axis=-1)
     silent = features.sum(-1) == 0
     return jnp.mean(((pred == labels) & ~silent).astype(jnp.float32))
 

@@ -1,0 +1,449 @@
+"""Experiment ``use-it-or-lose-it``: the thesis' Method 3, responses to noise and to unknown classes.
+
+Protocol (reference-parameters §3): the Method 2 network (adaptive threshold,
+30 excitatory neurons in one segment per known class, STDP on the label's
+segment, All-LTD on the others) is trained for one pass over the training
+images of the known classes (default [7, 4, 6]) twice from the same seeds —
+**without** the regularizer (``k_p = 0``) and **with** it (``k_p = k_p_train``,
+default 1) — then, with learning off, the threshold fixed at −52 mV and
+``k_p = k_p_test`` (default 0), its excitatory response is counted on four
+test sets:
+
+* ``noise``: δ-correlated noise, U[0, 1] per pixel, scaled so that its mean
+  intensity equals the mean intensity of the dataset's training images (or
+  divided by ``noise_divider`` when that is > 0; the original's divider was ≈ 16);
+* ``blurred``: U[0, 1] noise blurred with a Gaussian of σ = ``blur_sigma``
+  pixels per image (``blur_across_images = true``: also along the sample axis, the
+  original's quirk), min-max scaled to [0, 1] (per image; over the whole set
+  with ``blur_across_images``), then mean-matched as above;
+* ``known``: test images of the known classes (accuracy: the segment with the
+  most spikes);
+* ``unknown``: test images of classes the network never saw (default [9, 2, 1]).
+
+Both models are one vmapped program: the batch axis holds ``2 × n_seeds``
+networks (``[without × seeds, with × seeds]``); ``k_p`` lives in the
+regularizer's state, so the "without" networks are the same program with
+``k_p = 0``. Seed ``i`` of both models shares its initial weights, delays,
+Poisson draws and image order.
+
+With the ``lazy`` semantics the thesis' flush follows training (``flush =
+"poisson"``: ``flush_ms`` of every input at ``flush_rate_hz``, learning off,
+``k_p = 1`` for the regularised networks); ``"exact"`` applies the pending decay
+to every input directly; ``"auto"`` is ``"poisson"`` for ``lazy`` and ``"none"``
+for ``continuous`` (whose decay is always up to date).
+
+``test_mode = "parallel"`` (default) presents every test image from the state
+after the flush (independent presentations, vmapped: much faster);
+``"sequential"`` presents each set's images one after another, the network state
+(v, conductances, vt) carrying over within the set, as the original did; every
+set starts from the post-flush state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from snnjax.checkpoint import resume_or, save_chunk
+from snnjax.errors import ConfigError, did_you_mean
+from snnjax.experiment import Experiment, RunContext, RunResult
+from snnjax.plasticity import chain
+from snnjax.seeds import seed_keys, seed_mesh, shard_seeds
+
+from .. import network as net
+from ..regularizers import SEMANTICS, apply_pending, check_kp, find_state, resolve_tau_prun_ms, set_kp
+from ..rules import segment_gate
+from .supervised_stdp import predict
+
+TEST_SETS = ("noise", "blurred", "known", "unknown")
+MODELS = ("without", "with")
+FLUSH = ("auto", "poisson", "exact", "none")
+
+DEFAULTS: dict[str, Any] = {
+    "seed": 0,
+    "dataset": "mnist-embedded",
+    "data_dir": "",
+    "known_classes": [7, 4, 6],
+    "unknown_classes": [9, 2, 1],
+    "n_exc": 30,
+    "adaptive_threshold": True,
+    "target_rule": "stdp",
+    "other_rule": "all-ltd",
+    "n_train": 0,
+    "train_chunk": 100,
+    "n_test": 300,
+    "test_sets": list(TEST_SETS),
+    "test_mode": "parallel",
+    "semantics": "lazy",
+    "tau_prun_ms": 0.0,
+    "k_p_train": 1.0,
+    "k_p_test": 0.0,
+    "flush": "auto",
+    "flush_ms": 50.0,
+    "flush_rate_hz": 63.0,
+    "noise_divider": 0.0,
+    "blur_sigma": 2.0,
+    "blur_across_images": False,
+    "tie_rule": "strict",
+    "dt_ms": 0.1,
+    "x64": False,
+}
+
+THESIS = {
+    "noise_fraction": "3162 → 1 spikes (thesis): ≈0.03 %",
+    "blurred_fraction": "3265 → 1 spikes (thesis): ≈0.03 %",
+    "known_fraction": "416 → 344 spikes (thesis): 83 %",
+    "unknown_fraction": "346 → 240 spikes (thesis): 69 %",
+    "unknown_reduction": "1.8× lower (thesis claim; its table gives 346/240 = 1.44×)",
+    "accuracy_with": "88.6 % (original code's output, regularised)",
+}
+
+
+# --------------------------------------------------------------------------------------------
+# config
+# --------------------------------------------------------------------------------------------
+
+
+def validate(cfg: Mapping[str, Any]) -> None:
+    """Check the config before any data is read or anything is compiled."""
+    for key in ("n_exc", "train_chunk", "n_test"):
+        if cfg[key] <= 0:
+            raise ConfigError(f"{key} must be a positive integer, got {cfg[key]}")
+    if cfg["n_train"] < 0:
+        raise ConfigError(f"n_train must be ≥ 0 (0 = every training image of the known classes), got {cfg['n_train']}")
+    known = [int(c) for c in cfg["known_classes"]]
+    unknown = [int(c) for c in cfg["unknown_classes"]]
+    if not known:
+        raise ConfigError("known_classes must list at least one class")
+    for name, cl in (("known_classes", known), ("unknown_classes", unknown)):
+        if len(set(cl)) != len(cl):
+            raise ConfigError(f"{name}={cl} repeats a class")
+    if set(known) & set(unknown):
+        raise ConfigError(f"known_classes {known} and unknown_classes {unknown} overlap: "
+                          f"{sorted(set(known) & set(unknown))} cannot be both")
+    if cfg["n_exc"] % len(known):
+        raise ConfigError(f"n_exc={cfg['n_exc']} excitatory neurons cannot be split into {len(known)} equal segments "
+                          f"(one per known class): choose n_exc as a multiple of {len(known)}")
+    sets = list(cfg["test_sets"])
+    if not sets:
+        raise ConfigError(f"test_sets must name at least one of {', '.join(TEST_SETS)}")
+    for s in sets:
+        if s not in TEST_SETS:
+            raise ConfigError(f"unknown test set {s!r}.{did_you_mean(str(s), TEST_SETS)} "
+                              f"Test sets: {', '.join(TEST_SETS)}")
+    if len(set(sets)) != len(sets):
+        raise ConfigError(f"test_sets={sets} repeats a set")
+    if "unknown" in sets and not unknown:
+        raise ConfigError("test set 'unknown' needs unknown_classes")
+    if cfg["tau_prun_ms"] < 0:
+        raise ConfigError(f"tau_prun_ms must be > 0 ms, or 0 for the thesis' rule 5 × n_classes × 500 ms; "
+                          f"got {cfg['tau_prun_ms']}")
+    check_kp(cfg["k_p_train"], "k_p_train")
+    check_kp(cfg["k_p_test"], "k_p_test")
+    for key, allowed in (("semantics", SEMANTICS), ("flush", FLUSH), ("test_mode", ("parallel", "sequential")),
+                         ("tie_rule", ("strict", "thesis"))):
+        if cfg[key] not in allowed:
+            raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got {cfg[key]!r}")
+    for key in ("flush_ms", "flush_rate_hz", "blur_sigma", "noise_divider"):
+        if cfg[key] < 0:
+            raise ConfigError(f"{key} must be ≥ 0, got {cfg[key]}")
+    if cfg["flush_rate_hz"] > 63.75:
+        raise ConfigError(f"flush_rate_hz must be ≤ 63.75 Hz (the rate of a 255 pixel), got {cfg['flush_rate_hz']}")
+    if cfg["dt_ms"] <= 0:
+        raise ConfigError(f"dt_ms must be a positive number of ms, got {cfg['dt_ms']}")
+
+
+def flush_mode(cfg: Mapping[str, Any]) -> str:
+    if cfg["flush"] != "auto":
+        return cfg["flush"]
+    return "poisson" if cfg["semantics"] == "lazy" else "none"
+
+
+# --------------------------------------------------------------------------------------------
+# data
+# --------------------------------------------------------------------------------------------
+
+
+def gaussian_blur(x: np.ndarray, sigma: float, across_images: bool) -> np.ndarray:
+    """Gaussian blur of ``x[N, 28, 28]`` (reflecting borders, kernel cut at 4σ); per image unless ``across_images``."""
+    from scipy.ndimage import gaussian_filter  # scipy is a dependency of jax
+
+    if sigma == 0:
+        return x.copy()
+    if across_images:
+        return gaussian_filter(x, sigma=sigma)
+    return gaussian_filter(x, sigma=(0, sigma, sigma))
+
+
+def noise_sets(rng: np.random.Generator, n: int, target_mean: float, cfg: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """``{"noise", "blurred"}``: ``float32[n, 784]`` in pixel units (0–255)."""
+    div = cfg["noise_divider"]
+
+    def match(u):  # u in [0, 1]
+        scaled = u / div if div > 0 else u * (target_mean / max(float(u.mean()), 1e-12))
+        return (255.0 * np.clip(scaled, 0.0, 1.0)).astype(np.float32).reshape(n, -1)
+
+    out = {"noise": match(rng.random((n, 28, 28)))}
+    b = gaussian_blur(rng.random((n, 28, 28)), cfg["blur_sigma"], cfg["blur_across_images"])
+    axes = None if cfg["blur_across_images"] else (1, 2)
+    lo, hi = b.min(axis=axes, keepdims=True), b.max(axis=axes, keepdims=True)
+    b = (b - lo) / np.maximum(hi - lo, 1e-12)
+    out["blurred"] = match(b)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class SeedData:
+    """Per-seed arrays (leading axis = seed)."""
+
+    train_x: np.ndarray  #: uint8 [S, P, 784]
+    train_seg: np.ndarray  #: int32 [S, P]
+    test_x: dict  #: set name -> float32 [S, n, 784]
+    known_seg: np.ndarray  #: int32 [S, n] segments of the known test images
+    mean_intensity: float  #: mean pixel of the training images, in [0, 1]
+
+
+def prepare_data(cfg: Mapping[str, Any], n_seeds: int, registry: Any) -> SeedData:
+    """Load the data and draw, per seed, the training order and the four test sets."""
+    from snnjax import data
+
+    kw = {"data_dir": cfg["data_dir"] or None, "registry": registry}
+    train = data.load(cfg["dataset"], "train", **kw)
+    test = data.load(cfg["dataset"], "test", **kw)
+    known = np.array([int(c) for c in cfg["known_classes"]])
+    unknown = np.array([int(c) for c in cfg["unknown_classes"]])
+    present = sorted(set(np.unique(train.labels)) & set(np.unique(test.labels)))
+    missing = [int(c) for c in np.concatenate([known, unknown]) if c not in present]
+    if missing:
+        raise ConfigError(f"classes {missing} are not in dataset {cfg['dataset']!r}; it has classes {present}")
+    mean = float(train.images.mean()) / 255.0
+    sets = list(cfg["test_sets"])
+    n_test = cfg["n_test"]
+
+    def subset(ds, classes, rng, limit=None):
+        keep = np.isin(ds.labels, classes)
+        x = ds.images[keep].reshape(int(keep.sum()), -1)
+        y = ds.labels[keep]
+        order = rng.permutation(len(y))
+        x, y = x[order][:limit], y[order][:limit]
+        seg = np.array([int(np.nonzero(known == lab)[0][0]) if lab in known else -1 for lab in y], np.int32)
+        return x, seg
+
+    rows = []
+    for i in range(n_seeds):
+        rng = np.random.default_rng([cfg["seed"], i])
+        tx, ts = subset(train, known, rng, cfg["n_train"] or None)
+        kx, ks = subset(test, known, rng, n_test)
+        ux, _ = subset(test, unknown, rng, n_test) if len(unknown) else (kx[:0], None)
+        noise = noise_sets(rng, n_test, mean, cfg)
+        rows.append((tx, ts, {"noise": noise["noise"], "blurred": noise["blurred"], "known": kx, "unknown": ux}, ks))
+    if cfg["n_train"] and len(rows[0][1]) < cfg["n_train"]:
+        raise ConfigError(f"n_train={cfg['n_train']} but only {len(rows[0][1])} training images of classes "
+                          f"{known.tolist()} exist in {cfg['dataset']!r}")
+    test_x = {}
+    for s in sets:
+        n = min(len(r[2][s]) for r in rows)
+        test_x[s] = np.stack([r[2][s][:n] for r in rows]).astype(np.float32)
+    n_known = min(len(r[3]) for r in rows)
+    return SeedData(
+        train_x=np.stack([r[0] for r in rows]).astype(np.uint8),
+        train_seg=np.stack([r[1] for r in rows]),
+        test_x=test_x,
+        known_seg=np.stack([r[3][:n_known] for r in rows]),
+        mean_intensity=mean,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# the model and the programs
+# --------------------------------------------------------------------------------------------
+
+
+def build_model(cfg: Mapping[str, Any], registry: Any):
+    """``(NetworkConfig, LearningRule, τ_prun)``: Method 2's network and rule chained with the regularizer."""
+    n_classes = len(cfg["known_classes"])
+    form = "vt-copy" if cfg["adaptive_threshold"] else "none"
+    netcfg = net.thesis_config(n_exc=cfg["n_exc"], dt_ms=cfg["dt_ms"])
+    netcfg = dataclasses.replace(netcfg, exc=dataclasses.replace(netcfg.exc, threshold_form=form))
+    base = registry.create("rule", "segment-supervised", n_classes=n_classes, target=cfg["target_rule"],
+                           others=cfg["other_rule"])
+    image_ms = netcfg.t_present_ms + netcfg.t_rest_ms
+    tau = resolve_tau_prun_ms(cfg["tau_prun_ms"] or None, n_classes, image_ms)
+    reg = registry.create("regularizer", "use-it-or-lose-it", tau_prun_ms=tau, k_p=0.0, semantics=cfg["semantics"])
+    return netcfg, chain(base, reg), tau
+
+
+def make_programs(netcfg, rule, tau: float, cfg: Mapping[str, Any]):
+    """Per-network pure functions ``train_chunk``, ``flush`` and ``evaluate`` (vmapped over the batch)."""
+    n_classes = len(cfg["known_classes"])
+    v_test = netcfg.exc.v_th_mv
+    mode = flush_mode(cfg)
+    steps = int(cfg["flush_ms"] / netcfg.dt_ms + 0.5)
+    flush_cfg = dataclasses.replace(netcfg, t_present_ms=steps * netcfg.dt_ms, t_rest_ms=0.0,
+                                    input_capacity=int(netcfg.n_input * steps * cfg["flush_rate_hz"]
+                                                       * netcfg.dt_ms * 1e-3 * 1.3) + 512)
+    flush_pixel = 255.0 * cfg["flush_rate_hz"] / netcfg.max_rate_hz
+
+    def train_chunk(state, key, images, segs):
+        gates = jax.vmap(lambda s: segment_gate(s, netcfg.n_exc, n_classes, state.w.dtype))(segs)
+        state, out = net.present_many(state, images, key, netcfg, rule, learn=1.0, gates=gates)
+        return state, out.exc_counts
+
+    def flush(state, key, k_p):
+        """The post-training flush; ``k_p`` (0 or 1) is this network's decay strength during it."""
+        state = state._replace(rule_state=set_kp(state.rule_state, k_p))
+        if mode == "poisson" and steps > 0:
+            image = jnp.full((netcfg.n_input,), flush_pixel, state.w.dtype)
+            state, _ = net.present(state, image, key, flush_cfg, rule, learn=0.0)
+        elif mode == "exact":
+            t = state.step.astype(state.w.dtype) * netcfg.dt_ms
+            rs = state.rule_state
+            w, new_reg = apply_pending(state.w, find_state(rs), t, tau)
+            state = state._replace(w=w, rule_state=(rs[0], new_reg))
+        return state
+
+    def evaluate(state, key, images):
+        state = state._replace(rule_state=set_kp(state.rule_state, cfg["k_p_test"]))
+        if cfg["test_mode"] == "sequential":
+            _, out = net.present_many(state, images, key, netcfg, rule, learn=0.0, fixed_v2_mv=v_test)
+        else:
+            keys = jax.random.split(key, images.shape[0])
+            _, out = jax.vmap(lambda img, k: net.present(state, img, k, netcfg, rule, learn=0.0,
+                                                         fixed_v2_mv=v_test))(images, keys)
+        return out.exc_counts
+
+    def accuracy(counts, segs):
+        return 100.0 * jnp.mean(predict(counts, n_classes, cfg["tie_rule"]) == segs)
+
+    return train_chunk, flush, evaluate, accuracy
+
+
+# --------------------------------------------------------------------------------------------
+# the run
+# --------------------------------------------------------------------------------------------
+
+
+def run(ctx: RunContext) -> RunResult:
+    cfg = ctx.config
+    if cfg["x64"]:
+        jax.config.update("jax_enable_x64", True)
+    netcfg, rule, tau = build_model(cfg, ctx.registry)
+    data = prepare_data(cfg, ctx.n_seeds, ctx.registry)
+    S, M = ctx.n_seeds, len(MODELS)
+    B = M * S  # batch: [without × S, with × S]
+    sets = list(cfg["test_sets"])
+    P = data.train_x.shape[1]
+    C = cfg["train_chunk"]
+    n_chunks = -(-P // C)
+    train_chunk, flush, evaluate, accuracy = make_programs(netcfg, rule, tau, cfg)
+    mesh = seed_mesh(B)
+    v_train = jax.jit(jax.vmap(train_chunk))
+    v_flush = jax.jit(jax.vmap(flush))
+    v_eval = jax.jit(jax.vmap(evaluate))
+
+    def both(x):  # per-seed array -> per-network array (same seed for both models)
+        x = np.asarray(x)
+        return np.concatenate([x] * M, axis=0)
+
+    keys = seed_keys(cfg["seed"], S)
+    init_keys, run_keys = jax.vmap(lambda k: jax.random.split(k, 2))(keys).transpose(1, 0, 2)
+    init_keys = jnp.concatenate([init_keys] * M)
+    run_keys = jnp.concatenate([run_keys] * M)
+    k_p_train = jnp.asarray(np.repeat([0.0, check_kp(cfg["k_p_train"])], S))
+
+    def init(k, kp):
+        st = net.init_network(k, netcfg, rule)
+        return st._replace(rule_state=set_kp(st.rule_state, kp))
+
+    state = jax.jit(jax.vmap(init))(init_keys, k_p_train)
+    # the flush uses k_p = 1 for the regularised networks, as in the original (k_p_train otherwise)
+    k_p_flush = k_p_train
+
+    # checkpointed: network states + spikes per set [B, n_sets] + known-set accuracy [B]
+    totals = np.full((B, len(sets)), np.nan)
+    acc = np.full((B,), np.nan)
+    start, carry, _ = resume_or(ctx, (state, totals, acc))
+    state, totals, acc = carry[0], np.array(carry[1]), np.array(carry[2])
+    n_total = n_chunks + 1 + len(sets)
+    for c in range(start, n_total):
+        k_c = shard_seeds(jax.vmap(lambda k: jax.random.fold_in(k, c))(run_keys), mesh)
+        if c < n_chunks:
+            lo, hi = c * C, min(P, (c + 1) * C)
+            images = shard_seeds(jnp.asarray(both(data.train_x[:, lo:hi])), mesh)
+            segs = shard_seeds(jnp.asarray(both(data.train_seg[:, lo:hi])), mesh)
+            state, _ = v_train(state, k_c, images, segs)
+            what = f"trained on {hi}/{P} images"
+        elif c == n_chunks:
+            state = v_flush(state, k_c, k_p_flush)
+            what = f"flush ({flush_mode(cfg)})"
+        else:
+            j = c - n_chunks - 1
+            name = sets[j]
+            counts = v_eval(state, k_c, shard_seeds(jnp.asarray(both(data.test_x[name])), mesh))
+            totals[:, j] = np.asarray(jnp.sum(counts, axis=(1, 2)))
+            if name == "known":
+                acc[:] = np.asarray(jax.vmap(accuracy)(counts, jnp.asarray(both(data.known_seg))))
+            what = f"tested {name!r}"
+        ctx.partial = _result(totals, acc, data, cfg, S)
+        save_chunk(ctx, c + 1, (state, totals, acc))
+        ctx.progress(c + 1, n_total, what)
+    result = _result(totals, acc, data, cfg, S)
+    result.extra["tau_prun_ms"] = tau
+    result.figures.extend(_figures(ctx, result, state, cfg, S))
+    return result
+
+
+def _result(totals, acc, data: SeedData, cfg, S: int) -> RunResult:
+    sets = list(cfg["test_sets"])
+    metrics: dict[str, np.ndarray] = {}
+    for j, name in enumerate(sets):
+        n = data.test_x[name].shape[1]
+        wo, wi = totals[:S, j], totals[S:, j]
+        metrics[f"{name}_total_without"] = wo
+        metrics[f"{name}_total_with"] = wi
+        metrics[f"{name}_per_image_without"] = wo / n
+        metrics[f"{name}_per_image_with"] = wi / n
+        with np.errstate(divide="ignore", invalid="ignore"):
+            metrics[f"{name}_fraction"] = np.where(wo > 0, wi / wo, np.nan)
+            metrics[f"{name}_reduction"] = np.where(wi > 0, wo / wi, np.nan)
+    if "known" in sets:
+        metrics["accuracy_without"] = acc[:S]
+        metrics["accuracy_with"] = acc[S:]
+        metrics["accuracy_change"] = acc[S:] - acc[:S]
+    extra = {
+        "test_sets": sets,
+        "models": list(MODELS),
+        "n_images_per_set": {s: int(data.test_x[s].shape[1]) for s in sets},
+        "training_images": int(data.train_x.shape[1]),
+        "mean_intensity": data.mean_intensity,
+        "flush": flush_mode(cfg),
+    }
+    return RunResult(metrics=metrics, extra=extra)
+
+
+def _figures(ctx: RunContext, result: RunResult, state, cfg, S: int) -> list[str]:
+    from snnjax import plots
+
+    sets = list(cfg["test_sets"])
+    out = []
+    series = {f"{m} regularization": np.stack([result.metrics[f"{s}_per_image_{m}"] for s in sets], axis=1)
+              for m in MODELS}
+    out.append(str(plots.grouped_bars(ctx.out_dir / "responses.png", sets, series,
+                                      ylabel="excitatory spikes per image", log=True,
+                                      title=f"use it or lose it ({cfg['semantics']}), mean ± std over {S} seeds")))
+    w = np.asarray(state.w)
+    np.savez_compressed(ctx.out_dir / "weights.npz", without=w[:S], with_=w[S:])
+    out.append(str(plots.receptive_fields(ctx.out_dir / "receptive_fields.png",
+                                          {"without (seed 0)": w[0], "with (seed 0)": w[S]})))
+    return out
+
+
+def use_it_or_lose_it() -> Experiment:
+    """Thesis Method 3: use-it-or-lose-it decay; responses to noise, known and unknown classes."""
+    return Experiment(name="use-it-or-lose-it", description=use_it_or_lose_it.__doc__.splitlines()[0],
+                      defaults=DEFAULTS, run=run, validate=validate, thesis=THESIS)
