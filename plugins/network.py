@@ -268,7 +268,7 @@ def with_delays(state: NetworkState, cfg: NetworkConfig, d2_steps, d3_steps) -> 
 # ----------------------------------------------------------------------------------------------
 
 
-def _record(names, st: NetworkState, se=None, si=None):
+def _record(names, st: NetworkState):
     out = {}
     for name in names:
         if name == "exc_spikes" or name == "inh_spikes":
@@ -278,59 +278,71 @@ def _record(names, st: NetworkState, se=None, si=None):
     return out
 
 
-def _step(cfg: NetworkConfig, rule: LearningRule, learn, gate, st: NetworkState, in_mask, in_idx, record=()):
-    """One time step of the whole network. ``in_mask``/``in_idx``: this step's input spikes."""
-    fdt = st.w.dtype
+def _delayed_synapses(cfg: NetworkConfig, st: NetworkState, exc, inh, se, si):
+    """S2 (exc j → inh j) and S3 (inh i → exc j ≠ i) on_pre pathways; returns (exc, inh, buf2, buf3, inh_dropped)."""
+    fdt = exc.v.dtype
     n = st.step
-    rec = _record(record, st)
-    # ---- groups: state update
-    exc, nr_e = cfg.exc.integrate(st.exc)
-    inh, nr_i = cfg.inh.integrate(st.inh)
-    # ---- thresholds
-    se = cfg.exc.threshold(exc, nr_e)
-    si = cfg.inh.threshold(inh, nr_i)
-    post_idx = jnp.nonzero(se, size=cfg.k_post, fill_value=cfg.n_exc)[0].astype(jnp.int32)
-    act = Activity(pre=in_mask, post=se, t_ms=n.astype(fdt) * cfg.dt_ms, dt_ms=cfg.dt_ms, gain=learn, gate=gate,
-                   pre_idx=in_idx, post_idx=post_idx)
-    w = rule.prepare(st.w, st.rule_state, act)
-    # ---- synapses, on_pre pathways: S1 transmission (old weights) ...
-    if in_idx.shape[0] > 0:
-
-        def transmit(idx, dge):
-            return dge + jnp.sum(w.at[idx].get(mode="fill", fill_value=0), axis=0)
-
-        dge = for_each_event(in_mask, in_idx, transmit, jnp.zeros((cfg.n_exc,), fdt))
-        exc = exc._replace(ge=exc.ge + dge)
-    # ... S2: exc j -> inh j
     w_ei = jnp.asarray(cfg.w_ei, fdt)
     buf2 = st.buf2
     if cfg.ring2 == 1:
         inh = inh._replace(ge=inh.ge + jnp.where(se, w_ei, 0))
     else:
         slot = (n + st.d2) % cfg.ring2
-        buf2 = buf2.at[slot, jnp.arange(cfg.n_exc)].add(jnp.where(se, w_ei, 0))
+        buf2 = buf2.at[slot, jnp.arange(cfg.n_exc)].add(jnp.where(se, w_ei, 0), mode="promise_in_bounds")
         now = n % cfg.ring2
         inh = inh._replace(ge=inh.ge + buf2[now])
         buf2 = buf2.at[now].set(0)
-    # ... S3: inh i -> exc j != i
     w_ie = jnp.asarray(cfg.w_ie, fdt)
     buf3 = st.buf3
+    dropped = jnp.zeros((), jnp.int32)
     if cfg.ring3 == 1:
         cnt = jnp.sum(si).astype(fdt)
         exc = exc._replace(gi=exc.gi + w_ie * (cnt - si.astype(fdt)))
     else:
+        # padded list of spiking inhibitory neurons; pads and missing synapses write to the spare row `ring3`
         inh_idx = jnp.nonzero(si, size=cfg.k_inh, fill_value=cfg.n_inh)[0].astype(jnp.int32)
-        cols = jnp.arange(cfg.n_exc)[None, :]
-
-        def deliver(idx, b):
-            dd = st.d3.at[idx].get(mode="fill", fill_value=-1)
-            rows = jnp.where(dd >= 0, (n + dd) % cfg.ring3, cfg.ring3)
-            return b.at[rows, jnp.broadcast_to(cols, rows.shape)].add(w_ie, mode="drop")
-
-        buf3 = for_each_event(si, inh_idx, deliver, buf3)
+        dropped = jnp.maximum(jnp.sum(si, dtype=jnp.int32) - cfg.k_inh, 0)
+        valid = inh_idx < cfg.n_inh
+        dd = jnp.take(st.d3, jnp.minimum(inh_idx, cfg.n_inh - 1), axis=0)
+        rows = jnp.where(valid[:, None] & (dd >= 0), (n + dd) % cfg.ring3, cfg.ring3)
+        cols = jnp.broadcast_to(jnp.arange(cfg.n_exc)[None, :], rows.shape)
+        buf3 = buf3.at[rows, cols].add(w_ie, mode="promise_in_bounds")
         now = n % cfg.ring3
         exc = exc._replace(gi=exc.gi + buf3[now])
         buf3 = buf3.at[now].set(0)
+    return exc, inh, buf2, buf3, dropped
+
+
+def _step_reference(cfg: NetworkConfig, rule: LearningRule, learn, gate, st: NetworkState, in_idx, record=()):
+    """One time step with the general rule contract (``prepare``/``update`` every step).
+
+    ``in_idx``: ``int32[k]`` spiking inputs padded with ``n_input`` (``k = 0``: no input).
+    Returns ``(state, se, si, dropped[2] (post, inh), rec)``.
+    """
+    fdt = st.w.dtype
+    n = st.step
+    rec = _record(record, st)
+    # ---- groups: state update;  thresholds
+    exc, nr_e = cfg.exc.integrate(st.exc)
+    inh, nr_i = cfg.inh.integrate(st.inh)
+    se = cfg.exc.threshold(exc, nr_e)
+    si = cfg.inh.threshold(inh, nr_i)
+    post_idx = jnp.nonzero(se, size=cfg.k_post, fill_value=cfg.n_exc)[0].astype(jnp.int32)
+    post_drop = jnp.maximum(jnp.sum(se, dtype=jnp.int32) - cfg.k_post, 0)
+    k = in_idx.shape[0]
+    if k > 0:
+        in_mask = jnp.zeros((cfg.n_input + 1,), bool).at[in_idx].set(True, mode="promise_in_bounds")[: cfg.n_input]
+    else:
+        in_mask = jnp.zeros((cfg.n_input,), bool)
+    act = Activity(pre=in_mask, post=se, t_ms=n.astype(fdt) * cfg.dt_ms, dt_ms=cfg.dt_ms, gain=learn, gate=gate,
+                   pre_idx=in_idx, post_idx=post_idx)
+    w = rule.prepare(st.w, st.rule_state, act)
+    # ---- synapses, on_pre pathways: S1 transmission (old weights), S2, S3
+    if k > 0:
+        valid = in_idx < cfg.n_input
+        rows = jnp.take(w, jnp.minimum(in_idx, cfg.n_input - 1), axis=0)
+        exc = exc._replace(ge=exc.ge + jnp.sum(jnp.where(valid[:, None], rows, 0), axis=0))
+    exc, inh, buf2, buf3, inh_drop = _delayed_synapses(cfg, st, exc, inh, se, si)
     # ---- plasticity (on_pre then on_post inside the rule)
     w, rs = rule.update(w, st.rule_state, act)
     # ---- resets
@@ -341,7 +353,148 @@ def _step(cfg: NetworkConfig, rule: LearningRule, learn, gate, st: NetworkState,
     if "inh_spikes" in record:
         rec["inh_spikes"] = si
     new = NetworkState(w, st.d2, st.d3, exc, inh, rs, buf2, buf3, n + 1)
-    return new, se, si, rec
+    return new, se, si, jnp.stack([post_drop, inh_drop]), rec
+
+
+class _Block(NamedTuple):
+    """Block-local bookkeeping of the deferred on_post updates (see :class:`~snnjax_plugins.rules.LazyTrace`).
+
+    ``c[i]``: presynaptic trace of input ``i`` at its last flush, times ``e^{u_i·dt/τ}``;
+    ``ul[i]``: block step ``u_i`` of that flush; ``P[j]``: Σ over this block's spikes of
+    ``j`` of ``x_j·e^{−u·dt/τ}``; ``Ph[u]``: ``P`` at the start of block step ``u``;
+    ``post``: the rule's postsynaptic traces (eager, per neuron). Arrays over inputs
+    have one spare entry (index ``n_input``) that absorbs the padded list entries.
+    """
+
+    c: jnp.ndarray
+    ul: jnp.ndarray
+    P: jnp.ndarray
+    Ph: jnp.ndarray
+    post: tuple
+
+
+def _step_lazy(cfg: NetworkConfig, lz: LazyTrace, rates, consts, st: NetworkState, b: _Block, u, in_idx, record=()):
+    """One time step with deferred on_post updates. ``st.w`` has a spare zero row ``n_input``."""
+    lr_pre, lr_post = rates
+    eneg_u, epos_u = consts
+    fdt = st.w.dtype
+    rec = _record(record, st)
+    lo, hi = jnp.asarray(lz.w_min, fdt), jnp.asarray(lz.w_max, fdt)
+    Ph = lax.dynamic_update_index_in_dim(b.Ph, b.P, u, 0)
+    exc, nr_e = cfg.exc.integrate(st.exc)
+    inh, nr_i = cfg.inh.integrate(st.inh)
+    se = cfg.exc.threshold(exc, nr_e)
+    si = cfg.inh.threshold(inh, nr_i)
+    post = lz.decay_post(b.post, cfg.dt_ms)
+    w, c, ul = st.w, b.c, b.ul
+    if in_idx.shape[0] > 0:
+        # flush the rows of this step's spiking inputs (their pending on_post sums), then
+        # transmit (Brian's on_pre reads w after every earlier on_post), then on_pre
+        rows = jnp.take(w, in_idx, axis=0, mode="promise_in_bounds")
+        cc = jnp.take(c, in_idx, mode="promise_in_bounds")
+        ph = jnp.take(Ph, jnp.take(ul, in_idx, mode="promise_in_bounds"), axis=0, mode="promise_in_bounds")
+        pend = lr_post[None, :] * cc[:, None] * (b.P[None, :] - ph)
+        rows = jnp.where(pend != 0, jnp.clip(rows + pend, lo, hi), rows)
+        valid = in_idx < cfg.n_input
+        exc = exc._replace(ge=exc.ge + jnp.sum(jnp.where(valid[:, None], rows, 0), axis=0))
+        rows = jnp.clip(rows + lz.pre_row_delta(post, lr_pre)[None, :], lo, hi)
+        w = w.at[in_idx].set(rows, mode="promise_in_bounds")
+        c = c.at[in_idx].set(lz.pre_value(cc * eneg_u) * epos_u, mode="promise_in_bounds")
+        ul = ul.at[in_idx].set(u, mode="promise_in_bounds")
+    exc, inh, buf2, buf3, inh_drop = _delayed_synapses(cfg, st, exc, inh, se, si)
+    # deferred on_post: accumulate, then this step's post spikes update the traces
+    P = b.P + lz.post_weight(post, se) * eneg_u
+    post = lz.post_spike(post, se)
+    exc = cfg.exc.reset(exc, se)
+    inh = cfg.inh.reset(inh, si)
+    if "exc_spikes" in record:
+        rec["exc_spikes"] = se
+    if "inh_spikes" in record:
+        rec["inh_spikes"] = si
+    new = st._replace(w=w, exc=exc, inh=inh, buf2=buf2, buf3=buf3, step=st.step + 1)
+    return new, _Block(c, ul, P, Ph, post), se, si, jnp.stack([jnp.zeros((), jnp.int32), inh_drop]), rec
+
+
+def _block_len(cfg: NetworkConfig) -> int:
+    return max(1, int(round(cfg.lazy_block_ms / cfg.dt_ms)))
+
+
+def _phase_lazy(cfg, lz, rates, carry, table, n_steps, record):
+    """``n_steps`` steps in blocks of ``_block_len`` steps (a flush of every row after each block)."""
+    R = _block_len(cfg)
+    dt = cfg.dt_ms
+    tau = lz.tau_pre_ms
+
+    def block(carry, xs, L):
+        st, ce, ci, drop = carry
+        fdt = st.w.dtype
+        n_in = cfg.n_input
+        apre, post = lz.split(st.rule_state)
+        d1 = decay_factor(dt, tau, fdt)
+        b = _Block(
+            c=jnp.concatenate([apre * d1, jnp.zeros((1,), fdt)]),
+            ul=jnp.zeros((n_in + 1,), jnp.int32),
+            P=jnp.zeros((cfg.n_exc,), fdt),
+            Ph=jnp.zeros((R, cfg.n_exc), fdt),
+            post=post,
+        )
+        us = jnp.arange(L, dtype=jnp.int32)
+        eneg = jnp.asarray(np.exp(-np.arange(L) * dt / tau), fdt)
+        epos = jnp.asarray(np.exp(np.arange(L) * dt / tau), fdt)
+
+        def body(c2, x):
+            st, b, ce, ci, drop = c2
+            if xs is None:
+                u, en, ep = x
+                idx = jnp.zeros((0,), jnp.int32)
+            else:
+                u, en, ep, idx = x
+            st, b, se, si, d, rec = _step_lazy(cfg, lz, rates, (en, ep), st, b, u, idx, record)
+            return (st, b, ce + se, ci + si, drop + d), rec
+
+        x = (us, eneg, epos) if xs is None else (us, eneg, epos, xs)
+        (st, b, ce, ci, drop), rec = lax.scan(body, (st, b, ce, ci, drop), x)
+        # flush every row; the presynaptic trace at the block's last step becomes the rule state again
+        lo, hi = jnp.asarray(lz.w_min, fdt), jnp.asarray(lz.w_max, fdt)
+        pend = rates[1][None, :] * b.c[:, None] * (b.P[None, :] - jnp.take(b.Ph, b.ul, axis=0, mode="promise_in_bounds"))
+        w = jnp.where(pend != 0, jnp.clip(st.w + pend, lo, hi), st.w)
+        apre = b.c[:n_in] * eneg[L - 1]
+        st = st._replace(w=w, rule_state=lz.join(apre, b.post))
+        return (st, ce, ci, drop), rec
+
+    q, r = divmod(n_steps, R)
+    recs = []
+    if q:
+        xs = None if table is None else table[: q * R].reshape(q, R, -1)
+        carry, rec = lax.scan(lambda c, x: block(c, x, R), carry, xs, length=q)
+        recs.append({k: v.reshape((q * R,) + v.shape[2:]) for k, v in rec.items()})
+    if r:
+        carry, rec = block(carry, None if table is None else table[q * R:], r)
+        recs.append(rec)
+    return carry, recs
+
+
+def _phase_reference(cfg, rule, learn, gate, carry, table, n_steps, record):
+    def body(c, idx):
+        st, ce, ci, drop = c
+        if idx is None:
+            idx = jnp.zeros((0,), jnp.int32)
+        st, se, si, d, rec = _step_reference(cfg, rule, learn, gate, st, idx, record)
+        return (st, ce + se, ci + si, drop + d), rec
+
+    with complete_event_lists():
+        carry, rec = lax.scan(body, carry, table, length=n_steps)
+    return carry, [rec]
+
+
+def _use_lazy(cfg: NetworkConfig, rule: LearningRule) -> LazyTrace | None:
+    if cfg.plasticity == "reference":
+        return None
+    lz = lazy_form(rule)
+    if lz is None and cfg.plasticity == "lazy":
+        raise ConfigError("plasticity='lazy' needs a built-in hard-bounded trace rule (stdp, all-ltd, segment-supervised "
+                          "with trace rules, stdp-dc15) without prepare hooks; use plasticity='auto' or 'reference'")
+    return lz
 
 
 def _onset(st: NetworkState, cfg: NetworkConfig, fixed_v2_mv=None) -> NetworkState:
@@ -366,97 +519,43 @@ def _gate_or_ones(gate, cfg, fdt):
     return jnp.ones((cfg.n_exc,), fdt) if gate is None else jnp.asarray(gate, fdt)
 
 
-def _run_phases(cfg, rule, learn, gate, st, input_scan, record):
-    """Input phase (given scan body over xs) then the silent rest phase; returns (state, ce, ci, dense, recs)."""
+def _run_phases(cfg, rule, learn, gate, st, table, record):
+    """Input phase (``table``: ``int32[T, k_in]`` padded index lists) then the silent rest.
+
+    Returns ``(state, exc_counts, inh_counts, dropped[2] (post, inh), recs)``.
+    """
     ce = jnp.zeros((cfg.n_exc,), jnp.int32)
     ci = jnp.zeros((cfg.n_inh,), jnp.int32)
-    (st, ce, ci, dense), rec1 = input_scan(st, ce, ci)
-    empty_idx = jnp.zeros((0,), jnp.int32)
-    no_input = jnp.zeros((cfg.n_input,), bool)
-    n_rest = cfg.steps_total - input_scan.n_steps
-
-    def body(c, _):
-        st, ce, ci = c
-        st, se, si, rec = _step(cfg, rule, learn, gate, st, no_input, empty_idx, record)
-        return (st, ce + se, ci + si), rec
-
-    (st, ce, ci), rec2 = lax.scan(body, (st, ce, ci), None, length=n_rest)
+    drop = jnp.zeros((2,), jnp.int32)
+    n_in_steps = table.shape[0]
+    n_rest = cfg.steps_total - n_in_steps
+    lz = _use_lazy(cfg, rule)
+    if lz is None:
+        carry = (st, ce, ci, drop)
+        carry, r1 = _phase_reference(cfg, rule, learn, gate, carry, table, n_in_steps, record)
+        carry, r2 = _phase_reference(cfg, rule, learn, gate, carry, None, n_rest, record)
+        st, ce, ci, drop = carry
+    else:
+        fdt = st.w.dtype
+        rates = lz.rates(learn, gate, cfg.n_exc, fdt)
+        w_pad = jnp.concatenate([st.w, jnp.zeros((1, cfg.n_exc), fdt)])
+        carry = (st._replace(w=w_pad), ce, ci, drop)
+        carry, r1 = _phase_lazy(cfg, lz, rates, carry, table, n_in_steps, record)
+        carry, r2 = _phase_lazy(cfg, lz, rates, carry, None, n_rest, record)
+        st, ce, ci, drop = carry
+        st = st._replace(w=st.w[: cfg.n_input])
     recs = None
     if record:
-        recs = {k: jnp.concatenate([rec1[k], rec2[k]]) for k in rec1}
-    return st, ce, ci, dense, recs
+        parts = [r for r in r1 + r2 if r]
+        recs = {k: jnp.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return st, ce, ci, drop, recs
 
 
-class _RasterScan:
-    def __init__(self, cfg, rule, learn, gate, raster, record):
-        self.cfg, self.rule, self.learn, self.gate, self.raster, self.record = cfg, rule, learn, gate, raster, record
-        self.n_steps = raster.shape[0]
-
-    def __call__(self, st, ce, ci):
-        cfg = self.cfg
-
-        def body(c, row):
-            st, ce, ci = c
-            idx = jnp.nonzero(row, size=cfg.k_in, fill_value=cfg.n_input)[0].astype(jnp.int32)
-            st, se, si, rec = _step(cfg, self.rule, self.learn, self.gate, st, row, idx, self.record)
-            return (st, ce + se, ci + si), rec
-
-        (st, ce, ci), rec = lax.scan(body, (st, ce, ci), self.raster)
-        return (st, ce, ci, jnp.zeros((), jnp.int32)), rec
-
-
-class _SparseScan:
-    """Input phase driven by :func:`sample_candidates` (exact Bernoulli input)."""
-
-    def __init__(self, cfg, rule, learn, gate, key, p, record):
-        self.cfg, self.rule, self.learn, self.gate, self.key, self.p, self.record = cfg, rule, learn, gate, key, p, record
-        self.n_steps = cfg.steps_present
-
-    def __call__(self, st, ce, ci):
-        cfg = self.cfg
-        k_cand, k_dense = jax.random.split(self.key)
-        cand = sample_candidates(k_cand, self.p, self.n_steps, cfg.capacity, cfg.k_in)
-        n_a = cand.n_active
-        cols = jnp.arange(cfg.n_input, dtype=jnp.int32)
-        k = cfg.k_in
-
-        def body(c, t):
-            st, ce, ci, ptr, dense = c
-            start = t * n_a
-            end = start + n_a
-            wpos = lax.dynamic_slice(cand.pos, (ptr,), (k,))
-            widx = lax.dynamic_slice(cand.idx, (ptr,), (k,))
-            in_step = wpos < end
-            idx = jnp.where(in_step, widx, cfg.n_input)
-            mask = jnp.zeros((cfg.n_input,), bool).at[idx].set(True, mode="drop")
-            # cells of this step not decided by the window: after a full window, or past the sampled range
-            decided = jnp.where(in_step[k - 1], wpos[k - 1], end - 1)
-            decided = jnp.minimum(decided, cand.known_until)
-            need_dense = decided < end - 1
-
-            def dense_body(carry):
-                mask_, _ = carry
-                u = jax.random.uniform(jax.random.fold_in(k_dense, t), (cfg.n_input,), dtype=self.p.dtype)
-                cell = start + cols
-                spike = (cell > decided) & (cols < n_a) & (u < cand.p_sorted)
-                extra = jnp.zeros((cfg.n_input,), bool).at[jnp.where(spike, cand.order, cfg.n_input)].set(True, mode="drop")
-                return mask_ | extra, jnp.zeros((), bool)
-
-            mask, _ = lax.while_loop(lambda c: c[1], dense_body, (mask, need_dense))
-            # skip every candidate of this step
-            ptr = jnp.searchsorted(cand.pos, end, side="left").astype(jnp.int32)
-            st, se, si, rec = _step(cfg, self.rule, self.learn, self.gate, st, mask, idx.astype(jnp.int32), self.record)
-            return (st, ce + se, ci + si, ptr, dense + need_dense), rec
-
-        init = (st, ce, ci, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
-        (st, ce, ci, _, dense), rec = lax.scan(body, init, jnp.arange(self.n_steps, dtype=jnp.int32))
-        return (st, ce, ci, dense), rec
-
-
-class _DenseScan(_RasterScan):
-    def __init__(self, cfg, rule, learn, gate, key, p, record):
-        raster = jax.random.uniform(key, (cfg.steps_present, cfg.n_input), dtype=p.dtype) < p[None, :]
-        super().__init__(cfg, rule, learn, gate, raster, record)
+def _input_table(cfg: NetworkConfig, key, p) -> InputTable:
+    if cfg.input_sampler == "sparse":
+        return sample_table(key, p, cfg.steps_present, cfg.k_in, cfg.capacity)
+    raster = jax.random.uniform(key, (cfg.steps_present, cfg.n_input), dtype=p.dtype) < p[None, :]
+    return raster_table(raster, cfg.k_in)
 
 
 def _check_record(record):

@@ -102,3 +102,13 @@ def test_example_plugin_package_installs_and_is_used(tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert results["config"]["rule"] == "symmetric-stdp"
     assert len(results["metrics"]["accuracy"]["per_seed"][0]) == 1
+
+
+def test_every_experiment_has_a_valid_example_config(capsys):
+    from snnjax.plugins import get_registry
+
+    configs = {p.stem: p for p in (ROOT / "examples" / "configs").glob("*.toml")}
+    for name in get_registry().names("experiment"):
+        assert name in configs, f"examples/configs/{name}.toml is missing"
+        assert main(["run", name, "--config", str(configs[name]), "--dry-run"]) == 0, name
+    capsys.readouterr()

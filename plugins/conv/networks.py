@@ -264,7 +264,8 @@ def train_readout(key: jax.Array, features: jax.Array, labels: jax.Array, n_clas
         u, s = opt.update(g, s, p)
         return (optax.apply_updates(p, u), s), None
 
-    (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), None, length=steps)
+    with jax.numpy_dtype_promotion("standard"):  # optax's bias correction mixes int and float
+        (params, _), _ = jax.lax.scan(step, (params, opt.init(params)), None, length=steps)
     return params
 
 
