@@ -32,14 +32,15 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from snnjax.errors import ConfigError, InputError
 from snnjax.plasticity import Activity, LearningRule
 
-from .encoders import FAR, PoissonEncoder, check_image, sample_candidates
+from .encoders import FAR, InputTable, PoissonEncoder, check_image, raster_table, sample_table
 from .neurons import DC15_EXC, DC15_INH, THESIS_EXC, THESIS_INH, CondLIFState, ConductanceLIF
-from .rules import for_each_event
+from .rules import LazyTrace, complete_event_lists, decay_factor, lazy_form
 
 RECORDABLE = ("exc_v", "exc_ge", "exc_gi", "exc_vt", "exc_theta", "inh_v", "inh_ge", "exc_spikes", "inh_spikes")
 
@@ -63,12 +64,20 @@ class NetworkConfig:
             intensity by ``intensity_step`` and present again (at most ``max_repeats`` extra
             times; ``min_spikes = 0`` turns it off). Rates scale as ``intensity/intensity_start``.
         reset_between_images: reset neuron states (not weights, not traces) before each image.
-        k_in, k_post, k_inh: lengths of the padded per-step event lists (performance only).
-        input_capacity: candidate cells drawn per presentation by the sparse sampler
-            (``None``: half the worst case at ``intensity_start``); performance only, the
-            sampler is exact for any value.
+        k_in, k_post, k_inh: lengths of the padded per-step event lists: input spikes, excitatory
+            spikes (general plasticity path only) and inhibitory spikes (only with S3 delays).
+            Events beyond them are **not** processed but counted in
+            ``PresentationOutput.dropped_events``; a run is exact when that count is 0 (see
+            :func:`check_dropped` and ``docs/performance.md`` for the probabilities).
+        input_capacity: candidate cells drawn at a time by the sparse sampler (``None``: half the
+            worst case at ``intensity_start``); performance only, the sampler is exact for any value.
         input_sampler: ``"sparse"`` (exact thinning sampler) or ``"dense"`` (one uniform per
             input and step).
+        plasticity: ``"auto"`` (deferred on_post updates when the rule supports them, see
+            :class:`~snnjax_plugins.rules.LazyTrace`; else the general path), ``"lazy"`` (require
+            them) or ``"reference"`` (the general path: the rule's ``prepare``/``update`` every step).
+        lazy_block_ms: with deferred updates, every weight row is brought up to date at least this
+            often (bounds the exponents; performance only).
     """
 
     n_input: int = 784
@@ -97,6 +106,8 @@ class NetworkConfig:
     k_inh: int = 4
     input_capacity: int | None = None
     input_sampler: str = "sparse"
+    plasticity: str = "auto"
+    lazy_block_ms: float = 25.0
 
     def __post_init__(self):
         for name in ("n_input", "n_exc", "k_in", "k_post", "k_inh"):
@@ -116,6 +127,10 @@ class NetworkConfig:
             raise ConfigError(f"w_init must be 'uniform' or 'dc15', got {self.w_init!r}")
         if self.input_sampler not in ("sparse", "dense"):
             raise ConfigError(f"input_sampler must be 'sparse' or 'dense', got {self.input_sampler!r}")
+        if self.plasticity not in ("auto", "lazy", "reference"):
+            raise ConfigError(f"plasticity must be 'auto', 'lazy' or 'reference', got {self.plasticity!r}")
+        if not self.lazy_block_ms > 0:
+            raise ConfigError(f"lazy_block_ms must be > 0, got {self.lazy_block_ms!r}")
         if self.norm_target is not None and not self.norm_target > 0:
             raise ConfigError(f"norm_target must be > 0 or None, got {self.norm_target!r}")
         if self.min_spikes < 0 or self.max_repeats < 0:
@@ -194,8 +209,9 @@ class NetworkState(NamedTuple):
         d3: ``int32[n_inh, n_exc]`` S3 delays in steps (−1 on the diagonal: no synapse).
         exc, inh: neuron states.
         rule_state: the learning rule's state.
-        buf2: ``[ring2, n_inh]`` pending S2 conductance increments (ring buffer).
-        buf3: ``[ring3, n_exc]`` pending S3 conductance increments (ring buffer).
+        buf2: ``[ring2, n_exc]`` excitatory spikes of the last ``ring2`` steps (row ``step % ring2``).
+        buf3: ``[ring3 + 1, n_exc]`` pending S3 conductance increments (ring buffer; the last row is
+            a spare that absorbs padded list entries and is never read).
         step: int32 global step counter (time = step·dt).
     """
 
@@ -216,8 +232,13 @@ class PresentationOutput(NamedTuple):
     Attributes:
         exc_counts, inh_counts: ``int32`` spikes per neuron (of the last presentation when repeated).
         n_presentations: how many times the image was shown (D&C repeat rule; else 1).
-        dense_steps: steps whose input had to be drawn densely (sampler capacity exceeded; diagnostics).
+        dense_steps: always 0 (kept for compatibility; the sampler no longer draws steps densely).
         monitors: dict of recorded ``[T, n]`` arrays (state at the start of each step), or ``None``.
+        dropped_events: ``int32[3]`` events that did not fit the padded per-step lists and were
+            **not** processed: input spikes (``k_in``), excitatory spikes seen by the plasticity
+            rule (``k_post``; general plasticity path only, the deferred path has no such list),
+            inhibitory spikes (``k_inh``; only with S3 delays); summed over repeated presentations.
+            The presentation is exact when all are 0.
     """
 
     exc_counts: jnp.ndarray
@@ -225,6 +246,19 @@ class PresentationOutput(NamedTuple):
     n_presentations: jnp.ndarray
     dense_steps: jnp.ndarray
     monitors: dict | None = None
+    dropped_events: jnp.ndarray | None = None
+
+
+def check_dropped(out: PresentationOutput, cfg: NetworkConfig | None = None) -> None:
+    """Raise :class:`~snnjax.errors.ConfigError` if any event was dropped (concrete outputs only)."""
+    d = np.asarray(out.dropped_events).reshape(-1, 3).sum(0)
+    if d.sum() == 0:
+        return
+    names = [f"{n} {what} (raise {knob}{'' if cfg is None else f', now {getattr(cfg, knob)}'})"
+             for n, what, knob in zip(d, ("input spikes", "excitatory spikes", "inhibitory spikes"),
+                                      ("k_in", "k_post", "k_inh")) if n]
+    raise ConfigError("events did not fit the per-step lists and were dropped: " + "; ".join(names)
+                      + ". The results are not exact; raise these NetworkConfig fields.")
 
 
 def init_network(key, cfg: NetworkConfig, rule: LearningRule, dtype=None) -> NetworkState:
@@ -247,8 +281,8 @@ def init_network(key, cfg: NetworkConfig, rule: LearningRule, dtype=None) -> Net
         exc=cfg.exc.init(cfg.n_exc, fdt),
         inh=cfg.inh.init(cfg.n_inh, fdt),
         rule_state=rule.init(w),
-        buf2=jnp.zeros((cfg.ring2, cfg.n_inh), fdt),
-        buf3=jnp.zeros((cfg.ring3, cfg.n_exc), fdt),
+        buf2=jnp.zeros((cfg.ring2, cfg.n_exc), fdt),
+        buf3=jnp.zeros((cfg.ring3 + 1, cfg.n_exc), fdt),
         step=jnp.zeros((), jnp.int32),
     )
 
@@ -279,7 +313,17 @@ def _record(names, st: NetworkState):
 
 
 def _delayed_synapses(cfg: NetworkConfig, st: NetworkState, exc, inh, se, si):
-    """S2 (exc j → inh j) and S3 (inh i → exc j ≠ i) on_pre pathways; returns (exc, inh, buf2, buf3, inh_dropped)."""
+    """S2 (exc j → inh j) and S3 (inh i → exc j ≠ i) on_pre pathways; returns (exc, inh, buf2, buf3, dropped).
+
+    S2 with delays: ``buf2`` holds the excitatory *spikes* of the last ``ring2``
+    steps (row ``n % ring2`` = step ``n``); synapse ``j`` with delay ``d`` reads row
+    ``(n − d) % ring2`` (a dense gather of ``n_exc`` elements; exact).
+    S3 with delays: ``buf3`` holds pending conductance increments (row
+    ``(n + d) % ring3`` receives a spike of step ``n`` with delay ``d``); the spiking
+    inhibitory neurons of a step form a padded list of length ``k_inh`` (more are
+    counted in ``dropped``), their rows are scatter-added, padded entries and the
+    absent diagonal synapses land in a spare row ``ring3`` that is never read.
+    """
     fdt = exc.v.dtype
     n = st.step
     w_ei = jnp.asarray(cfg.w_ei, fdt)
@@ -287,11 +331,10 @@ def _delayed_synapses(cfg: NetworkConfig, st: NetworkState, exc, inh, se, si):
     if cfg.ring2 == 1:
         inh = inh._replace(ge=inh.ge + jnp.where(se, w_ei, 0))
     else:
-        slot = (n + st.d2) % cfg.ring2
-        buf2 = buf2.at[slot, jnp.arange(cfg.n_exc)].add(jnp.where(se, w_ei, 0), mode="promise_in_bounds")
-        now = n % cfg.ring2
-        inh = inh._replace(ge=inh.ge + buf2[now])
-        buf2 = buf2.at[now].set(0)
+        buf2 = lax.dynamic_update_index_in_dim(buf2, se.astype(fdt), n % cfg.ring2, 0)
+        rows = (n - st.d2) % cfg.ring2
+        arrived = buf2.at[rows, jnp.arange(cfg.n_exc)].get(mode="promise_in_bounds")
+        inh = inh._replace(ge=inh.ge + w_ei * arrived)
     w_ie = jnp.asarray(cfg.w_ie, fdt)
     buf3 = st.buf3
     dropped = jnp.zeros((), jnp.int32)
@@ -299,7 +342,7 @@ def _delayed_synapses(cfg: NetworkConfig, st: NetworkState, exc, inh, se, si):
         cnt = jnp.sum(si).astype(fdt)
         exc = exc._replace(gi=exc.gi + w_ie * (cnt - si.astype(fdt)))
     else:
-        # padded list of spiking inhibitory neurons; pads and missing synapses write to the spare row `ring3`
+        # padded list of spiking inhibitory neurons; pads and absent synapses add to the spare row `ring3`
         inh_idx = jnp.nonzero(si, size=cfg.k_inh, fill_value=cfg.n_inh)[0].astype(jnp.int32)
         dropped = jnp.maximum(jnp.sum(si, dtype=jnp.int32) - cfg.k_inh, 0)
         valid = inh_idx < cfg.n_inh
@@ -390,9 +433,9 @@ def _step_lazy(cfg: NetworkConfig, lz: LazyTrace, rates, consts, st: NetworkStat
     if in_idx.shape[0] > 0:
         # flush the rows of this step's spiking inputs (their pending on_post sums), then
         # transmit (Brian's on_pre reads w after every earlier on_post), then on_pre
-        rows = jnp.take(w, in_idx, axis=0, mode="promise_in_bounds")
-        cc = jnp.take(c, in_idx, mode="promise_in_bounds")
-        ph = jnp.take(Ph, jnp.take(ul, in_idx, mode="promise_in_bounds"), axis=0, mode="promise_in_bounds")
+        rows = w.at[in_idx].get(mode="promise_in_bounds")
+        cc = c.at[in_idx].get(mode="promise_in_bounds")
+        ph = Ph.at[ul.at[in_idx].get(mode="promise_in_bounds")].get(mode="promise_in_bounds")
         pend = lr_post[None, :] * cc[:, None] * (b.P[None, :] - ph)
         rows = jnp.where(pend != 0, jnp.clip(rows + pend, lo, hi), rows)
         valid = in_idx < cfg.n_input
@@ -456,7 +499,7 @@ def _phase_lazy(cfg, lz, rates, carry, table, n_steps, record):
         (st, b, ce, ci, drop), rec = lax.scan(body, (st, b, ce, ci, drop), x)
         # flush every row; the presynaptic trace at the block's last step becomes the rule state again
         lo, hi = jnp.asarray(lz.w_min, fdt), jnp.asarray(lz.w_max, fdt)
-        pend = rates[1][None, :] * b.c[:, None] * (b.P[None, :] - jnp.take(b.Ph, b.ul, axis=0, mode="promise_in_bounds"))
+        pend = rates[1][None, :] * b.c[:, None] * (b.P[None, :] - b.Ph.at[b.ul].get(mode="promise_in_bounds"))
         w = jnp.where(pend != 0, jnp.clip(st.w + pend, lo, hi), st.w)
         apre = b.c[:n_in] * eneg[L - 1]
         st = st._replace(w=w, rule_state=lz.join(apre, b.post))
@@ -582,9 +625,10 @@ def present_raster(state: NetworkState, raster, cfg: NetworkConfig, rule: Learni
     gate = _gate_or_ones(gate, cfg, fdt)
     learn = jnp.asarray(learn, fdt)
     st = _onset(state, cfg)
-    scan = _RasterScan(cfg, rule, learn, gate, raster, record)
-    st, ce, ci, dense, recs = _run_phases(cfg, rule, learn, gate, st, scan, record)
-    return st, PresentationOutput(ce, ci, jnp.ones((), jnp.int32), dense, recs)
+    table = raster_table(raster, cfg.k_in)
+    st, ce, ci, drop, recs = _run_phases(cfg, rule, learn, gate, st, table.idx, record)
+    dropped = jnp.concatenate([table.dropped[None], drop])
+    return st, PresentationOutput(ce, ci, jnp.ones((), jnp.int32), jnp.zeros((), jnp.int32), recs, dropped)
 
 
 def present(state: NetworkState, image, key, cfg: NetworkConfig, rule: LearningRule, *, learn=1.0, gate=None, record=(),
@@ -604,17 +648,18 @@ def present(state: NetworkState, image, key, cfg: NetworkConfig, rule: LearningR
     gate = _gate_or_ones(gate, cfg, fdt)
     learn = jnp.asarray(learn, fdt)
     enc = cfg.encoder
-    Scan = _SparseScan if cfg.input_sampler == "sparse" else _DenseScan
+    zero = jnp.zeros((), jnp.int32)
 
     def once(st, k, intensity):
         st = _onset(st, cfg, fixed_v2_mv)
         p = enc.probabilities(image, intensity / cfg.intensity_start).astype(fdt)
-        scan = Scan(cfg, rule, learn, gate, k, p, record)
-        return _run_phases(cfg, rule, learn, gate, st, scan, record)
+        table = _input_table(cfg, k, p)
+        st, ce, ci, drop, recs = _run_phases(cfg, rule, learn, gate, st, table.idx, record)
+        return st, ce, ci, jnp.concatenate([table.dropped[None], drop]), recs
 
     if cfg.min_spikes == 0:
-        st, ce, ci, dense, recs = once(state, key, jnp.asarray(cfg.intensity_start, fdt))
-        return st, PresentationOutput(ce, ci, jnp.ones((), jnp.int32), dense, recs)
+        st, ce, ci, dropped, recs = once(state, key, jnp.asarray(cfg.intensity_start, fdt))
+        return st, PresentationOutput(ce, ci, jnp.ones((), jnp.int32), zero, recs, dropped)
     if record:
         raise ConfigError("monitors cannot be recorded with the repeat rule (min_spikes > 0); set min_spikes=0")
 
@@ -623,16 +668,16 @@ def present(state: NetworkState, image, key, cfg: NetworkConfig, rule: LearningR
         return (reps == 0) | ((jnp.sum(ce) < cfg.min_spikes) & (reps <= cfg.max_repeats))
 
     def body(c):
-        st, k, intensity, _, _, dense, reps = c
+        st, k, intensity, _, _, dropped, reps = c
         k, sub = jax.random.split(k)
         intensity = jnp.where(reps == 0, intensity, intensity + cfg.intensity_step)
         st, ce, ci, d, _ = once(st, sub, intensity)
-        return st, k, intensity, ce, ci, dense + d, reps + 1
+        return st, k, intensity, ce, ci, dropped + d, reps + 1
 
     zeros_e = jnp.zeros((cfg.n_exc,), jnp.int32)
-    init = (state, key, jnp.asarray(cfg.intensity_start, fdt), zeros_e, zeros_e, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
-    st, _, _, ce, ci, dense, reps = lax.while_loop(cond, body, init)
-    return st, PresentationOutput(ce, ci, reps, dense, None)
+    init = (state, key, jnp.asarray(cfg.intensity_start, fdt), zeros_e, zeros_e, jnp.zeros((3,), jnp.int32), zero)
+    st, _, _, ce, ci, dropped, reps = lax.while_loop(cond, body, init)
+    return st, PresentationOutput(ce, ci, reps, zero, None, dropped)
 
 
 def present_many(state: NetworkState, images, key, cfg: NetworkConfig, rule: LearningRule, *, learn=1.0, gates=None,
@@ -659,6 +704,7 @@ __all__ = [
     "FAR",
     "NetworkConfig",
     "NetworkState",
+    "check_dropped",
     "PresentationOutput",
     "dc15_config",
     "delay_steps",

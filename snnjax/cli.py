@@ -3,7 +3,8 @@
 ``snnjax run EXPERIMENT [--seeds N] [--set key=value ...] [--config FILE.toml] [--out DIR]``
 ``snnjax run --resume DIR`` continues an interrupted run from its last checkpoint.
 ``snnjax plugins [--json]``, ``snnjax data``, ``snnjax plot RUN_DIR``,
-``snnjax report RUN_DIR... [--out FILE.md]``.
+``snnjax report RUN_DIR... [--out FILE.md]``,
+``snnjax export-nir RUN_DIR OUT.nir [--seed I] [--drop-delays]``.
 
 Every error a user can cause is reported as one line, ``error: ...``, with exit
 status 2, before anything is compiled. Ctrl-C during a run stops it cleanly:
@@ -264,6 +265,19 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_nir(args: argparse.Namespace) -> int:
+    from snnjax_plugins.nir_io import export_nir, load_run, write_nir
+
+    state, netcfg = load_run(args.run_dir, seed_index=args.seed)
+    graph = export_nir(state, netcfg, delays="drop" if args.drop_delays else "nir")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_nir(graph, out)
+    print(f"{out}: NIR graph of seed {args.seed} of {args.run_dir} ({len(graph.nodes)} nodes; "
+          f"delays {graph.metadata['snnjax_delays']})")
+    return 0
+
+
 def cmd_plugins(args: argparse.Namespace) -> int:
     from .plugins import get_registry
 
@@ -333,6 +347,14 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="runs' output directories")
     rep.add_argument("--out", metavar="FILE.md", help="write the table to FILE.md (default: print it)")
     rep.set_defaults(func=cmd_report)
+
+    nir_p = sub.add_parser("export-nir", help="write a trained run's frozen inference network as a NIR graph")
+    nir_p.add_argument("run_dir", metavar="RUN_DIR", help="a supervised-stdp or diehl-cook run's output directory")
+    nir_p.add_argument("out", metavar="OUT.nir", help="the NIR (HDF5) file to write")
+    nir_p.add_argument("--seed", type=int, default=0, metavar="I", help="which seed of the run (default 0)")
+    nir_p.add_argument("--drop-delays", action="store_true",
+                       help="leave out the S2/S3 delays (for NIR back ends without Delay nodes; changes spike timing)")
+    nir_p.set_defaults(func=cmd_export_nir)
     return parser
 
 

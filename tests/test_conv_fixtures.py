@@ -230,8 +230,8 @@ def test_stdp_rule_object_matches_fixture(cps):
     d = cps
     rule = S.spyketorch_stdp(0.004, -0.003, lb=0.0, ub=1.0, stabilizer=True)
     w = jnp.asarray(d["weight"])
-    new, state = rule.update(w, rule.init(w), jnp.asarray(d["spk_in"]), jnp.asarray(d["stdp_spk_out"]),
-                             jnp.asarray(d["stdp_ltp_stab_01_winners"]))
+    act = S.ConvActivity(jnp.asarray(d["spk_in"]), jnp.asarray(d["stdp_spk_out"]), jnp.asarray(d["stdp_ltp_stab_01_winners"]))
+    new, state = rule.update(w, rule.init(w), act)
     np.testing.assert_array_equal(new, d["stdp_ltp_stab_01_w_after"])
     assert int(state.count) == 1
 
@@ -251,7 +251,7 @@ def test_mozafari_layers_1_2_two_images(mnist):
         def step(carry, lat):
             w, st = carry
             out = N.layer_train_forward(layer, w, lat, T)
-            new, st = rule.update(w, st, out.spk_in, out.spk, out.winners)
+            new, st = rule.update(w, st, S.ConvActivity(out.spk_in, out.spk, out.winners))
             return (new, st), (out.spk_in, out.spk, out.winners.index, new - w)
 
         return jax.jit(lambda w0, lats: jax.lax.scan(step, (w0, rule.init(w0)), lats))

@@ -152,7 +152,7 @@ def test_stdp_rule_schedule():
     st = rule.init(w)
     rates = []
     for _ in range(5):
-        w, st = rule.update(w, st, spk_in, spk_out, winners)
+        w, st = rule.update(w, st, S.ConvActivity(spk_in, spk_out, winners))
         rates.append((float(st.a_ltp[0]), float(st.a_ltd[0])))
     # doubled on images 2 and 4 (the counted image already uses the new rate), capped at 0.01
     np.testing.assert_allclose([r[0] for r in rates], [0.004, 0.008, 0.008, 0.01, 0.01], rtol=1e-6)
@@ -164,19 +164,19 @@ def test_r_stdp_by_hand():
     spk_in, spk_out, winners = _one_winner_case()
     w = jnp.full((1, 1, 2, 2), 0.5, jnp.float32)
     st = rule.init(w)
-    upd = jax.jit(rule.update)
+    upd = jax.jit(lambda w, st, d, y: rule.update(w, st, S.ConvActivity(spk_in, spk_out, winners, d, y)))
     # correct → STDP (0.004, -0.003), no stabilizer, bounds [0.2, 0.8]
-    w1, st = upd(w, st, spk_in, spk_out, winners, 3, 3)
+    w1, st = upd(w, st, 3, 3)
     np.testing.assert_allclose(w1[0, 0], [[0.504, 0.497], [0.497, 0.504]], rtol=1e-6)
     # wrong → anti-STDP (-0.004, +0.0005)
-    w2, st = upd(w, st, spk_in, spk_out, winners, 2, 3)
+    w2, st = upd(w, st, 2, 3)
     np.testing.assert_allclose(w2[0, 0], [[0.496, 0.5005], [0.5005, 0.496]], rtol=1e-6)
     # silence → no update
-    w3, st = upd(w, st, spk_in, spk_out, winners, -1, 3)
+    w3, st = upd(w, st, -1, 3)
     np.testing.assert_array_equal(w3, w)
     assert (int(st.correct), int(st.wrong), int(st.seen)) == (1, 1, 3)
     # end of the batch of 4 (one more correct): 2 correct, 1 wrong → rates adapt
-    _, st = upd(w, st, spk_in, spk_out, winners, 1, 1)
+    _, st = upd(w, st, 1, 1)
     np.testing.assert_allclose(st.reward, [0.004 * 0.25, -0.003 * 0.25], rtol=1e-6)
     np.testing.assert_allclose(st.punish, [-0.004 * 0.5, 0.0005 * 0.5], rtol=1e-6)
     assert int(st.seen) == 0
@@ -313,3 +313,14 @@ def test_readout_learns_separable_features():
     assert float(N.readout_accuracy(params, feats, labels)) == 1.0
     spec = N.kheradpisheh2018()
     assert spec.decision is None and spec.layers[1].pointwise_input
+
+
+def test_conv_rules_compose_with_chain_and_freeze():
+    from snnjax import plasticity as P
+
+    spk_in, spk_out, winners = _one_winner_case()
+    w = jnp.full((1, 1, 2, 2), 0.5, jnp.float32)
+    mask = jnp.asarray([[[[True, False], [False, False]]]])
+    rule = P.chain(S.r_stdp(), P.freeze(mask))
+    new, _ = rule.update(w, rule.init(w), S.ConvActivity(spk_in, spk_out, winners, 3, 3))
+    np.testing.assert_allclose(new[0, 0], [[0.5, 0.497], [0.497, 0.504]], rtol=1e-6)

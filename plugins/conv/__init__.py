@@ -35,6 +35,8 @@ def snnjax_learning_rules():
 def snnjax_experiments():
     try:
         from snnjax_plugins.experiments.conv_mnist import conv_mnist
-    except ImportError:  # the experiment module is optional
+    except ModuleNotFoundError as exc:  # registered once the experiment module exists
+        if exc.name != "snnjax_plugins.experiments.conv_mnist":
+            raise
         return {}
     return {"conv-mnist": conv_mnist}

@@ -22,6 +22,8 @@ is its first-spike step map (``uint8``, ``T`` = never): see :func:`wave_to_laten
 
 from __future__ import annotations
 
+import functools
+
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -114,6 +116,7 @@ def local_normalization(x: jax.Array, radius: int, eps: float = 1e-12) -> jax.Ar
     return x / means
 
 
+@functools.partial(jax.jit, static_argnames=('timesteps',))
 def latency_ranks(x: jax.Array, timesteps: int) -> tuple[jax.Array, jax.Array, jax.Array]:
     """First-spike step of every element of ``x`` (``timesteps`` = never), plus ``nnz`` and ``bin_size``."""
     timesteps = check_timesteps(timesteps)

@@ -15,6 +15,8 @@ Both follow SpykeTorch exactly (see the golden fixtures):
 
 from __future__ import annotations
 
+import functools
+
 from typing import NamedTuple
 
 import jax
@@ -37,6 +39,7 @@ def check_k_radius(k, radius) -> tuple[int, int]:
     return k, radius
 
 
+@jax.jit
 def pointwise_inhibition(x: jax.Array) -> jax.Array:
     """Per position keep only the earliest-firing feature (ties: larger potential, then lower index)."""
     _check(x)
@@ -50,6 +53,7 @@ def pointwise_inhibition(x: jax.Array) -> jax.Array:
     return jnp.where(keep[None], x * factor[None, None], jnp.zeros((), x.dtype))
 
 
+@jax.jit
 def winner_scores(pot: jax.Array, spikes: jax.Array | None = None) -> jax.Array:
     """SpykeTorch's k-WTA score per neuron ``(F, H, W)`` (see module docstring)."""
     _check(pot)
@@ -68,6 +72,7 @@ class Winners(NamedTuple):
     valid: jax.Array
 
 
+@functools.partial(jax.jit, static_argnames=('k',))
 def winners_from_scores(score: jax.Array, k: int, radius: int | jax.Array = 0) -> Winners:
     """Greedy k-winner selection on a score map ``(F, H, W)``; stops when the best score is exactly 0."""
     f, h, w = score.shape

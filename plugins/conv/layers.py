@@ -7,6 +7,8 @@ are raised (as :class:`snnjax.errors.InputError`) while tracing, before anything
 
 from __future__ import annotations
 
+import functools
+
 from collections.abc import Sequence
 
 import jax
@@ -21,6 +23,7 @@ def _check_wave(x: jax.Array, what: str = "spike wave") -> None:
         raise InputError(f"{what} must be time-major (T, C, H, W), got shape {x.shape}")
 
 
+@functools.partial(jax.jit, static_argnames=('padding', 'impl'))
 def conv(spikes: jax.Array, weight: jax.Array, padding: int = 0, impl: str = "dot") -> jax.Array:
     """Potentials ``(T, out, H', W')``: at every step, the cross-correlation of that step of the (cumulative) wave.
 

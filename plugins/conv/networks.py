@@ -34,7 +34,7 @@ from snnjax.errors import ConfigError, InputError
 from . import frontend
 from .inhibition import Winners, check_k_radius, k_winners, last_step_winner, pointwise_inhibition
 from .layers import conv, fire, pad, pool
-from .stdp import LearningRule
+from .stdp import ConvActivity, LearningRule
 
 
 class ConvLayerSpec(NamedTuple):
@@ -182,7 +182,7 @@ def train_layer(key: jax.Array, weight: jax.Array, rule_state, latencies: jax.Ar
     def step(carry, idx):
         w, st = carry
         out = layer_train_forward(layer, w, latencies[idx], timesteps)
-        w, st = rule.update(w, st, out.spk_in, out.spk, out.winners)
+        w, st = rule.update(w, st, ConvActivity(out.spk_in, out.spk, out.winners))
         return (w, st), None
 
     (weight, rule_state), _ = jax.lax.scan(step, (weight, rule_state), order)
@@ -221,7 +221,7 @@ def train_decision(key: jax.Array, weight: jax.Array, rule_state, latencies: jax
         decision, pot_last, win = decision_forward(layer, w, lat, timesteps, n_classes)
         x = _input_wave(layer, lat, timesteps)
         spk_out = jnp.sign(pot_last)[None]  # only the last step spikes: the counts are all STDP needs
-        w, st = rule.update(w, st, x, spk_out, win, decision, label)
+        w, st = rule.update(w, st, ConvActivity(x, spk_out, win, decision, label))
         silent = decision < 0
         good = (~silent) & (decision == label)
         return (w, st), jnp.stack([good, (~silent) & ~good, silent]).astype(jnp.int32)

@@ -1,15 +1,16 @@
 """Learning rules of convolutional STDP networks: SpykeTorch STDP and reward-modulated STDP.
 
-A rule is an ``(init, update)`` pair of pure functions, like an optax transformation, with the
-learning-rate schedule in its state:
+Both are :class:`snnjax.plasticity.LearningRule` ``(init, update)`` pairs of pure functions (like an
+optax transformation; ``update`` returns the new weights), with their learning-rate schedules in
+the state, so they compose with :func:`snnjax.plasticity.chain` (``freeze``, ``clip_per_weight``...):
 
 * ``init(weight) -> state``
-* STDP: ``update(weight, state, spk_in, spk_out, winners) -> (new_weight, new_state)``
-* R-STDP: ``update(weight, state, spk_in, spk_out, winners, decision, label) -> (new_weight, new_state)``
+* ``update(weight, state, activity: ConvActivity) -> (new_weight, new_state)``
 
-``spk_in`` is the layer's (padded) input wave ``(T, C, H, W)``, ``spk_out`` its output spikes
-``(T, F, H', W')`` (after inhibition), ``winners`` a :class:`~.inhibition.Winners` or a ``(k, 3)``
-int array (rows with a negative feature are ignored).
+:class:`ConvActivity` carries ``spk_in`` (the layer's padded input wave ``(T, C, H, W)``),
+``spk_out`` (its output spikes ``(T, F, H', W')`` after inhibition), ``winners`` (a
+:class:`~.inhibition.Winners` or a ``(k, 3)`` int array; rows with a negative feature are
+ignored) and, for R-STDP, ``decision`` (−1 = silence) and ``label``.
 
 The update itself (:func:`stdp_update`) is SpykeTorch's: only winners' kernels change; the pairing
 of a winner ``(f, r, c)`` is ``Σ_t in[:, r:r+kh, c:c+kw] >= Σ_t out[f, r, c]`` (input no later than
@@ -21,22 +22,30 @@ features that had no winner) or only the kernels that were updated (``clamp_all=
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+import functools
+
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
 from snnjax.errors import ConfigError, InputError
+from snnjax.plasticity import LearningRule
 
 from .inhibition import Winners
 
 
-class LearningRule(NamedTuple):
-    """An ``(init, update)`` pair of pure functions (see the module docstring for signatures)."""
+class ConvActivity(NamedTuple):
+    """What a conv rule sees for one image (see the module docstring)."""
 
-    init: Callable[..., Any]
-    update: Callable[..., Any]
+    spk_in: jax.Array
+    spk_out: jax.Array
+    winners: Any
+    decision: Any = -1  #: R-STDP only: the network's decision, −1 = silence
+    label: Any = -1  #: R-STDP only: the true class
+    gain: Any = 1.0  #: for :func:`snnjax.plasticity.scale_by_gain`
+    w_before: Any = None  #: filled by :func:`snnjax.plasticity.chain`
 
 
 def _winner_array(winners) -> jax.Array:
@@ -48,6 +57,7 @@ def _winner_array(winners) -> jax.Array:
     return w
 
 
+@functools.partial(jax.jit, static_argnames=('kernel_size',))
 def stdp_pairings(spk_in: jax.Array, spk_out: jax.Array, winners, kernel_size: tuple[int, int]) -> jax.Array:
     """``(k, C, kh, kw)`` bool: input count ``>=`` winner's output count over each winner's receptive field."""
     win = _winner_array(winners)
@@ -63,6 +73,7 @@ def stdp_pairings(spk_in: jax.Array, spk_out: jax.Array, winners, kernel_size: t
     return jax.vmap(one)(win)
 
 
+@functools.partial(jax.jit, static_argnames=('lb', 'ub', 'stabilizer', 'clamp_all'))
 def stdp_update(
     weight: jax.Array, spk_in: jax.Array, spk_out: jax.Array, winners, a_ltp: jax.Array, a_ltd: jax.Array,
     *, lb: float = 0.0, ub: float = 1.0, stabilizer: bool = True, clamp_all: bool = True,
@@ -121,7 +132,7 @@ def spyketorch_stdp(
         n = weight.shape[0]
         return STDPState(jnp.full((n,), a_plus, jnp.float32), jnp.full((n,), a_minus, jnp.float32), jnp.zeros((), jnp.int32))
 
-    def update(weight, state: STDPState, spk_in, spk_out, winners):
+    def update(weight, state: STDPState, activity: ConvActivity):
         a_ltp, a_ltd, count = state
         if schedule_every is not None:
             # the original counts the image before its STDP step: the N-th image already uses the new rate
@@ -132,7 +143,8 @@ def spyketorch_stdp(
             a_ltp = jnp.where(hit, jnp.full_like(a_ltp, ap), a_ltp)
             a_ltd = jnp.where(hit, jnp.full_like(a_ltd, an), a_ltd)
             count = jnp.where(hit, 0, count)
-        new = stdp_update(weight, spk_in, spk_out, winners, a_ltp, a_ltd, lb=lb, ub=ub, stabilizer=stabilizer, clamp_all=clamp_all)
+        new = stdp_update(weight, activity.spk_in, activity.spk_out, activity.winners, a_ltp, a_ltd, lb=lb, ub=ub,
+                          stabilizer=stabilizer, clamp_all=clamp_all)
         return new, STDPState(a_ltp, a_ltd, count)
 
     return LearningRule(init, update)
@@ -165,13 +177,13 @@ def r_stdp(
         z = jnp.zeros((), jnp.int32)
         return RSTDPState(r0, p0, z, z, z)
 
-    def update(weight, state: RSTDPState, spk_in, spk_out, winners, decision, label):
-        decision = jnp.asarray(decision)
+    def update(weight, state: RSTDPState, activity: ConvActivity):
+        decision, label = jnp.asarray(activity.decision), jnp.asarray(activity.label)
         silent = decision < 0
         good = (~silent) & (decision == label)
         bad = (~silent) & (decision != label)
         rates = jnp.where(good, state.reward, state.punish)
-        new = stdp_update(weight, spk_in, spk_out, winners, rates[0], rates[1], lb=lb, ub=ub,
+        new = stdp_update(weight, activity.spk_in, activity.spk_out, activity.winners, rates[0], rates[1], lb=lb, ub=ub,
                           stabilizer=stabilizer, clamp_all=clamp_all)
         new = jnp.where(silent, weight, new)
         correct = state.correct + good.astype(jnp.int32)

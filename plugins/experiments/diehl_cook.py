@@ -135,7 +135,7 @@ def run(ctx: RunContext) -> RunResult:
     from snnjax import plots
 
     w = np.asarray(state.w)
-    np.savez_compressed(ctx.out_dir / "weights.npz", W=w)
+    np.savez_compressed(ctx.out_dir / "weights.npz", W=w, theta=np.asarray(state.exc.theta))
     result.figures.append(str(plots.receptive_fields(ctx.out_dir / "receptive_fields.png", {"seed 0": w[0]})))
     return result
 

@@ -90,6 +90,8 @@ DEFAULTS: dict[str, Any] = {
     "blur_sigma": 2.0,
     "blur_across_images": False,
     "tie_rule": "strict",
+    "t_present_ms": 350.0,
+    "t_rest_ms": 150.0,
     "dt_ms": 0.1,
     "x64": False,
 }
@@ -156,6 +158,8 @@ def validate(cfg: Mapping[str, Any]) -> None:
         raise ConfigError(f"flush_rate_hz must be ≤ 63.75 Hz (the rate of a 255 pixel), got {cfg['flush_rate_hz']}")
     if cfg["dt_ms"] <= 0:
         raise ConfigError(f"dt_ms must be a positive number of ms, got {cfg['dt_ms']}")
+    if cfg["t_present_ms"] <= 0 or cfg["t_rest_ms"] < 0:
+        raise ConfigError(f"t_present_ms must be > 0 and t_rest_ms ≥ 0, got {cfg['t_present_ms']}, {cfg['t_rest_ms']}")
 
 
 def flush_mode(cfg: Mapping[str, Any]) -> str:
@@ -268,7 +272,8 @@ def build_model(cfg: Mapping[str, Any], registry: Any):
     """``(NetworkConfig, LearningRule, τ_prun)``: Method 2's network and rule chained with the regularizer."""
     n_classes = len(cfg["known_classes"])
     form = "vt-copy" if cfg["adaptive_threshold"] else "none"
-    netcfg = net.thesis_config(n_exc=cfg["n_exc"], dt_ms=cfg["dt_ms"])
+    netcfg = net.thesis_config(n_exc=cfg["n_exc"], dt_ms=cfg["dt_ms"], t_present_ms=cfg["t_present_ms"],
+                               t_rest_ms=cfg["t_rest_ms"])
     netcfg = dataclasses.replace(netcfg, exc=dataclasses.replace(netcfg.exc, threshold_form=form))
     base = registry.create("rule", "segment-supervised", n_classes=n_classes, target=cfg["target_rule"],
                            others=cfg["other_rule"])
