@@ -42,13 +42,7 @@ that suite's inputs produce (TMP stands for a scratch directory). Regenerate it 
 
 
 def _scratch() -> pathlib.Path:
-    d = pathlib.Path(tempfile.mkdtemp())
-    (d / "bad.toml").write_text("n_rounds = = 3\n")
-    (d / "unknown.toml").write_text("n_tset = 3\n")
-    (d / "empty").mkdir()
-    (d / "corrupt").mkdir()
-    (d / "corrupt" / "results.json").write_text("{not json")
-    return d
+    return suite.make_scratch(pathlib.Path(tempfile.mkdtemp()))
 
 
 def _clean(msg: str, d: pathlib.Path) -> str:

@@ -52,14 +52,19 @@ CLI_CASES = {
 }
 
 
+def make_scratch(root: Path) -> Path:
+    """The files the CLI cases refer to as {tmp}/..."""
+    (root / "bad.toml").write_text("n_rounds = = 3\n")
+    (root / "unknown.toml").write_text("n_tset = 3\n")
+    (root / "empty").mkdir()
+    (root / "corrupt").mkdir()
+    (root / "corrupt" / "results.json").write_text("{not json")
+    return root
+
+
 @pytest.fixture
 def scratch(tmp_path):
-    (tmp_path / "bad.toml").write_text("n_rounds = = 3\n")
-    (tmp_path / "unknown.toml").write_text("n_tset = 3\n")
-    (tmp_path / "empty").mkdir()
-    (tmp_path / "corrupt").mkdir()
-    (tmp_path / "corrupt" / "results.json").write_text("{not json")
-    return tmp_path
+    return make_scratch(tmp_path)
 
 
 @pytest.mark.parametrize("case", sorted(CLI_CASES))

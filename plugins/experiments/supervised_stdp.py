@@ -4,7 +4,7 @@ Protocol (reference-parameters §2): per seed, ``n_classes`` MNIST classes
 (random per seed unless ``classes`` is given); ``n_exc`` excitatory neurons cut
 into one segment per class; rounds of ``images_per_round`` training images (the
 label's segment learns by ``target_rule``, the others by ``other_rule``), each
-followed by a test on ``n_test`` test images of those classes with learning off
+followed (after the first round, every ``eval_every`` rounds and the last) by a test on ``n_test`` test images of those classes with learning off
 and the threshold fixed at ``v_th`` (−52 mV). Prediction: the segment with the
 most spikes. ``tie_rule = "strict"`` counts ties and silence as wrong;
 ``"thesis"`` takes the first maximal segment (numpy ``argmax``), as the
@@ -55,6 +55,7 @@ DEFAULTS: dict[str, Any] = {
     "n_rounds": 50,
     "images_per_round": 100,
     "n_test": 1000,
+    "eval_every": 1,
     "tie_rule": "strict",
     "test_mode": "sequential",
     "dt_ms": 0.1,
@@ -69,7 +70,7 @@ THESIS = {
 
 def validate(cfg: Mapping[str, Any]) -> None:
     """Check the config before any data is read or anything is compiled."""
-    for key in ("n_classes", "n_exc", "n_rounds", "images_per_round", "n_test"):
+    for key in ("n_classes", "n_exc", "n_rounds", "images_per_round", "n_test", "eval_every"):
         if cfg[key] <= 0:
             raise ConfigError(f"{key} must be a positive integer, got {cfg[key]}")
     if cfg["n_exc"] % cfg["n_classes"]:
@@ -245,13 +246,15 @@ def run(ctx: RunContext) -> RunResult:
     test_x = shard_seeds(jnp.asarray(data.test_x), mesh)
     test_seg = shard_seeds(jnp.asarray(data.test_seg), mesh)
 
-    acc = np.full((S, R), np.nan)
-    silent = np.full((S, R), np.nan)
-    x = [B * (r + 1) for r in range(R)]
+    evals = evaluation_rounds(R, cfg["eval_every"])
+    acc = np.full((S, len(evals)), np.nan)
+    silent = np.full((S, len(evals)), np.nan)
+    x = [B * (r + 1) for r in evals]
     start, state, partial = resume_or(ctx, state)
+    done = sum(r < start for r in evals)
     if partial is not None:
-        acc[:, :start] = np.asarray(partial.metrics["accuracy"])[:, :start]
-        silent[:, :start] = np.asarray(partial.metrics["silent_test_images"])[:, :start]
+        acc[:, :done] = np.asarray(partial.metrics["accuracy"])[:, :done]
+        silent[:, :done] = np.asarray(partial.metrics["silent_test_images"])[:, :done]
     for r in range(start, R):
         if cfg["protocol"] == "original":
             idx = np.arange(B)
@@ -262,17 +265,24 @@ def run(ctx: RunContext) -> RunResult:
         k_train = jax.vmap(lambda k: jax.random.fold_in(k, 2 * r))(run_keys)
         k_test = jax.vmap(lambda k: jax.random.fold_in(k, 2 * r + 1))(run_keys)
         state, _ = v_train(state, k_train, images, segs)
-        state_after_test, a, s = v_eval(state, k_test, test_x, test_seg)
-        if cfg["test_mode"] == "sequential":
-            state = state_after_test
-        acc[:, r] = np.asarray(a)
-        silent[:, r] = np.asarray(s)
-        ctx.partial = _result(acc[:, : r + 1], silent[:, : r + 1], x[: r + 1], data, cfg)
+        if r in evals:
+            state_after_test, a, s = v_eval(state, k_test, test_x, test_seg)
+            if cfg["test_mode"] == "sequential":
+                state = state_after_test
+            acc[:, done] = np.asarray(a)
+            silent[:, done] = np.asarray(s)
+            done += 1
+            ctx.partial = _result(acc[:, :done], silent[:, :done], x[:done], data, cfg)
         save_chunk(ctx, r + 1, state)
         ctx.progress(r + 1, R, "rounds")
     result = _result(acc, silent, x, data, cfg)
     result.figures.extend(_figures(ctx, result, state, cfg))
     return result
+
+
+def evaluation_rounds(n_rounds: int, every: int) -> list[int]:
+    """Rounds (0-based) after which the network is tested: the first, every ``every``-th, the last."""
+    return sorted({0, n_rounds - 1} | {r for r in range(n_rounds) if (r + 1) % every == 0})
 
 
 def _result(acc, silent, x, data, cfg) -> RunResult:
