@@ -12,12 +12,26 @@ before on_post) → resets. Delays are whole steps, ``int(d/dt + 0.5)``; a spike
 of step ``n`` with delay ``k`` arrives in the synapse slot of step ``n + k``
 (``k = 0``: the same step), through ring buffers.
 
-Everything is event-driven: the spiking inputs of a step are a padded index
-list of length ``k_in``; S1 transmission and the rule's on_pre updates touch
-only their rows; the rule's on_post updates touch only the columns of spiking
-excitatory neurons (padded list of length ``k_post``). Steps with more events
-than the lists hold are still exact (a ``lax.while_loop`` that normally runs zero
-times handles the rest).
+Everything is event-driven and the step contains no loop: the spiking inputs of
+a step are a padded index list of length ``k_in``, drawn for the whole
+presentation before the time loop (:func:`~snnjax_plugins.encoders.sample_table`);
+S1 transmission and the rule's on_pre updates touch only their rows. Events
+beyond a list's length are **not** processed but counted
+(``PresentationOutput.dropped_events``; :func:`check_dropped` raises): a run is
+exact when the count is 0, and the defaults make overflow astronomically
+unlikely at the configured rates (``docs/performance.md``).
+
+Two plasticity paths (``NetworkConfig.plasticity``):
+
+* deferred (``"auto"`` picks it for the built-in hard-bounded trace rules:
+  ``stdp``, ``all_ltd``, merged ``segment_supervised``, ``stdp_dc15``): on_post
+  updates are summed per neuron and applied to a weight row only when its input
+  spikes (before transmission reads it) and at the end of short blocks
+  (``lazy_block_ms``); identical to the per-step rule up to float rounding
+  (see :class:`~snnjax_plugins.rules.LazyTrace`);
+* general (``"reference"``, or any other rule): the rule's ``prepare`` and
+  ``update`` every step, with the rule's on_post touching the columns of the
+  spiking excitatory neurons (padded list of length ``k_post``).
 
 Public pure functions: :func:`init_network`, :func:`present` (one image, Poisson
 input drawn inside), :func:`present_raster` (given input raster; used by the
@@ -185,7 +199,7 @@ def thesis_config(**overrides) -> NetworkConfig:
     exc = overrides.pop("exc", ConductanceLIF(dt_ms=dt, **THESIS_EXC))
     inh = overrides.pop("inh", ConductanceLIF(dt_ms=dt, **THESIS_INH))
     base = dict(n_exc=30, dt_ms=dt, exc=exc, inh=inh, w_ei=3.0, w_ie=0.1, s2_delay_max_ms=10.0, s3_delay_max_ms=5.0,
-                w_init="uniform", w_init_low=0.0, w_init_high=0.05, norm_target=None, min_spikes=0)
+                w_init="uniform", w_init_low=0.0, w_init_high=0.05, norm_target=None, min_spikes=0, k_in=24, k_inh=8, k_post=30)
     return NetworkConfig(**{**base, **overrides})
 
 
@@ -196,7 +210,7 @@ def dc15_config(n_exc: int = 100, **overrides) -> NetworkConfig:
     inh = overrides.pop("inh", ConductanceLIF(dt_ms=dt, **DC15_INH))
     base = dict(n_exc=n_exc, dt_ms=dt, exc=exc, inh=inh, w_ei=10.4, w_ie=17.0, s2_delay_max_ms=0.0, s3_delay_max_ms=0.0,
                 w_init="dc15", norm_target=78.0, min_spikes=5, max_repeats=10, intensity_start=2.0, intensity_step=1.0,
-                k_in=16, k_post=4)
+                k_in=48, k_post=4)
     return NetworkConfig(**{**base, **overrides})
 
 

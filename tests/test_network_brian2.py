@@ -119,15 +119,18 @@ def test_stdp_pairs(precision):
     np.testing.assert_allclose(np.asarray(wd)[f["ev_step"], f["ev_syn"]], f["ev_w_after"], **tol)
 
 
+THESIS_CFG = thesis_config()
+THESIS_RULE = segment_supervised(n_classes=3)
+REC = ("exc_spikes", "inh_spikes", "exc_v", "exc_vt")
+# one jitted function for both thesis network tests: compiled once per precision
+_thesis_run = jax.jit(lambda s, r, g: present_raster(s, r, THESIS_CFG, THESIS_RULE, learn=1.0, gate=g, record=REC))
+
+
 def _thesis_setup(f, fdt):
-    cfg = thesis_config()
-    rule = segment_supervised(n_classes=3)
+    cfg, rule = THESIS_CFG, THESIS_RULE
     st = init_network(jax.random.key(0), cfg, rule, fdt)
     st = st._replace(w=jnp.asarray(f["W_init"], fdt))
     return cfg, rule, with_delays(st, cfg, f["S2_delay_steps"], f["S3_delay_steps"])
-
-
-REC = ("exc_spikes", "inh_spikes", "exc_v", "exc_vt")
 
 
 def test_thesis_network_one_image(precision):
@@ -137,8 +140,7 @@ def test_thesis_network_one_image(precision):
     raster = np.zeros((cfg.steps_present, 784), bool)
     raster[f["in_step"], f["in_idx"]] = True
     gate = segment_gate(int(f["target_segment"]), 30, 3, fdt)
-    run = jax.jit(lambda s, r, g: present_raster(s, r, cfg, rule, learn=1.0, gate=g, record=REC))
-    st2, out = run(st, raster, gate)
+    st2, out = _thesis_run(st, raster, gate)
     assert_same_spikes(out.monitors["exc_spikes"], f["exc_spike_step"], f["exc_spike_i"])
     assert_same_spikes(out.monitors["inh_spikes"], f["inh_spike_step"], f["inh_spike_i"])
     np.testing.assert_array_equal(np.asarray(out.exc_counts), f["exc_count"])
@@ -152,7 +154,7 @@ def test_thesis_network_two_images(precision):
     f = load("thesis_network_two_images")
     fdt = jnp.zeros((), float).dtype
     cfg, rule, st = _thesis_setup(f, fdt)
-    run = jax.jit(lambda s, r, g: present_raster(s, r, cfg, rule, learn=1.0, gate=g, record=("exc_spikes",)))
+    run = _thesis_run
     onsets = f["image_onset_step"]
     for k, seg in enumerate(f["target_segments"]):
         raster = np.zeros((cfg.steps_present, 784), bool)

@@ -1,0 +1,101 @@
+"""Deferred (lazy) on_post plasticity = the general per-step rule path, up to float rounding; dropped-event counts."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from snnjax.errors import ConfigError
+from snnjax.plasticity import chain, clip
+from snnjax_plugins.network import check_dropped, dc15_config, init_network, present, present_raster, thesis_config
+from snnjax_plugins.rules import all_ltd, lazy_form, segment_gate, segment_supervised, stdp, stdp_dc15
+
+REC = ("exc_spikes", "inh_spikes")
+
+
+def _raster(cfg, seed, rate):
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 256, cfg.n_input).astype(np.float32)
+    img[img < 170] = 0
+    return jnp.asarray(rng.random((cfg.steps_present, cfg.n_input)) < img / 255 * rate)
+
+
+def _both(cfg, rule, raster, gate, n_images=2, w=None):
+    """Run ``n_images`` presentations with the deferred and with the general path; return both results."""
+    out = []
+    for mode in ("lazy", "reference"):
+        c = dataclasses.replace(cfg, plasticity=mode)
+        st = init_network(jax.random.key(1), c, rule)
+        if w is not None:
+            st = st._replace(w=w)
+        f = jax.jit(lambda s, r: present_raster(s, r, c, rule, gate=gate, record=REC))
+        sp = []
+        for i in range(n_images):
+            st, o = f(st, raster if i == 0 else raster[::-1])
+            sp.append((np.asarray(o.monitors["exc_spikes"]), np.asarray(o.monitors["inh_spikes"])))
+            assert int(np.asarray(o.dropped_events).sum()) == 0
+        out.append((st, sp))
+    return out
+
+
+def _assert_same(a, b, atol):
+    (sa, spa), (sb, spb) = a, b
+    for (ea, ia), (eb, ib) in zip(spa, spb):
+        np.testing.assert_array_equal(ea, eb)
+        np.testing.assert_array_equal(ia, ib)
+    assert sum(int(e.sum()) for e, _ in spa) > 0, "no spikes: the comparison is empty"
+    np.testing.assert_allclose(np.asarray(sa.w), np.asarray(sb.w), atol=atol, rtol=0)
+    for x, y in zip(jax.tree_util.tree_leaves(sa.rule_state), jax.tree_util.tree_leaves(sb.rule_state)):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=1e-9, rtol=1e-4)
+
+
+THESIS = thesis_config(t_present_ms=60.0, t_rest_ms=20.0, max_rate_hz=400.0, lazy_block_ms=7.3)
+DC15 = dc15_config(20, t_present_ms=80.0, t_rest_ms=20.0, max_rate_hz=300.0, min_spikes=0, lazy_block_ms=10.0, k_post=20)
+
+
+@pytest.mark.parametrize("name", ["segment", "stdp-nearest", "all-ltd"])
+def test_lazy_equals_reference_trace_family(name):
+    rule = {"segment": segment_supervised(n_classes=3), "stdp-nearest": stdp(pairing="nearest", lr1=0.5, lr2=2.0),
+            "all-ltd": all_ltd()}[name]
+    gate = segment_gate(1, 30, 3)
+    # weights near the bounds so that clipping happens on both sides
+    w = jax.random.choice(jax.random.key(4), jnp.asarray([0.0, 0.0002, 0.025, 0.0498, 0.05]), (784, 30))
+    a, b = _both(THESIS, rule, _raster(THESIS, 0, 0.03), gate, w=w)
+    _assert_same(a, b, atol=1e-7)
+
+
+def test_lazy_equals_reference_dc15():
+    rule = stdp_dc15()
+    gate = jnp.asarray(np.random.default_rng(2).random(20) < 0.7, jnp.float32)
+    a, b = _both(DC15, rule, _raster(DC15, 1, 0.12), gate)
+    _assert_same(a, b, atol=2e-6)
+
+
+def test_lazy_form_detection():
+    assert lazy_form(stdp()) is not None and lazy_form(stdp_dc15()) is not None
+    assert lazy_form(segment_supervised(n_classes=3)) is not None
+    assert lazy_form(stdp(bounds="soft")) is None  # soft bounds: increments do not commute with clipping
+    assert lazy_form(chain(stdp(), clip(0.0, 0.04))) is None
+    assert lazy_form(segment_supervised(n_classes=3, target=stdp(), others=all_ltd())) is None
+    with pytest.raises(ConfigError):
+        st = init_network(jax.random.key(0), dataclasses.replace(THESIS, plasticity="lazy"), chain(stdp()))
+        present_raster(st, _raster(THESIS, 0, 0.05), dataclasses.replace(THESIS, plasticity="lazy"), chain(stdp()))
+
+
+def test_dropped_events_are_counted():
+    cfg = dataclasses.replace(THESIS, k_in=2, k_inh=1)
+    rule = segment_supervised(n_classes=3)
+    st = init_network(jax.random.key(0), cfg, rule)
+    raster = _raster(cfg, 3, 0.2)
+    _, out = jax.jit(lambda s, r: present_raster(s, r, cfg, rule))(st, raster)
+    want_in = int(np.maximum(np.asarray(raster).sum(1) - 2, 0).sum())
+    assert int(out.dropped_events[0]) == want_in > 0
+    with pytest.raises(ConfigError, match="k_in"):
+        check_dropped(out, cfg)
+    # Poisson input: the sampler's table counts the same way; defaults give none
+    _, out = jax.jit(lambda s: present(s, jnp.full(784, 255.0), jax.random.key(1), cfg, rule))(st)
+    assert int(out.dropped_events[0]) > 0
