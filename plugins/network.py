@@ -544,6 +544,55 @@ def _phase_reference(cfg, rule, learn, gate, carry, table, n_steps, record):
     return carry, [rec]
 
 
+def _input_drive(cfg: NetworkConfig, w, table):
+    """S1 conductance increments of every input step, ``[T, n_exc]``, with plasticity off.
+
+    The spikes of the per-step lists ``table`` (``int32[T, k_in]``) are compacted into one
+    event list of length ``cfg.capacity`` (more are counted in the returned ``dropped``),
+    their weight rows gathered once and summed per step: work proportional to the
+    input spikes instead of ``T·k_in``. The sums equal the per-step transmission of the
+    plastic path up to the order of float additions.
+    """
+    fdt = w.dtype
+    T, k = table.shape
+    flat = table.reshape(-1)
+    is_spike = flat < cfg.n_input
+    n_events = jnp.sum(is_spike, dtype=jnp.int32)
+    pos = jnp.nonzero(is_spike, size=cfg.capacity, fill_value=T * k)[0]
+    flat = jnp.concatenate([flat, jnp.full((1,), cfg.n_input, flat.dtype)])
+    inputs = flat[pos]
+    w_pad = jnp.concatenate([w, jnp.zeros((1, cfg.n_exc), fdt)])
+    rows = jnp.take(w_pad, inputs, axis=0)
+    drive = jax.ops.segment_sum(rows, pos // k, num_segments=T + 1)[:T]
+    return drive, jnp.maximum(n_events - cfg.capacity, 0)
+
+
+def _phase_inference(cfg: NetworkConfig, carry, drive, n_steps: int, record):
+    """``n_steps`` steps without plasticity; ``drive``: ``[n_steps, n_exc]`` S1 input or ``None`` (rest)."""
+
+    def body(c, d):
+        st, ce, ci, drop = c
+        rec = _record(record, st)
+        exc, nr_e = cfg.exc.integrate(st.exc)
+        inh, nr_i = cfg.inh.integrate(st.inh)
+        se = cfg.exc.threshold(exc, nr_e)
+        si = cfg.inh.threshold(inh, nr_i)
+        if d is not None:
+            exc = exc._replace(ge=exc.ge + d)
+        exc, inh, buf2, buf3, inh_drop = _delayed_synapses(cfg, st, exc, inh, se, si)
+        exc = cfg.exc.reset(exc, se)
+        inh = cfg.inh.reset(inh, si)
+        if "exc_spikes" in record:
+            rec["exc_spikes"] = se
+        if "inh_spikes" in record:
+            rec["inh_spikes"] = si
+        st = st._replace(exc=exc, inh=inh, buf2=buf2, buf3=buf3, step=st.step + 1)
+        return (st, ce + se, ci + si, drop.at[1].add(inh_drop)), rec
+
+    carry, rec = lax.scan(body, carry, drive, length=n_steps)
+    return carry, [rec]
+
+
 def _use_lazy(cfg: NetworkConfig, rule: LearningRule) -> LazyTrace | None:
     if cfg.plasticity == "reference":
         return None
@@ -576,18 +625,26 @@ def _gate_or_ones(gate, cfg, fdt):
     return jnp.ones((cfg.n_exc,), fdt) if gate is None else jnp.asarray(gate, fdt)
 
 
-def _run_phases(cfg, rule, learn, gate, st, table, record):
+def _run_phases(cfg, rule, learn, gate, st, table, record, plastic=True):
     """Input phase (``table``: ``int32[T, k_in]`` padded index lists) then the silent rest.
 
-    Returns ``(state, exc_counts, inh_counts, dropped[2] (post, inh), recs)``.
+    Returns ``(state, exc_counts, inh_counts, dropped[2] (post, inh), recs)``; with
+    ``plastic=False`` the first entry of ``dropped`` counts input events beyond
+    ``cfg.capacity`` instead.
     """
     ce = jnp.zeros((cfg.n_exc,), jnp.int32)
     ci = jnp.zeros((cfg.n_inh,), jnp.int32)
     drop = jnp.zeros((2,), jnp.int32)
     n_in_steps = table.shape[0]
     n_rest = cfg.steps_total - n_in_steps
-    lz = _use_lazy(cfg, rule)
-    if lz is None:
+    lz = _use_lazy(cfg, rule) if plastic else None
+    if not plastic:
+        drive, ev_drop = _input_drive(cfg, st.w, table)
+        carry = (st, ce, ci, drop.at[0].set(ev_drop))
+        carry, r1 = _phase_inference(cfg, carry, drive, n_in_steps, record)
+        carry, r2 = _phase_inference(cfg, carry, None, n_rest, record)
+        st, ce, ci, drop = carry
+    elif lz is None:
         carry = (st, ce, ci, drop)
         carry, r1 = _phase_reference(cfg, rule, learn, gate, carry, table, n_in_steps, record)
         carry, r2 = _phase_reference(cfg, rule, learn, gate, carry, None, n_rest, record)
@@ -646,7 +703,7 @@ def present_raster(state: NetworkState, raster, cfg: NetworkConfig, rule: Learni
 
 
 def present(state: NetworkState, image, key, cfg: NetworkConfig, rule: LearningRule, *, learn=1.0, gate=None, record=(),
-            fixed_v2_mv=None):
+            fixed_v2_mv=None, plastic: bool = True):
     """Present one image (``[n_input]`` pixels 0–255) with Poisson input drawn from ``key``.
 
     With ``cfg.min_spikes > 0`` the D&C rule applies: while fewer than
@@ -654,6 +711,11 @@ def present(state: NetworkState, image, key, cfg: NetworkConfig, rule: LearningR
     ``intensity_step`` and the image is shown again (a bounded ``lax.while_loop``).
     ``fixed_v2_mv``: with the ``vt-copy`` threshold, use this fixed threshold for
     the image instead of copying ``vt`` (the thesis' test phase: −52 mV).
+    ``plastic=False`` (static): inference only — the rule is not run (weights and the
+    rule's traces stay as they are), and the input's S1 drive is computed once per
+    image from its spikes (:func:`_input_drive`), so the time loop only integrates the
+    neurons: the same spikes as ``learn=0`` up to the order of float additions, and
+    much faster. ``dropped[0]`` then counts input spikes beyond ``cfg.capacity``.
     """
     record = _check_record(record)
     check_image(image, cfg.n_input)
@@ -668,7 +730,7 @@ def present(state: NetworkState, image, key, cfg: NetworkConfig, rule: LearningR
         st = _onset(st, cfg, fixed_v2_mv)
         p = enc.probabilities(image, intensity / cfg.intensity_start).astype(fdt)
         table = _input_table(cfg, k, p)
-        st, ce, ci, drop, recs = _run_phases(cfg, rule, learn, gate, st, table.idx, record)
+        st, ce, ci, drop, recs = _run_phases(cfg, rule, learn, gate, st, table.idx, record, plastic)
         return st, ce, ci, jnp.concatenate([table.dropped[None], drop]), recs
 
     if cfg.min_spikes == 0:
@@ -695,8 +757,11 @@ def present(state: NetworkState, image, key, cfg: NetworkConfig, rule: LearningR
 
 
 def present_many(state: NetworkState, images, key, cfg: NetworkConfig, rule: LearningRule, *, learn=1.0, gates=None,
-                 fixed_v2_mv=None):
-    """Present ``images`` (``[n, n_input]``) one after another (a ``lax.scan``); returns (state, outputs stacked)."""
+                 fixed_v2_mv=None, plastic: bool = True):
+    """Present ``images`` (``[n, n_input]``) one after another (a ``lax.scan``); returns (state, outputs stacked).
+
+    The keyword arguments are those of :func:`present`.
+    """
     if not isinstance(images, jax.core.Tracer):
         for img in images:
             check_image(img, cfg.n_input)
@@ -708,7 +773,7 @@ def present_many(state: NetworkState, images, key, cfg: NetworkConfig, rule: Lea
 
     def body(st, x):
         img, k, g = x
-        st, out = present(st, img, k, cfg, rule, learn=learn, gate=g, fixed_v2_mv=fixed_v2_mv)
+        st, out = present(st, img, k, cfg, rule, learn=learn, gate=g, fixed_v2_mv=fixed_v2_mv, plastic=plastic)
         return st, out
 
     return lax.scan(body, state, (jnp.asarray(images), keys, jnp.asarray(gates, fdt)))

@@ -97,7 +97,7 @@ def run(ctx: RunContext) -> RunResult:
         return state, out.exc_counts, out.n_presentations
 
     def evaluate(state, key, images):
-        _, out = net.present_many(state, images, key, test_cfg, rule, learn=0.0)
+        _, out = net.present_many(state, images, key, test_cfg, rule, learn=0.0, plastic=False)
         return out.exc_counts
 
     v_train = jax.jit(jax.vmap(train_chunk))
