@@ -52,7 +52,7 @@ import numpy as np
 from snnjax.checkpoint import resume_or, save_chunk
 from snnjax.errors import ConfigError, did_you_mean
 from snnjax.experiment import Experiment, RunContext, RunResult
-from snnjax.plasticity import chain
+from snnjax.plasticity import chain, identity
 from snnjax.seeds import seed_keys, seed_mesh, shard_seeds
 
 from .. import network as net
@@ -312,13 +312,22 @@ def make_programs(netcfg, rule, tau: float, cfg: Mapping[str, Any]):
             state = state._replace(w=w, rule_state=(rs[0], new_reg))
         return state
 
+    # At test, learning is off (gain 0: the rules change no weight) and with k_p_test = 0 the regularizer
+    # changes none either, so the weights are constant: the test runs with a rule that does nothing (same
+    # spikes, no trace bookkeeping, and in parallel mode the weights are not copied per image).
+    frozen = check_kp(cfg["k_p_test"]) == 0.0
+    test_rule = identity() if frozen else rule
+
     def evaluate(state, key, images):
-        state = state._replace(rule_state=set_kp(state.rule_state, cfg["k_p_test"]))
+        if frozen:
+            state = state._replace(rule_state=())
+        else:
+            state = state._replace(rule_state=set_kp(state.rule_state, cfg["k_p_test"]))
         if cfg["test_mode"] == "sequential":
-            _, out = net.present_many(state, images, key, netcfg, rule, learn=0.0, fixed_v2_mv=v_test)
+            _, out = net.present_many(state, images, key, netcfg, test_rule, learn=0.0, fixed_v2_mv=v_test)
         else:
             keys = jax.random.split(key, images.shape[0])
-            _, out = jax.vmap(lambda img, k: net.present(state, img, k, netcfg, rule, learn=0.0,
+            _, out = jax.vmap(lambda img, k: net.present(state, img, k, netcfg, test_rule, learn=0.0,
                                                          fixed_v2_mv=v_test))(images, keys)
         return out.exc_counts
 
