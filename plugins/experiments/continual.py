@@ -1,0 +1,410 @@
+"""Experiment ``continual``: the thesis' Method 1 — learning a second task without forgetting the first.
+
+Protocol (reference-parameters §1.5–1.9), per seed and for each *arm* (the chosen ``method`` and,
+with ``compare_baseline``, the baseline on the same seeds):
+
+1. **Task 1**: the conv network (``radius1`` / ``radius2``) learns task 1 layer-wise (``epochs1``,
+   ``epochs2`` STDP epochs, ``epochs3`` R-STDP epochs of the decision layer), as ``conv-mnist``;
+   its task-1 test accuracy is recorded.
+2. **Method preparation** (after task 1): ``freeze-largest`` marks the decision-layer weights
+   above their ``freeze_percentile``-th percentile; ``langevin-ranges`` keeps training on task 1
+   for ``langevin_epochs`` epochs with Gaussian noise (σ = ``langevin_sigma``) added to all
+   decision weights after every reward/punish update (rates fixed), feeds the weights of every
+   ``langevin_every``-th image (after the update, before the noise) to a streaming per-weight
+   quantile estimator (:mod:`snnjax.quantiles`, P², bounded memory) and takes the
+   ``langevin_low`` / ``langevin_high`` quantiles as each weight's range.
+3. **Task 2** on the *same* outputs (domain-incremental: task-2 class ``i`` → output ``i``):
+   with ``retrain_features`` the STDP layers continue learning on task 2 (``task2_epochs1``,
+   ``task2_epochs2``; their learning rates carry over, as in the thesis' code), then the decision
+   layer learns for ``task2_epochs3`` R-STDP epochs (rates reset, ``task2_adaptive_int``) under
+   the method's transform (:mod:`snnjax_plugins.continual`), with the test accuracy on task 2 and
+   on task 1 after every epoch.
+
+Methods: ``baseline`` (nothing), ``inhibition`` (the lateral-inhibition radii; its baseline arm
+uses ``baseline_radius1`` / ``baseline_radius2``, 0/0 by default, the thesis' baseline),
+``freeze-largest``, ``langevin-ranges``, ``noise-lr`` (noisy decision-layer learning rate in both
+tasks). Every other arm's baseline uses the method arm's radii.
+
+Task sequences: ``split-mnist`` (embedded MNIST subset, always offline: digits 0–4, then 5–9,
+on 5 shared outputs), ``mnist-emnist-letters`` (tfds ``mnist`` digits, then ``emnist/letters``
+A–J, on 10 outputs; ``emnist_transpose`` chooses the orientation) and ``custom``
+(``task1_dataset`` / ``task1_classes``, ``task2_dataset`` / ``task2_classes``: any two loadable
+datasets). The ``task*_dataset`` keys also override the datasets of the named sequences.
+
+Metrics: ``task1_after_task1``; curves ``task2_accuracy`` and ``task1_accuracy`` over the task-2
+epochs; ``forgetting`` (task-1 accuracy after task 1 minus after task 2, points); the same with a
+``baseline_`` prefix; ``forgetting_reduction`` = baseline forgetting / method forgetting on the
+same seed (the thesis' "1.7×").
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from snnjax.errors import ConfigError, DataError
+from snnjax.experiment import Experiment, RunContext, RunResult
+from snnjax.plasticity import chain, clip_per_weight, freeze
+from snnjax.quantiles import check_probability, quantiles_estimate, quantiles_init, quantiles_update
+from snnjax.seeds import seed_keys
+
+from .. import continual as methods
+from ..conv import networks as N
+from ..conv import pipeline as P
+from ..conv.stdp import ConvActivity
+
+METHODS = ("baseline", "inhibition", "freeze-largest", "langevin-ranges", "noise-lr")
+SEQUENCES = {
+    "split-mnist": (("mnist-embedded", list(range(5))), ("mnist-embedded", list(range(5, 10))), 5),
+    "mnist-emnist-letters": (("mnist", list(range(10))), ("emnist/letters", list(range(1, 11))), 10),
+    "custom": (None, None, 0),
+}
+
+DEFAULTS: dict[str, Any] = {
+    "seed": 0,
+    "sequence": "split-mnist",
+    "task1_dataset": "",
+    "task1_classes": [-1],
+    "task2_dataset": "",
+    "task2_classes": [-1],
+    "emnist_transpose": True,
+    "data_dir": "",
+    "n_outputs": 0,
+    "n_train": 0,
+    "n_test": 0,
+    "n_train_stdp": 0,
+    "epochs1": 2,
+    "epochs2": 4,
+    "epochs3": 50,
+    "retrain_features": True,
+    "task2_epochs1": 2,
+    "task2_epochs2": 4,
+    "task2_epochs3": 100,
+    "task2_adaptive_int": 0.5,
+    "method": "baseline",
+    "compare_baseline": True,
+    "baseline_radius1": 0,
+    "baseline_radius2": 0,
+    "freeze_percentile": 90.0,
+    "langevin_epochs": 24,
+    "langevin_sigma": 4e-4,
+    "langevin_every": 100,
+    "langevin_low": 0.1,
+    "langevin_high": 0.9,
+    "noise_lr_std": 0.5,
+    **P.NETWORK_DEFAULTS,
+}
+
+THESIS = {
+    "task1_after_task1": "R1/R2 0/0 → 90.8, 3/1 → 93.6, 5/1 → 94.8, 5/2 → 94.8 % (digits, thesis)",
+    "final_task2": "letters: 0/0 → 78.4, 3/1 → 87.3, 5/2 → 88.9; Langevin Q1/Q3 → 66.3, D10/D90 → 78.3 % (thesis)",
+    "final_task1": "digits after letters: 0/0 → 48.1, 3/1 → 73.3, 5/2 → 78.6; Q1/Q3 → 78.7, D10/D90 → 82.2 % (thesis)",
+    "forgetting_reduction": "≈1.7× (Langevin D10/D90 vs the 3/1 baseline, thesis)",
+}
+
+
+# ------------------------------------------------------------------------------------------ config
+
+
+def _given(classes) -> list[int] | None:
+    values = [int(c) for c in classes]
+    return None if values in ([], [-1]) else values
+
+
+def tasks(cfg: Mapping[str, Any]) -> tuple[tuple[str, list[int] | None], tuple[str, list[int] | None], int]:
+    """``((dataset1, classes1), (dataset2, classes2), n_outputs)`` of the config (classes ``None`` = all)."""
+    t1, t2, n_out = SEQUENCES[cfg["sequence"]]
+    out = []
+    for i, default in ((1, t1), (2, t2)):
+        name = cfg[f"task{i}_dataset"] or (default[0] if default else "")
+        classes = _given(cfg[f"task{i}_classes"])
+        if classes is None and default is not None:
+            classes = default[1]
+        out.append((name, classes))
+    return out[0], out[1], int(cfg["n_outputs"] or n_out or 10)
+
+
+def validate(cfg: Mapping[str, Any]) -> None:
+    """Check the config before any data is read or anything is compiled."""
+    P.validate_network(cfg)
+    if cfg["network"] != "mozafari":
+        raise ConfigError("continual needs a network with a decision layer: network = 'mozafari'")
+    if cfg["method"] not in METHODS:
+        raise ConfigError(f"unknown method {cfg['method']!r}; choose one of {', '.join(METHODS)}")
+    if cfg["sequence"] not in SEQUENCES:
+        raise ConfigError(f"unknown sequence {cfg['sequence']!r}; choose one of {', '.join(SEQUENCES)}")
+    if cfg["sequence"] == "custom" and not (cfg["task1_dataset"] and cfg["task2_dataset"]):
+        raise ConfigError("sequence = 'custom' needs task1_dataset and task2_dataset (any two loadable datasets)")
+    for key in ("epochs3", "task2_epochs3", "langevin_every"):
+        if not P._is_int(cfg[key]) or cfg[key] < 1:
+            raise ConfigError(f"{key} must be a positive integer, got {cfg[key]!r}")
+    for key in ("epochs1", "epochs2", "task2_epochs1", "task2_epochs2", "langevin_epochs", "n_train", "n_test",
+                "n_train_stdp", "n_outputs", "baseline_radius1", "baseline_radius2"):
+        if not P._is_int(cfg[key]) or cfg[key] < 0:
+            raise ConfigError(f"{key} must be a non-negative integer, got {cfg[key]!r}")
+    if cfg["method"] == "langevin-ranges" and cfg["langevin_epochs"] < 1:
+        raise ConfigError("method = 'langevin-ranges' needs langevin_epochs >= 1 (the noisy epochs that give the ranges)")
+    low = check_probability(cfg["langevin_low"], "langevin_low (a quantile)")
+    high = check_probability(cfg["langevin_high"], "langevin_high (a quantile)")
+    if not low < high:
+        raise ConfigError(f"Langevin quantiles need langevin_low < langevin_high, got {low} and {high}")
+    methods.check_percentile(cfg["freeze_percentile"])
+    for key in ("langevin_sigma", "noise_lr_std"):
+        if not cfg[key] >= 0:
+            raise ConfigError(f"{key} must be >= 0, got {cfg[key]!r}")
+    if not cfg["task2_adaptive_int"] > 0:
+        raise ConfigError(f"task2_adaptive_int must be > 0, got {cfg['task2_adaptive_int']!r}")
+    (_, c1), (_, c2), n_out = tasks(cfg)
+    maps = N.mozafari2019().decision.out_maps
+    if n_out > maps or maps % n_out:
+        raise ConfigError(f"n_outputs={n_out} must divide the decision layer's {maps} maps (e.g. 2, 5, 10)")
+    for i, classes in ((1, c1), (2, c2)):
+        if classes is not None:
+            if len(set(classes)) != len(classes):
+                raise ConfigError(f"task{i}_classes={classes} repeats a class")
+            if len(classes) > n_out:
+                raise ConfigError(f"task {i} has {len(classes)} classes {classes}, more than the {n_out} shared outputs "
+                                  f"(n_outputs); drop classes or raise n_outputs")
+
+
+# ------------------------------------------------------------------------------------------ data
+
+
+def load_task(name: str, classes: list[int] | None, split: str, limit: int, n_out: int, cfg, registry):
+    """``(images uint8 [N, 28, 28], outputs int32 [N], classes)``: labels mapped to ``0..len(classes)-1``."""
+    from snnjax import data
+
+    params = {"transpose": bool(cfg["emnist_transpose"])} if name.startswith("emnist") else None
+    ds = data.load(name, split, data_dir=cfg["data_dir"] or None, registry=registry, source_params=params)
+    if ds.images.shape[1:] != (28, 28):
+        raise ConfigError(f"dataset {name!r} has images of shape {ds.images.shape[1:]}; the conv network needs 28×28")
+    if classes is None:
+        classes = sorted(np.unique(ds.labels).tolist())
+        if len(classes) > n_out:
+            raise ConfigError(f"dataset {name!r} has {len(classes)} classes, more than the {n_out} shared outputs; "
+                              f"choose at most {n_out} with task*_classes or raise n_outputs")
+    keep = np.isin(ds.labels, classes)
+    images, labels = ds.images[keep], ds.labels[keep]
+    if limit:
+        images, labels = images[:limit], labels[:limit]
+    if labels.size == 0:
+        raise DataError(f"dataset {name!r} split {split!r} has no images of classes {classes}")
+    lut = {c: i for i, c in enumerate(classes)}
+    return images, np.asarray([lut[int(v)] for v in labels], np.int32), list(classes)
+
+
+# ------------------------------------------------------------------------------------------ the arms
+
+
+def _langevin_ranges(pipe: P.ConvPipeline, cfg, keys, w3, st3, lat_train, y_train, lat_test, y_test):
+    """Noisy task-1 epochs recording the weights; returns ``(low, high, task-1 accuracy per epoch)``."""
+    layer, T, n_out = pipe.spec.decision, pipe.T, pipe.n_classes
+    every, sigma = int(cfg["langevin_every"]), float(cfg["langevin_sigma"])
+    probs = (float(cfg["langevin_low"]), float(cfg["langevin_high"]))
+    rstdp = pipe.rstdp_rule(adaptive=False)  # rates stay at their post-task-1 values
+    noise = methods.langevin_noise(jax.random.PRNGKey(0), sigma)  # the key lives in the carried state
+    step = pipe.decision_step(rstdp)
+    n = int(lat_train.shape[1])
+    chunks = n // every
+    if chunks < 1:
+        raise ConfigError(f"langevin_every={every} exceeds the {n} task-1 training images")
+
+    def one(key, nkey, w, st, qs, cache, labels):
+        order = jax.random.permutation(key, n)[: chunks * every].reshape(chunks, every)
+
+        def inner(carry, idx):
+            w, st, nk, _ = carry
+            w_mid, st, decision = step(w, st, cache[idx], labels[idx])
+            w, nk = noise.update(w_mid, nk, ConvActivity(None, None, None, decision))
+            return (w, st, nk, w_mid), None
+
+        def outer(carry, idxs):
+            w, st, nk, qs = carry
+            (w, st, nk, w_mid), _ = jax.lax.scan(inner, (w, st, nk, w), idxs)
+            return (w, st, nk, quantiles_update(qs, w_mid, probs)), None
+
+        (w, st, nk, qs), _ = jax.lax.scan(outer, (w, st, nkey, qs), order)
+        return w, st, nk, qs
+
+    fn = jax.vmap(one, in_axes=(0, 0, 0, 0, 0, 0, None))
+    qs = jax.vmap(lambda w: quantiles_init(w.shape, probs))(w3)
+    nkeys = P.epoch_keys(keys, 40, 0)
+    acc = []
+    for e in range(cfg["langevin_epochs"]):
+        w3, st3, nkeys, qs = pipe.run_program(f"langevin-{sigma}-{every}-{probs}", fn, P.epoch_keys(keys, 41, e), nkeys, w3, st3, qs,
+                                              lat_train, jnp.asarray(y_train))
+        acc.append(pipe.evaluate(w3, lat_test, y_test).accuracy)
+    low, high = jax.vmap(lambda q: quantiles_estimate(q, probs))(qs)
+    return low, high, np.stack(acc, axis=1)
+
+
+def _train_features(pipe, keys, state, lat0_stdp, e1, e2, tag, times):
+    for e in range(e1):
+        (w1, st1), dt = P.timed(pipe.train_layer_epoch, 0, P.epoch_keys(keys, tag + 1, e), state.w1, state.st1, lat0_stdp)
+        state = state._replace(w1=w1, st1=st1)
+        times["layer1"].append(round(dt, 3))
+    if e2:
+        lat1 = pipe.propagate(0, state.w1, lat0_stdp)
+        for e in range(e2):
+            (w2, st2), dt = P.timed(pipe.train_layer_epoch, 1, P.epoch_keys(keys, tag + 2, e), state.w2, state.st2, lat1)
+            state = state._replace(w2=w2, st2=st2)
+            times["layer2"].append(round(dt, 3))
+    return state
+
+
+def run_arm(arm: dict, cfg, keys, data, n_out, ctx, cache: dict, times) -> dict[str, np.ndarray]:
+    """Task 1, the method's preparation and task 2 for one arm; per-seed metrics."""
+    (x1, y1, xt1, yt1), (x2, y2, xt2, yt2) = data
+    method, (r1, r2) = arm["method"], arm["radii"]
+    acfg = {**cfg, "radius1": r1, "radius2": r2}
+    pipe = P.pipeline_from_config(acfg, n_out, len(y1))
+    S = keys.shape[0]
+    n1, n2 = len(y1), len(y2)
+    n_stdp1 = min(cfg["n_train_stdp"] or n1, n1)
+    n_stdp2 = min(cfg["n_train_stdp"] or n2, n2)
+    lat_t1 = pipe.encode(np.concatenate([x1, xt1]))
+    lat_t2 = pipe.encode(np.concatenate([x2, xt2]))
+    noisy = method == "noise-lr"
+
+    # ---- task 1 (shared by the arms with the same radii / decision rule)
+    fkey = ("features", r1, r2)
+    if fkey not in cache:
+        state = _train_features(pipe, keys, pipe.init(keys), lat_t1[:n_stdp1], cfg["epochs1"], cfg["epochs2"], 10, times)
+        cache[fkey] = (state, pipe.features(state.w1, state.w2, lat_t1))
+    state, lat2_t1 = cache[fkey]
+    dkey = ("task1", r1, r2, noisy)
+    if dkey not in cache:
+        if noisy:
+            base, std = pipe.rstdp_rule(), float(cfg["noise_lr_std"])
+            make, name = (lambda: chain(base, methods.noise_lr(jax.random.PRNGKey(0), std))), f"t1-noise-lr-{std}"
+            st3 = (state.st3, P.epoch_keys(keys, 20, 0))
+        else:
+            make, name, st3 = None, "decision", state.st3
+        w3 = state.w3
+        for e in range(cfg["epochs3"]):
+            (w3, st3, _), dt = P.timed(pipe.decision_epoch, P.epoch_keys(keys, 13, e), w3, st3, lat2_t1[:, :n1], y1,
+                                       make_rule=make, name=name, rule_args=())
+            times["decision"].append(round(dt, 3))
+        rstdp_state = st3[0] if noisy else st3
+        cache[dkey] = (w3, rstdp_state, pipe.evaluate(w3, lat2_t1[:, n1:], yt1).accuracy)
+    w3, st3_task1, acc_t1 = cache[dkey]
+    out: dict[str, np.ndarray] = {"task1_after_task1": acc_t1}
+
+    # ---- method preparation on task 1
+    rstdp2 = pipe.rstdp_rule(adaptive_int=float(cfg["task2_adaptive_int"]), batch_size=n2)
+    if method == "freeze-largest":
+        pct = float(cfg["freeze_percentile"])
+        mask = jax.vmap(lambda w: methods.largest_mask(w, pct))(w3)
+        out["frozen_fraction"] = 100.0 * np.asarray(jnp.mean(mask.reshape(S, -1), axis=1))
+        make, args, extra_state = (lambda m: chain(rstdp2, freeze(m))), (mask,), ()
+    elif method == "langevin-ranges":
+        low, high, lang_acc = _langevin_ranges(pipe, cfg, keys, w3, st3_task1, lat2_t1[:, :n1], y1, lat2_t1[:, n1:], yt1)
+        out["langevin_task1_accuracy"] = lang_acc
+        out["range_width"] = np.asarray(jnp.mean((high - low).reshape(S, -1), axis=1))
+        w3 = jnp.clip(w3, low, high)
+        make, args, extra_state = (lambda lo, hi: chain(rstdp2, clip_per_weight(lo, hi))), (low, high), ()
+    elif noisy:
+        std = float(cfg["noise_lr_std"])
+        make, args, extra_state = (lambda: chain(rstdp2, methods.noise_lr(jax.random.PRNGKey(0), std))), (), P.epoch_keys(keys, 21, 0)
+    else:
+        make, args, extra_state = (lambda: rstdp2), (), None
+    st3 = jax.vmap(rstdp2.init)(w3)
+    if extra_state is not None:
+        st3 = (st3, extra_state)
+
+    # ---- task 2: features continue on task 2, then the decision layer under the method
+    tkey = ("task2-features", r1, r2)  # the STDP layers do not depend on the method: shared by the arms
+    if tkey not in cache:
+        feats = state
+        if cfg["retrain_features"]:
+            feats = _train_features(pipe, keys, state, lat_t2[:n_stdp2], cfg["task2_epochs1"], cfg["task2_epochs2"], 30,
+                                    times)
+        cache[tkey] = pipe.features(feats.w1, feats.w2, np.concatenate([lat_t2, lat_t1[n1:]]))
+    lat2_all = cache[tkey]
+    lat2_train2, lat2_test2, lat2_test1 = lat2_all[:, :n2], lat2_all[:, n2:n2 + len(yt2)], lat2_all[:, n2 + len(yt2):]
+    E = cfg["task2_epochs3"]
+    acc2, acc1 = np.zeros((S, E)), np.zeros((S, E))
+    name = f"t2-{method}-{cfg['task2_adaptive_int']}-{cfg['noise_lr_std']}"
+    for e in range(E):
+        (w3, st3, _), dt = P.timed(pipe.decision_epoch, P.epoch_keys(keys, 33, e), w3, st3, lat2_train2, y2,
+                                   make_rule=make, name=name, rule_args=args)
+        times["decision"].append(round(dt, 3))
+        acc2[:, e] = pipe.evaluate(w3, lat2_test2, yt2).accuracy
+        acc1[:, e] = pipe.evaluate(w3, lat2_test1, yt1).accuracy
+        ctx.progress(arm["done"] + e + 1, arm["total"], "task-2 epochs")
+    out.update(task2_accuracy=acc2, task1_accuracy=acc1, final_task2=acc2[:, -1], final_task1=acc1[:, -1],
+               forgetting=acc_t1 - acc1[:, -1])
+    if method == "freeze-largest":
+        out["frozen_weights_changed"] = np.asarray(jnp.sum(jnp.where(mask, w3 != cache[dkey][0], False).reshape(S, -1), axis=1))
+    return out
+
+
+def run(ctx: RunContext) -> RunResult:
+    cfg = ctx.config
+    (d1, c1), (d2, c2), n_out = tasks(cfg)
+    t0 = time.perf_counter()
+    x1, y1, c1 = load_task(d1, c1, "train", cfg["n_train"], n_out, cfg, ctx.registry)
+    xt1, yt1, _ = load_task(d1, c1, "test", cfg["n_test"], n_out, cfg, ctx.registry)
+    x2, y2, c2 = load_task(d2, c2, "train", cfg["n_train"], n_out, cfg, ctx.registry)
+    xt2, yt2, _ = load_task(d2, c2, "test", cfg["n_test"], n_out, cfg, ctx.registry)
+    data = ((x1, y1, xt1, yt1), (x2, y2, xt2, yt2))
+    method = cfg["method"]
+    arms = [{"method": method, "radii": (cfg["radius1"], cfg["radius2"]), "is_baseline": False}]
+    if cfg["compare_baseline"] and method != "baseline":
+        radii = (cfg["baseline_radius1"], cfg["baseline_radius2"]) if method == "inhibition" else arms[0]["radii"]
+        arms.insert(0, {"method": "baseline", "radii": radii, "is_baseline": True})
+    E = cfg["task2_epochs3"]
+    for i, arm in enumerate(arms):
+        arm.update(done=i * E, total=len(arms) * E)
+    keys = seed_keys(cfg["seed"], ctx.n_seeds)
+    times: dict[str, list] = {"layer1": [], "layer2": [], "decision": []}
+    cache: dict = {}
+    results = [run_arm(arm, cfg, keys, data, n_out, ctx, cache, times) for arm in arms]
+    main = results[-1]
+    metrics = dict(main)
+    if len(results) == 2:
+        base = results[0]
+        for k in ("task1_after_task1", "task2_accuracy", "task1_accuracy", "final_task2", "final_task1", "forgetting"):
+            metrics[f"baseline_{k}"] = base[k]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            metrics["forgetting_reduction"] = np.where(main["forgetting"] > 0, base["forgetting"] / main["forgetting"], np.nan)
+    x = list(range(1, E + 1))
+    curves_x = {k: x for k, v in metrics.items() if np.ndim(v) == 2}
+    if "langevin_task1_accuracy" in metrics:
+        curves_x["langevin_task1_accuracy"] = list(range(1, cfg["langevin_epochs"] + 1))
+    extra = {
+        "tasks": {"task1": {"dataset": d1, "classes": c1, "n_train": len(y1), "n_test": len(yt1)},
+                  "task2": {"dataset": d2, "classes": c2, "n_train": len(y2), "n_test": len(yt2)}, "n_outputs": n_out},
+        "arms": [{"method": a["method"], "radii": list(a["radii"])} for a in arms],
+        "wall_s": {**times, "total": round(time.perf_counter() - t0, 1),
+                   "note": f"seconds per epoch for all {ctx.n_seeds} seed(s) at once, compilation excluded"},
+    }
+    result = RunResult(metrics=metrics, curves_x=curves_x, extra=extra)
+    result.figures.append(_figure(ctx, result, cfg, arms))
+    return result
+
+
+def _figure(ctx: RunContext, result: RunResult, cfg, arms) -> str:
+    from snnjax import plots
+
+    m = result.metrics
+    curves = {f"{cfg['method']}: task 2": m["task2_accuracy"], f"{cfg['method']}: task 1 kept": m["task1_accuracy"]}
+    if "baseline_task2_accuracy" in m:
+        r = arms[0]["radii"]
+        curves[f"baseline R={r[0]}/{r[1]}: task 2"] = m["baseline_task2_accuracy"]
+        curves[f"baseline R={r[0]}/{r[1]}: task 1 kept"] = m["baseline_task1_accuracy"]
+    path = plots.learning_curves(ctx.out_dir / "forgetting.png", result.curves_x["task2_accuracy"], curves,
+                                 xlabel="task-2 decision-layer epoch",
+                                 title=f"continual {cfg['sequence']}: {cfg['method']} (R={cfg['radius1']}/{cfg['radius2']})")
+    return str(path)
+
+
+def continual() -> Experiment:
+    """Thesis Method 1: task 1 then task 2 on shared outputs; forgetting with and without a method."""
+    return Experiment(name="continual", description=continual.__doc__.splitlines()[0], defaults=DEFAULTS,
+                      run=run, validate=validate, thesis=THESIS)

@@ -1,0 +1,153 @@
+r"""Streaming per-weight quantiles with bounded memory: the P² algorithm, vectorised.
+
+The Langevin ranges of the thesis' Method 1 need, for every weight of a layer, quantiles
+(e.g. the 10th and 90th percentiles) of its trajectory over thousands of snapshots. Storing the
+snapshots costs ``snapshots × weights`` floats (5,760 × 1.25 M in the thesis). The P² algorithm
+(Jain & Chlamtac, 1985) keeps five markers per quantile instead — heights ``q`` and positions
+``n`` — and adjusts them with a piecewise-parabolic formula after every observation, so the
+memory is ``2 × 5`` floats per weight and quantile, whatever the stream length.
+
+Everything is a pure function on a :class:`P2State` pytree whose arrays carry the weights'
+shape after a leading marker axis of 5; it jits and vmaps (e.g. over seeds):
+
+.. code-block:: python
+
+    state = p2_init(w.shape)
+    for snapshot in snapshots:
+        state = p2_update(state, snapshot, p=0.1)
+    low = p2_estimate(state, p=0.1)
+
+:func:`quantiles_init` / :func:`quantiles_update` / :func:`quantiles_estimate` run one P²
+estimator per probability of a tuple. Until 5 observations have arrived the estimate is the
+exact (linearly interpolated) quantile of those seen; afterwards it is the P² approximation,
+whose error shrinks as the stream grows (see ``tests/test_continual.py`` for the tolerance we
+check against exact quantiles).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from .errors import ConfigError
+
+__all__ = ["P2State", "check_probability", "p2_init", "p2_update", "p2_estimate", "quantiles_init",
+           "quantiles_update", "quantiles_estimate"]
+
+
+class P2State(NamedTuple):
+    """Markers of one P² estimator per element.
+
+    Attributes:
+        q: ``float32[5, *shape]`` marker heights (the first observations, while ``count < 5``).
+        n: ``float32[5, *shape]`` marker positions (0-based ranks).
+        count: ``int32`` scalar: observations so far.
+    """
+
+    q: jax.Array
+    n: jax.Array
+    count: jax.Array
+
+
+def check_probability(p: float, what: str = "quantile") -> float:
+    """``p`` as a float, or :class:`ConfigError` unless ``0 < p < 1``."""
+    try:
+        value = float(p)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what} must be a number in (0, 1), got {p!r}") from None
+    if not 0.0 < value < 1.0:
+        raise ConfigError(f"{what} must be strictly between 0 and 1, got {p!r}")
+    return value
+
+
+def p2_init(shape: Sequence[int], dtype=jnp.float32) -> P2State:
+    """An empty estimator for arrays of ``shape``."""
+    z = jnp.zeros((5,) + tuple(shape), dtype)
+    return P2State(z, z + jnp.arange(5, dtype=dtype).reshape((5,) + (1,) * len(shape)), jnp.zeros((), jnp.int32))
+
+
+def _increments(p: float, dtype) -> jax.Array:
+    return jnp.asarray([0.0, p / 2, p, (1 + p) / 2, 1.0], dtype)
+
+
+def _fill(state: P2State, x: jax.Array) -> P2State:
+    """One of the first five observations: store it; sort the five once complete."""
+    q = jax.lax.dynamic_update_index_in_dim(state.q, x.astype(state.q.dtype), jnp.minimum(state.count, 4), 0)
+    count = state.count + 1
+    q = jnp.where(count == 5, jnp.sort(q, axis=0), q)
+    return P2State(q, state.n, count)
+
+
+def _p2_step(state: P2State, x: jax.Array, p: float) -> P2State:
+    q, n = state.q, state.n
+    x = x.astype(q.dtype)
+    count = state.count + 1
+    # extreme markers follow the minimum / maximum
+    q0 = jnp.minimum(q[0], x)
+    q4 = jnp.maximum(q[4], x)
+    # cell k (0..3) of x: number of interior markers q1..q3 that are <= x; markers above shift up
+    k = (x >= q[1]).astype(jnp.int32) + (x >= q[2]) + (x >= q[3])
+    shift = (jnp.arange(1, 5).reshape((4,) + (1,) * x.ndim) > k[None]).astype(q.dtype)
+    n = n.at[1:].add(shift)
+    q = q.at[0].set(q0).at[4].set(q4)
+    desired = _increments(p, q.dtype).reshape((5,) + (1,) * x.ndim) * (count - 1).astype(q.dtype)
+    for i in (1, 2, 3):  # sequential, as in the algorithm: marker i sees the updated marker i-1
+        d = desired[i] - n[i]
+        up = (d >= 1) & (n[i + 1] - n[i] > 1)
+        down = (d <= -1) & (n[i - 1] - n[i] < -1)
+        move = up | down
+        s = jnp.where(up, 1.0, -1.0).astype(q.dtype)
+        span = n[i + 1] - n[i - 1]
+        parab = q[i] + s / span * ((n[i] - n[i - 1] + s) * (q[i + 1] - q[i]) / (n[i + 1] - n[i])
+                                   + (n[i + 1] - n[i] - s) * (q[i] - q[i - 1]) / (n[i] - n[i - 1]))
+        nb = jnp.where(up, n[i + 1], n[i - 1])
+        qb = jnp.where(up, q[i + 1], q[i - 1])
+        linear = q[i] + s * (qb - q[i]) / (nb - n[i])
+        ok = (q[i - 1] < parab) & (parab < q[i + 1])
+        new_q = jnp.where(ok, parab, linear)
+        q = q.at[i].set(jnp.where(move, new_q, q[i]))
+        n = n.at[i].set(jnp.where(move, n[i] + s, n[i]))
+    return P2State(q, n, count)
+
+
+def p2_update(state: P2State, x: jax.Array, p: float) -> P2State:
+    """Add one observation per element (``x`` has the estimator's shape)."""
+    p = check_probability(p)
+    return jax.lax.cond(state.count < 5, _fill, lambda s, v: _p2_step(s, v, p), state, x)
+
+
+def p2_estimate(state: P2State, p: float) -> jax.Array:
+    """The current estimate of the ``p``-quantile of every element (NaN before any observation)."""
+    p = check_probability(p)
+    c = state.count
+    # fewer than 5 observations: exact linear-interpolation quantile of those seen
+    filled = jnp.arange(5).reshape((5,) + (1,) * (state.q.ndim - 1)) < c
+    big = jnp.asarray(jnp.finfo(state.q.dtype).max, state.q.dtype)
+    seen = jnp.sort(jnp.where(filled, state.q, big), axis=0)
+    pos = p * (jnp.maximum(c, 1) - 1).astype(state.q.dtype)
+    lo = jnp.floor(pos).astype(jnp.int32)
+    hi = jnp.minimum(lo + 1, jnp.maximum(c - 1, 0))
+    frac = pos - lo.astype(state.q.dtype)
+    exact = seen[lo] * (1 - frac) + seen[hi] * frac
+    exact = jnp.where(c > 0, exact, jnp.nan)
+    return jnp.where(c >= 5, state.q[2], exact)
+
+
+def quantiles_init(shape: Sequence[int], probs: Sequence[float], dtype=jnp.float32) -> tuple[P2State, ...]:
+    """One empty P² estimator per probability in ``probs``."""
+    for p in probs:
+        check_probability(p)
+    return tuple(p2_init(shape, dtype) for _ in probs)
+
+
+def quantiles_update(states: tuple[P2State, ...], x: jax.Array, probs: Sequence[float]) -> tuple[P2State, ...]:
+    """Add one observation per element to every estimator."""
+    return tuple(p2_update(s, x, p) for s, p in zip(states, probs))
+
+
+def quantiles_estimate(states: tuple[P2State, ...], probs: Sequence[float]) -> tuple[jax.Array, ...]:
+    """The estimates, one array per probability."""
+    return tuple(p2_estimate(s, p) for s, p in zip(states, probs))

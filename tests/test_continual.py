@@ -1,0 +1,186 @@
+"""Method 1 (continual learning): method transforms, streaming quantiles, task sequences, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from snnjax.cli import main, prepare_run
+from snnjax.errors import ConfigError
+from snnjax.plasticity import chain
+from snnjax.plugins import get_registry
+from snnjax.quantiles import p2_estimate, p2_init, p2_update, quantiles_estimate, quantiles_init, quantiles_update
+from snnjax_plugins import continual as methods
+from snnjax_plugins.conv import networks as N
+from snnjax_plugins.conv import pipeline as P
+from snnjax_plugins.conv.stdp import r_stdp
+
+
+def _tiny_pipeline(n_classes=2):
+    spec = N.NetworkSpec(
+        "tiny", ((3, 1.0, 2.0), (3, 2.0, 1.0)), 1, 4,
+        (N.ConvLayerSpec(2, 4, 3, 2.0, 2, 1, pad_in=1, pool=(2, 2, 0)),
+         N.ConvLayerSpec(4, 6, 2, 1.0, 2, 0, pad_in=0, pool=(2, 2, 1))),
+        N.ConvLayerSpec(6, 4, 2, None, 1, 0, pad_in=1), n_classes=n_classes,
+    )
+    return P.ConvPipeline(spec, n_classes, dict(schedule_every=3), dict(batch_size=8))
+
+
+def _tiny_task(seed, n=8):
+    rng = np.random.default_rng(seed)
+    return (rng.random((n, 8, 8)) * 255).astype(np.uint8), rng.integers(0, 2, n).astype(np.int32)
+
+
+def _decision_inputs(pipe, keys, images):
+    state = pipe.init(keys)
+    lat0 = pipe.encode(images)
+    return state, pipe.features(state.w1, state.w2, lat0)
+
+
+def test_freeze_largest_keeps_exactly_the_chosen_weights_through_task_2():
+    pipe = _tiny_pipeline()
+    keys = jax.random.split(jax.random.PRNGKey(0), 2)
+    x, y = _tiny_task(1)
+    state, lat = _decision_inputs(pipe, keys, x)
+    w_task1 = state.w3
+    mask = jax.vmap(lambda w: methods.largest_mask(w, 75.0))(w_task1)
+    assert np.allclose(np.asarray(mask).reshape(2, -1).mean(1), 0.25, atol=0.02)
+    base = pipe.rstdp_rule()
+    st = (jax.vmap(base.init)(w_task1), ())
+    w = w_task1
+    for e in range(3):
+        w, st, _ = pipe.decision_epoch(P.epoch_keys(keys, 5, e), w, st, lat, y, make_rule=lambda m: chain(base, _freeze(m)),
+                                       name="test-freeze", rule_args=(mask,))
+    w, m, w0 = np.asarray(w), np.asarray(mask), np.asarray(w_task1)
+    np.testing.assert_array_equal(w[m], w0[m])  # bit-exact
+    assert np.any(w[~m] != w0[~m])  # the others did learn
+
+
+def _freeze(mask):
+    from snnjax.plasticity import freeze
+
+    return freeze(mask)
+
+
+def test_langevin_ranges_never_leave_their_ranges():
+    pipe = _tiny_pipeline()
+    keys = jax.random.split(jax.random.PRNGKey(1), 2)
+    x, y = _tiny_task(2)
+    state, lat = _decision_inputs(pipe, keys, x)
+    w0 = state.w3
+    low = jnp.clip(w0 - 0.01, 0.2, 0.8)
+    high = jnp.clip(w0 + 0.01, 0.2, 0.8)
+    w0 = jnp.clip(w0, low, high)
+    base = r_stdp(reward=(0.05, -0.05), punish=(-0.05, 0.05), batch_size=8)
+    noise = methods.langevin_noise(jax.random.PRNGKey(0), sigma=0.05)
+    make = lambda lo, hi: chain(base, noise, methods.langevin_ranges(lo, hi))  # noqa: E731
+    st = (jax.vmap(base.init)(w0), P.epoch_keys(keys, 1, 0), ())
+    w = w0
+    for e in range(3):
+        w, st, _ = pipe.decision_epoch(P.epoch_keys(keys, 6, e), w, st, lat, y, make_rule=make, name="test-ranges",
+                                       rule_args=(low, high))
+        assert np.all(np.asarray(w) >= np.asarray(low)) and np.all(np.asarray(w) <= np.asarray(high))
+    assert np.any(np.asarray(w) != np.asarray(w0))
+
+
+def test_noise_lr_perturbs_the_increment_only():
+    rule = chain(r_stdp(batch_size=4), methods.noise_lr(jax.random.PRNGKey(3), 0.5))
+    w = jnp.full((4, 1, 2, 2), 0.5)
+    st = rule.init(w)
+    from snnjax_plugins.conv.stdp import ConvActivity
+
+    act = ConvActivity(jnp.ones((2, 1, 2, 2)), jnp.ones((1, 4, 1, 1)), jnp.array([[0, 0, 0]]), decision=-1, label=0)
+    w2, _ = rule.update(w, st, act)  # silence: nothing changes, noise or not
+    np.testing.assert_array_equal(w2, w)
+    act = act._replace(decision=0)
+    w3, _ = rule.update(w, st, act)
+    assert np.all(np.asarray(w3[1:]) == 0.5) and np.any(np.asarray(w3[0]) != 0.5)
+
+
+def test_streaming_quantiles_match_exact_quantiles_within_tolerance():
+    rng = np.random.default_rng(0)
+    data = rng.normal(0.5, 0.05, (1500, 200)).astype(np.float32)
+    probs = (0.1, 0.25, 0.75, 0.9)
+    st = quantiles_init((200,), probs)
+    st, _ = jax.jit(lambda s, d: jax.lax.scan(lambda c, x: (quantiles_update(c, x, probs), None), s, d))(st, jnp.asarray(data))
+    for est, p in zip(quantiles_estimate(st, probs), probs):
+        err = np.abs(np.asarray(est) - np.quantile(data, p, axis=0))
+        # tolerance: 0.2 σ for every weight, 0.03 σ on average (σ = 0.05)
+        assert err.max() < 0.2 * 0.05 and err.mean() < 0.03 * 0.05, (p, err.max(), err.mean())
+    # before 5 observations the estimate is exact; memory is 2 × 5 floats per element, whatever the length
+    s = p2_init((3,))
+    for v in ([0.3, 0.1, 0.2], [0.5, 0.4, 0.6], [0.2, 0.2, 0.9]):
+        s = p2_update(s, jnp.asarray(v), 0.5)
+    np.testing.assert_allclose(p2_estimate(s, 0.5), [0.3, 0.2, 0.6], atol=1e-7)
+    assert s.q.shape == (5, 3) and s.n.shape == (5, 3)
+
+
+def test_method_plugins_are_registered():
+    reg = get_registry()
+    for name in ("freeze-largest", "langevin-ranges", "langevin-noise", "noise-lr"):
+        assert reg.info("regularizer", name).doc
+    assert get_registry().names("experiment").count("continual") == 1
+    rule = reg.create("regularizer", "freeze-largest", weights=jnp.arange(10.0), percentile=80.0)
+    assert rule.init(jnp.zeros(10)) == ()
+
+
+@pytest.mark.parametrize("sets, match", [
+    (["method=rehearsal"], "unknown method"),
+    (["langevin_low=0"], "langevin_low"),
+    (["langevin_high=1.5"], "langevin_high"),
+    (["langevin_low=0.9", "langevin_high=0.1"], "langevin_low < langevin_high"),
+    (["freeze_percentile=0"], "percentile"),
+    (["freeze_percentile=100"], "percentile"),
+    (["task1_classes=0,1,2,3,4,5"], "more than the 5 shared outputs"),
+    (["sequence=custom"], "task1_dataset and task2_dataset"),
+    (["n_outputs=3"], "must divide"),
+    (["sequence=nope"], "unknown sequence"),
+])
+def test_bad_input_is_rejected_before_anything_runs(sets, match):
+    with pytest.raises(ConfigError, match=match):
+        prepare_run("continual", sets)
+
+
+def test_bad_percentile_and_quantile_in_python_api():
+    with pytest.raises(ConfigError, match="percentile"):
+        methods.largest_mask(jnp.ones(4), 120.0)
+    with pytest.raises(ConfigError, match="between 0 and 1"):
+        quantiles_init((3,), (0.5, 1.0))
+
+
+def test_mnist_then_emnist_letters_on_tfds_mock_data_end_to_end(tmp_path):
+    """The whole sequence through tfds (mock data), tiny: 1 seed, 1 epoch per phase, the real network."""
+    tfds = pytest.importorskip("tensorflow_datasets")
+    out = tmp_path / "run"
+    argv = ["run", "continual", "--quiet", "--seeds", "1", "--out", str(out), "--set", "sequence=mnist-emnist-letters",
+            "--set", f"data_dir={tmp_path / 'tfds'}", "--set", "n_train=24", "--set", "n_test=12",
+            "--set", "epochs1=1", "--set", "epochs2=1", "--set", "epochs3=1", "--set", "task2_epochs1=1",
+            "--set", "task2_epochs2=0", "--set", "task2_epochs3=2", "--set", "method=freeze-largest"]
+    with tfds.testing.mock_data(num_examples=120):
+        assert main(argv) == 0
+    res = json.loads((out / "results.json").read_text())
+    m = res["metrics"]
+    assert np.asarray(m["task2_accuracy"]["per_seed"]).shape == (1, 2)
+    assert np.asarray(m["task1_accuracy"]["per_seed"]).shape == (1, 2)
+    for k in ("forgetting", "baseline_forgetting", "forgetting_reduction", "task1_after_task1"):
+        assert k in m
+    assert m["frozen_weights_changed"]["per_seed"] == [0]
+    assert res["extra"]["tasks"]["task2"]["classes"] == list(range(1, 11))
+    assert (out / "forgetting.png").stat().st_size > 0
+
+
+def test_tfds_sequence_offline_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    from snnjax import data
+
+    monkeypatch.setattr(data, "network_reachable", lambda *a, **k: False)
+    monkeypatch.delenv("SNNJAX_IDX_DIR", raising=False)
+    argv = ["run", "continual", "--quiet", "--out", str(tmp_path / "r"), "--set", "sequence=mnist-emnist-letters",
+            "--set", f"data_dir={tmp_path / 'empty'}"]
+    assert main(argv) != 0
+    err = capsys.readouterr().err
+    assert "not available" in err and "mnist-embedded" in err
+    assert not (tmp_path / "r").exists()  # nothing left behind
