@@ -370,6 +370,22 @@ def _delayed_synapses(cfg: NetworkConfig, st: NetworkState, exc, inh, se, si):
     return exc, inh, buf2, buf3, dropped
 
 
+def _integrate_and_threshold(cfg: NetworkConfig, st: NetworkState):
+    """Brian's ``groups`` then ``thresholds`` slots for both populations: ``(exc, inh, se, si)``."""
+    exc, nr_e = cfg.exc.integrate(st.exc)
+    inh, nr_i = cfg.inh.integrate(st.inh)
+    return exc, inh, cfg.exc.threshold(exc, nr_e), cfg.inh.threshold(inh, nr_i)
+
+
+def _reset_and_record(cfg: NetworkConfig, exc, inh, se, si, rec, record):
+    """Brian's ``resets`` slot for both populations; adds the spikes to the monitors asked for."""
+    if "exc_spikes" in record:
+        rec["exc_spikes"] = se
+    if "inh_spikes" in record:
+        rec["inh_spikes"] = si
+    return cfg.exc.reset(exc, se), cfg.inh.reset(inh, si)
+
+
 def _step_reference(cfg: NetworkConfig, rule: LearningRule, learn, gate, st: NetworkState, in_idx, record=()):
     """One time step with the general rule contract (``prepare``/``update`` every step).
 
@@ -380,10 +396,7 @@ def _step_reference(cfg: NetworkConfig, rule: LearningRule, learn, gate, st: Net
     n = st.step
     rec = _record(record, st)
     # ---- groups: state update;  thresholds
-    exc, nr_e = cfg.exc.integrate(st.exc)
-    inh, nr_i = cfg.inh.integrate(st.inh)
-    se = cfg.exc.threshold(exc, nr_e)
-    si = cfg.inh.threshold(inh, nr_i)
+    exc, inh, se, si = _integrate_and_threshold(cfg, st)
     post_idx = jnp.nonzero(se, size=cfg.k_post, fill_value=cfg.n_exc)[0].astype(jnp.int32)
     post_drop = jnp.maximum(jnp.sum(se, dtype=jnp.int32) - cfg.k_post, 0)
     k = in_idx.shape[0]
@@ -403,12 +416,7 @@ def _step_reference(cfg: NetworkConfig, rule: LearningRule, learn, gate, st: Net
     # ---- plasticity (on_pre then on_post inside the rule)
     w, rs = rule.update(w, st.rule_state, act)
     # ---- resets
-    exc = cfg.exc.reset(exc, se)
-    inh = cfg.inh.reset(inh, si)
-    if "exc_spikes" in record:
-        rec["exc_spikes"] = se
-    if "inh_spikes" in record:
-        rec["inh_spikes"] = si
+    exc, inh = _reset_and_record(cfg, exc, inh, se, si, rec, record)
     new = NetworkState(w, st.d2, st.d3, exc, inh, rs, buf2, buf3, n + 1)
     return new, se, si, jnp.stack([post_drop, inh_drop]), rec
 
@@ -438,10 +446,7 @@ def _step_lazy(cfg: NetworkConfig, lz: LazyTrace, rates, consts, st: NetworkStat
     rec = _record(record, st)
     lo, hi = jnp.asarray(lz.w_min, fdt), jnp.asarray(lz.w_max, fdt)
     Ph = lax.dynamic_update_index_in_dim(b.Ph, b.P, u, 0)
-    exc, nr_e = cfg.exc.integrate(st.exc)
-    inh, nr_i = cfg.inh.integrate(st.inh)
-    se = cfg.exc.threshold(exc, nr_e)
-    si = cfg.inh.threshold(inh, nr_i)
+    exc, inh, se, si = _integrate_and_threshold(cfg, st)
     post = lz.decay_post(b.post, cfg.dt_ms)
     w, c, ul = st.w, b.c, b.ul
     if in_idx.shape[0] > 0:
@@ -462,12 +467,7 @@ def _step_lazy(cfg: NetworkConfig, lz: LazyTrace, rates, consts, st: NetworkStat
     # deferred on_post: accumulate, then this step's post spikes update the traces
     P = b.P + lz.post_weight(post, se) * eneg_u
     post = lz.post_spike(post, se)
-    exc = cfg.exc.reset(exc, se)
-    inh = cfg.inh.reset(inh, si)
-    if "exc_spikes" in record:
-        rec["exc_spikes"] = se
-    if "inh_spikes" in record:
-        rec["inh_spikes"] = si
+    exc, inh = _reset_and_record(cfg, exc, inh, se, si, rec, record)
     new = st._replace(w=w, exc=exc, inh=inh, buf2=buf2, buf3=buf3, step=st.step + 1)
     return new, _Block(c, ul, P, Ph, post), se, si, jnp.stack([jnp.zeros((), jnp.int32), inh_drop]), rec
 
@@ -573,19 +573,11 @@ def _phase_inference(cfg: NetworkConfig, carry, drive, n_steps: int, record):
     def body(c, d):
         st, ce, ci, drop = c
         rec = _record(record, st)
-        exc, nr_e = cfg.exc.integrate(st.exc)
-        inh, nr_i = cfg.inh.integrate(st.inh)
-        se = cfg.exc.threshold(exc, nr_e)
-        si = cfg.inh.threshold(inh, nr_i)
+        exc, inh, se, si = _integrate_and_threshold(cfg, st)
         if d is not None:
             exc = exc._replace(ge=exc.ge + d)
         exc, inh, buf2, buf3, inh_drop = _delayed_synapses(cfg, st, exc, inh, se, si)
-        exc = cfg.exc.reset(exc, se)
-        inh = cfg.inh.reset(inh, si)
-        if "exc_spikes" in record:
-            rec["exc_spikes"] = se
-        if "inh_spikes" in record:
-            rec["inh_spikes"] = si
+        exc, inh = _reset_and_record(cfg, exc, inh, se, si, rec, record)
         st = st._replace(exc=exc, inh=inh, buf2=buf2, buf3=buf3, step=st.step + 1)
         return (st, ce + se, ci + si, drop.at[1].add(inh_drop)), rec
 

@@ -99,3 +99,25 @@ def test_dropped_events_are_counted():
     # Poisson input: the sampler's table counts the same way; defaults give none
     _, out = jax.jit(lambda s: present(s, jnp.full(784, 255.0), jax.random.key(1), cfg, rule))(st)
     assert int(out.dropped_events[0]) > 0
+
+
+def test_inference_path_gives_the_same_spikes_as_learning_off():
+    """``plastic=False`` (drive computed once per image, no rule) = ``learn=0`` on the plastic path."""
+    from snnjax import data
+    from snnjax.plugins import get_registry
+    from snnjax_plugins import network as net
+
+    rule = get_registry().create("rule", "segment-supervised", n_classes=3)
+    cfg = net.thesis_config(t_present_ms=80.0, t_rest_ms=20.0)
+    ds = data.load("mnist-embedded", "test", limit=4)
+    x = jnp.asarray(ds.images.reshape(4, -1))
+    state = net.init_network(jax.random.PRNGKey(3), cfg, rule)
+    key = jax.random.PRNGKey(4)
+    s_ref, o_ref = jax.jit(lambda st: net.present_many(st, x, key, cfg, rule, learn=0.0, fixed_v2_mv=-52.0))(state)
+    s_inf, o_inf = jax.jit(lambda st: net.present_many(st, x, key, cfg, rule, fixed_v2_mv=-52.0, plastic=False))(state)
+    assert int(o_ref.exc_counts.sum()) > 0
+    np.testing.assert_array_equal(np.asarray(o_inf.exc_counts), np.asarray(o_ref.exc_counts))
+    np.testing.assert_array_equal(np.asarray(o_inf.inh_counts), np.asarray(o_ref.inh_counts))
+    np.testing.assert_allclose(np.asarray(s_inf.exc.v), np.asarray(s_ref.exc.v), atol=1e-3)
+    np.testing.assert_array_equal(np.asarray(s_inf.w), np.asarray(state.w))
+    assert int(o_inf.dropped_events.sum()) == 0
