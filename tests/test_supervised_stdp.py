@@ -51,4 +51,10 @@ def test_learning_beats_chance_quickly(tmp_path):
     assert np.mean(final["per_seed"]) > 70.0, final
     assert (out / "learning_curve.png").stat().st_size > 0
     assert (out / "receptive_fields.png").stat().st_size > 0
+    spikes = np.load(out / "raster.npz")["spikes"]
+    assert spikes.shape == (1000, 30) and spikes.any()  # dt 0.5 ms: 500 ms = 1000 steps
+    from snnjax.report import plot_run
+
+    drawn = {p.name for p in plot_run(out)}
+    assert {"raster.png", "receptive_fields.png"} <= drawn
     assert results["extra"]["classes_per_seed"] == [[0, 1, 7], [0, 1, 7]]

@@ -289,6 +289,7 @@ def run(ctx: RunContext) -> RunResult:
         warnings.warn(f"{int(dropped.sum())} spike events did not fit the padded event lists (results are not exact); "
                       f"raise k_in / k_post / k_inh of the network config", stacklevel=1)
     result.figures.extend(_figures(ctx, result, state, cfg))
+    result.figures.append(_raster(ctx, state, netcfg, rule, data, run_keys[0]))
     return result
 
 
@@ -326,6 +327,20 @@ def _figures(ctx: RunContext, result: RunResult, state, cfg) -> list[str]:
     np.savez_compressed(ctx.out_dir / "weights.npz", W=w)
     out.append(str(plots.receptive_fields(ctx.out_dir / "receptive_fields.png", {"seed 0": w[0]})))
     return out
+
+
+def _raster(ctx: RunContext, state, netcfg, rule, data: SeedData, key) -> str:
+    """Spikes of seed 0's trained network for its first test image (``raster.npz``, ``raster.png``)."""
+    from snnjax.report import raster
+
+    st0 = jax.tree_util.tree_map(lambda leaf: leaf[0], state)
+    _, out = net.present(st0, data.test_x[0, 0], jax.random.fold_in(key, 2**31 - 1), netcfg, rule,
+                         fixed_v2_mv=netcfg.exc.v_th_mv, plastic=False, record=("exc_spikes",))
+    spikes = np.asarray(out.monitors["exc_spikes"])
+    np.savez_compressed(ctx.out_dir / "raster.npz", spikes=spikes, dt_ms=netcfg.dt_ms)
+    steps, neurons = np.nonzero(spikes)
+    return str(raster(ctx.out_dir / "raster.png", steps * netcfg.dt_ms, neurons, n_neurons=spikes.shape[1],
+                      title="seed 0, first test image (excitatory neurons)"))
 
 
 def supervised_stdp() -> Experiment:
