@@ -36,19 +36,14 @@ import jax.numpy as jnp
 from snnjax.errors import ConfigError
 from snnjax.hookspecs import hookimpl
 from snnjax.plasticity import LearningRule, clip_per_weight, freeze
+from snnjax.quantiles import check_open_interval
 
 __all__ = ["check_percentile", "largest_mask", "freeze_largest", "langevin_ranges", "langevin_noise", "noise_lr"]
 
 
 def check_percentile(p: Any) -> float:
     """``p`` as a float, or :class:`ConfigError` unless ``0 < p < 100``."""
-    try:
-        value = float(p)
-    except (TypeError, ValueError):
-        raise ConfigError(f"percentile must be a number in (0, 100), got {p!r}") from None
-    if not 0.0 < value < 100.0:
-        raise ConfigError(f"percentile must be strictly between 0 and 100, got {p!r}")
-    return value
+    return check_open_interval(p, 0.0, 100.0, "percentile")
 
 
 def largest_mask(weights: jax.Array, percentile: float = 90.0) -> jax.Array:

@@ -27,7 +27,7 @@ check against exact quantiles).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -52,15 +52,20 @@ class P2State(NamedTuple):
     count: jax.Array
 
 
+def check_open_interval(x: Any, low: float, high: float, what: str) -> float:
+    """``x`` as a float, or :class:`ConfigError` unless ``low < x < high``."""
+    try:
+        value = float(x)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what} must be a number in ({low:g}, {high:g}), got {x!r}") from None
+    if not low < value < high:
+        raise ConfigError(f"{what} must be strictly between {low:g} and {high:g}, got {x!r}")
+    return value
+
+
 def check_probability(p: float, what: str = "quantile") -> float:
     """``p`` as a float, or :class:`ConfigError` unless ``0 < p < 1``."""
-    try:
-        value = float(p)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{what} must be a number in (0, 1), got {p!r}") from None
-    if not 0.0 < value < 1.0:
-        raise ConfigError(f"{what} must be strictly between 0 and 1, got {p!r}")
-    return value
+    return check_open_interval(p, 0.0, 1.0, what)
 
 
 def p2_init(shape: Sequence[int], dtype=jnp.float32) -> P2State:
