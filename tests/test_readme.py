@@ -15,3 +15,17 @@ def test_readme_python_example_runs():
     counts = namespace["counts"]
     assert counts.shape == (8, 30)
     assert int(counts.sum()) > 0
+
+
+def test_optax_readout_example_runs():
+    """examples/stdp_features_optax_readout.py: STDP features + optax readout, tiny sizes."""
+    import importlib.util
+
+    path = README.parent / "examples" / "stdp_features_optax_readout.py"
+    spec = importlib.util.spec_from_file_location("optax_readout_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    acc = module.main(n_train=30, n_test=30, n_seeds=2, dt_ms=0.5)
+    assert set(acc) == {"segment_rule", "optax_readout"}
+    assert acc["optax_readout"].shape == (2,)
+    assert acc["optax_readout"].mean() > 50.0  # chance is 33 %
