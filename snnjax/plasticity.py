@@ -27,7 +27,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int
 
@@ -135,17 +134,3 @@ def freeze(mask: Bool[Array, "..."]) -> LearningRule:
         return jnp.where(mask, before, w), s
 
     return LearningRule(lambda w: (), update)
-
-
-def scale_by_gain(rule: LearningRule) -> LearningRule:
-    """Run ``rule`` and keep its change only in proportion to ``activity.gain``.
-
-    With gain 0 the weights do not change, but the rule's state (traces) still
-    advances, as in a simulator where learning rates are set to zero at test.
-    """
-
-    def update(w, s, a):
-        new_w, s = rule.update(w, s, a)
-        return jax.lax.select(jnp.asarray(a.gain) != 0, new_w, w), s
-
-    return LearningRule(rule.init, update, rule.prepare)

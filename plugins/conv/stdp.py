@@ -44,7 +44,7 @@ class ConvActivity(NamedTuple):
     winners: Any
     decision: Any = -1  #: R-STDP only: the network's decision, −1 = silence
     label: Any = -1  #: R-STDP only: the true class
-    gain: Any = 1.0  #: for :func:`snnjax.plasticity.scale_by_gain`
+    gain: Any = 1.0  #: learning gain (0 switches learning off)
     w_before: Any = None  #: filled by :func:`snnjax.plasticity.chain`
 
 
