@@ -1,27 +1,31 @@
 #!/usr/bin/env bash
-# Aggregate training images/s against the number of vmapped seeds on one accelerator (sized for < 5 min
-# on one H200-class GPU: each case compiles once and times a few short calls).
-# Usage: bash benchmarks/device.sh            (needs jax with the accelerator's plugin installed)
-# Note: written without access to a GPU; the CPU numbers in docs/performance.md come from benchmarks/run.py.
+# snnjax training images/s on one accelerator, against N and against the number of vmapped seeds.
+# Sized to finish in under 5 minutes on one H200-class GPU: each case is one process (start-up +
+# compile + 1 warm-up call + 2 timed calls of 1 image per seed), killed after 60 s; no case is
+# started after 200 s, and the cases run most important first (the rest are listed as skipped).
+#
+# Usage: bash benchmarks/device.sh [--tiny] [OUT_DIR]
+#   needs jax with the accelerator's plugin (e.g. pip install "jax[cuda12]"); writes
+#   OUT_DIR/device.json, OUT_DIR/device_scaling.png and prints the tables (OUT_DIR default: ./device-out).
+#   --tiny: three small cases and a 4-image conv run, for checking the script on a CPU (≈ 1–2 min).
+# Not yet run on a GPU: the figures in docs/performance.md are CPU figures from benchmarks/run.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
+TINY=0
+if [[ "${1:-}" == "--tiny" ]]; then TINY=1; shift; fi
+OUT=${1:-device-out}
+mkdir -p "$OUT"
 $PY -c "import jax; print('# backend', jax.default_backend(), jax.devices())"
-for case in "dc15 100" "dc15 400" "thesis 30"; do
-  set -- $case
-  for seeds in 1 32 128 512; do
-    timeout 120 $PY benchmarks/run.py _worker --net "$1" --n "$2" --seeds "$seeds" --chunk 2 --chunks 2 \
-      || echo "{\"net\": \"$1\", \"n_exc\": $2, \"seeds\": $seeds, \"error\": \"failed or timed out\"}"
-  done
-done | $PY -c '
-import json, sys
-print(f"{\"net\":<8}{\"N\":>5}{\"seeds\":>7}{\"img/s/seed\":>12}{\"img/s all\":>11}{\"compile s\":>10}")
-for line in sys.stdin:
-    if not line.startswith("{"):
-        print(line, end=""); continue
-    r = json.loads(line)
-    if "error" in r:
-        print(f"{r[\"net\"]:<8}{r[\"n_exc\"]:>5}{r[\"seeds\"]:>7}  {r[\"error\"]}"); continue
-    print(f"{r[\"net\"]:<8}{r[\"n_exc\"]:>5}{r[\"seeds\"]:>7}{r[\"images_per_sec_per_seed\"]:>12.1f}"
-          f"{r[\"images_per_sec_aggregate\"]:>11.1f}{r[\"compile_s\"]:>10.1f}", flush=True)
-'
+if [[ $TINY == 1 ]]; then
+  CASES="dc15:100:1,dc15:100:4,thesis:30:2"
+  EXTRA=(--conv-images 4 --conv-seeds 2 --budget-s 150)
+else
+  # most important first: single seed and many seeds at N=100/400 and the thesis network, then
+  # growth with N, then the intermediate seed counts; the conv network (8 seeds) runs last
+  CASES="dc15:100:1,dc15:100:1024,dc15:100:4096,dc15:400:1,dc15:400:1024,thesis:30:1,thesis:30:1024,"
+  CASES+="dc15:1600:1,dc15:6400:1,dc15:1600:128,dc15:100:128,dc15:400:128,thesis:30:128,dc15:6400:16"
+  EXTRA=(--conv-images 64 --conv-seeds 8 --budget-s 200)
+fi
+$PY benchmarks/run.py --cases "$CASES" --chunk 1 --chunks 2 --case-timeout 60 --no-first100 \
+  --no-numpy --no-brian2 --no-bindsnet "${EXTRA[@]}" --json "$OUT/device.json" --plot "$OUT/device_scaling.png"

