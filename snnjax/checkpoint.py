@@ -70,7 +70,7 @@ FILENAME = "checkpoint.npz"
 FORMAT = 1
 _META = "__meta__"
 
-__all__ = ["FILENAME", "Checkpointer", "describe", "resume_or", "save_chunk", "tree_signature"]
+__all__ = ["FILENAME", "Checkpointer", "PhaseStore", "describe", "resume_or", "save_chunk", "tree_signature"]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -523,3 +523,85 @@ def save_chunk(ctx: Any, chunk_index: int, state: Any, extra_meta: Mapping[str, 
     if ckpt is None:
         return None
     return ckpt.save(chunk_index, state, getattr(ctx, "partial", None), extra_meta)
+
+
+class PhaseStore:
+    """Finished *phases* of a run, kept in its checkpoint: for experiments whose steps differ in shape.
+
+    :func:`resume_or` / :func:`save_chunk` suit a loop over chunks of one state pytree. A run made
+    of phases with different outputs (train features, then a decision layer, then estimate
+    ranges, ...) instead names each phase and keeps its output::
+
+        store = PhaseStore(ctx)
+        state = store.get("task1/features", template)      # None unless a resumed run finished it
+        if state is None:
+            state = train_features(...)
+            store.put("task1/features", state)              # checkpointed now (every --checkpoint-every)
+
+    The checkpoint's state is a flat ``{"phase/leaf-index": array}`` dict of every finished phase;
+    ``get`` rebuilds a phase's output with the tree structure of ``template`` (any pytree with
+    that structure, e.g. the initial state; its leaf values are not used). ``put(..., drop=p)``
+    forgets the phases named in ``p`` (e.g. the previous epoch's progress). The chunk count of the
+    checkpoint is the number of ``put`` calls so far. For a resumed run to equal an uninterrupted
+    one, a phase's randomness must come from keys fixed by the phase (``fold_in``), not from
+    Python-side randomness.
+    """
+
+    _KEYS = "phase_store_keys"
+
+    def __init__(self, ctx: Any):
+        self._ctx = ctx
+        self._flat: dict[str, Any] = {}
+        self._count = 0
+        ckpt = getattr(ctx, "checkpoint", None)
+        if ckpt is None or not getattr(ckpt, "resume", False) or not ckpt.exists():
+            return
+        meta = describe(ckpt.path)
+        names = (meta.get("extra") or {}).get(self._KEYS)
+        if names is None:
+            raise CheckpointError(f"checkpoint {str(ckpt.path)!r} was not written by a phase-based run of this "
+                                  f"experiment; start a new run")
+        leaves = meta["structure"]["leaves"]
+        if len(leaves) != len(names):
+            raise CheckpointError(f"checkpoint {str(ckpt.path)!r} field 'structure' differs from its phase list; "
+                                  f"start a new run")
+        template = {}
+        for name, leaf, info in zip(sorted(names), leaves, meta["leaf_info"], strict=True):
+            if "key_impl" in info:
+                raise CheckpointError("PhaseStore keeps raw arrays only: store PRNG keys as key data")
+            template[name] = np.zeros(leaf["shape"], dtype=np.dtype(leaf["dtype"]))
+        loaded = ckpt.load(template, ckpt.experiment, ckpt.config if ckpt.config is not None else ctx.config,
+                           ckpt.n_seeds if ckpt.n_seeds is not None else ctx.n_seeds)
+        if loaded is not None:
+            self._count, self._flat, partial = loaded
+            if partial is not None:
+                ctx.partial = partial
+
+    def get(self, name: str, template: Any) -> Any | None:
+        """The stored output of phase ``name`` shaped like ``template``, or ``None`` if not finished."""
+        prefix = f"{name}/"
+        if not any(k.startswith(prefix) for k in self._flat):
+            return None
+        leaves, treedef = jax.tree_util.tree_flatten(template)
+        try:
+            stored = [self._flat[f"{prefix}{i:05d}"] for i in range(len(leaves))]
+        except KeyError:
+            stored = None
+        if stored is None or sum(k.startswith(prefix) for k in self._flat) != len(leaves):
+            raise CheckpointError(f"the checkpoint's phase {name!r} has another structure than this run's; "
+                                  f"start a new run")
+        # numpy leaves stay numpy (float64 metrics keep their precision), the rest become jax arrays
+        return jax.tree_util.tree_unflatten(treedef, [np.asarray(s, dtype=getattr(t, "dtype", None))
+                                                      if isinstance(t, (np.ndarray, np.generic)) else jnp.asarray(s)
+                                                      for s, t in zip(stored, leaves, strict=True)])
+
+    def put(self, name: str, tree: Any, drop: tuple[str, ...] = ()) -> None:
+        """Record phase ``name``'s output (and forget the phases in ``drop``); checkpoint it."""
+        gone = tuple(f"{d}/" for d in (*drop, name))
+        self._flat = {k: v for k, v in self._flat.items() if not k.startswith(gone)}
+        for i, leaf in enumerate(jax.tree_util.tree_leaves(tree)):
+            if _is_key(leaf):
+                leaf = jax.random.key_data(leaf)
+            self._flat[f"{name}/{i:05d}"] = leaf
+        self._count += 1
+        save_chunk(self._ctx, self._count, self._flat, {self._KEYS: sorted(self._flat)})

@@ -184,3 +184,37 @@ def test_tfds_sequence_offline_is_a_clear_error(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "not available" in err and "mnist-embedded" in err
     assert not (tmp_path / "r").exists()  # nothing left behind
+
+
+def test_interrupted_continual_run_resumes_to_the_same_results(tmp_path, monkeypatch):
+    """Ctrl-C in the middle of the method arm (after its task-1 phases, the Langevin ranges and one
+    task-2 epoch were kept), then ``--resume``: the metrics equal an uninterrupted run's, bit for bit."""
+    method, stop_after = "langevin-ranges", 6
+    from snnjax.checkpoint import FILENAME, PhaseStore, describe
+
+    sets = ["n_train=30", "n_test=15", "epochs1=1", "epochs2=1", "epochs3=2", "task2_epochs1=1", "task2_epochs2=0",
+            "task2_epochs3=3", f"method={method}", "langevin_epochs=1", "langevin_every=10"]
+    argv = [a for s in sets for a in ("--set", s)]
+    ref, out = tmp_path / "ref", tmp_path / "run"
+    assert main(["run", "continual", "--quiet", "--seeds", "2", "--out", str(ref), *argv]) == 0
+
+    calls = {"n": 0}
+    real_put = PhaseStore.put
+
+    def put_then_interrupt(self, *a, **k):
+        real_put(self, *a, **k)
+        calls["n"] += 1
+        if calls["n"] == stop_after:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(PhaseStore, "put", put_then_interrupt)
+    assert main(["run", "continual", "--quiet", "--seeds", "2", "--out", str(out), *argv]) == 130
+    assert describe(out / FILENAME)["chunk"] == stop_after
+    monkeypatch.setattr(PhaseStore, "put", real_put)
+    assert main(["run", "--resume", str(out), "--quiet"]) == 0
+    a = json.loads((ref / "results.json").read_text())["metrics"]
+    b = json.loads((out / "results.json").read_text())["metrics"]
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_array_equal(np.asarray(a[name]["per_seed"], dtype=float),
+                                      np.asarray(b[name]["per_seed"], dtype=float), err_msg=name)

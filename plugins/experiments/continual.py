@@ -35,6 +35,10 @@ Metrics: ``task1_after_task1``; curves ``task2_accuracy`` and ``task1_accuracy``
 epochs; ``forgetting`` (task-1 accuracy after task 1 minus after task 2, points); the same with a
 ``baseline_`` prefix; ``forgetting_reduction`` = baseline forgetting / method forgetting on the
 same seed (the thesis' "1.7×").
+
+Checkpoints: every finished phase (features, decision layer, Langevin ranges) and every finished
+decision-layer epoch is kept in the run's checkpoint (:class:`snnjax.checkpoint.PhaseStore`), so
+``snnjax run --resume OUT`` continues an interrupted run with the same results.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from snnjax.checkpoint import PhaseStore
 from snnjax.errors import ConfigError, DataError
 from snnjax.experiment import Experiment, RunContext, RunResult
 from snnjax.plasticity import chain, clip_per_weight, freeze
@@ -257,8 +262,25 @@ def _train_features(pipe, keys, state, lat0_stdp, e1, e2, tag, times):
     return state
 
 
-def run_arm(arm: dict, cfg, keys, data, n_out, ctx, cache: dict, times) -> dict[str, np.ndarray]:
-    """Task 1, the method's preparation and task 2 for one arm; per-seed metrics."""
+def _progress(store: PhaseStore, name: str, tree):
+    """``(*tree, first epoch to run)``: the stored progress of an epoch loop, or ``tree`` and 0."""
+    got = store.get(f"{name}@progress", (tree, np.int32(0)))
+    if got is None:
+        return (*tree, 0)
+    return (*got[0], int(got[1]))
+
+
+def _save_progress(store: PhaseStore, name: str, tree, epochs_done: int) -> None:
+    store.put(f"{name}@progress", (tree, np.int32(epochs_done)))
+
+
+def run_arm(arm: dict, cfg, keys, data, n_out, ctx, cache: dict, times, store: PhaseStore,
+            partial_metrics: dict) -> dict[str, np.ndarray]:
+    """Task 1, the method's preparation and task 2 for one arm; per-seed metrics.
+
+    Every finished phase (and every decision-layer epoch) is kept in ``store``, the run's
+    checkpoint: ``snnjax run --resume`` skips what is done.
+    """
     (x1, y1, xt1, yt1), (x2, y2, xt2, yt2) = data
     method, (r1, r2) = arm["method"], arm["radii"]
     acfg = {**cfg, "radius1": r1, "radius2": r2}
@@ -272,12 +294,16 @@ def run_arm(arm: dict, cfg, keys, data, n_out, ctx, cache: dict, times) -> dict[
     noisy = method == "noise-lr"
 
     # ---- task 1 (shared by the arms with the same radii / decision rule)
-    fkey = ("features", r1, r2)
+    fkey = f"task1-features-R{r1}-{r2}"
     if fkey not in cache:
-        state = _train_features(pipe, keys, pipe.init(keys), lat_t1[:n_stdp1], cfg["epochs1"], cfg["epochs2"], 10, times)
+        template = pipe.init(keys)
+        state = store.get(fkey, template)
+        if state is None:
+            state = _train_features(pipe, keys, template, lat_t1[:n_stdp1], cfg["epochs1"], cfg["epochs2"], 10, times)
+            store.put(fkey, state)
         cache[fkey] = (state, pipe.features(state.w1, state.w2, lat_t1))
     state, lat2_t1 = cache[fkey]
-    dkey = ("task1", r1, r2, noisy)
+    dkey = f"task1-decision-R{r1}-{r2}{'-noise-lr' if noisy else ''}"
     if dkey not in cache:
         if noisy:
             base, std = pipe.rstdp_rule(), float(cfg["noise_lr_std"])
@@ -286,13 +312,20 @@ def run_arm(arm: dict, cfg, keys, data, n_out, ctx, cache: dict, times) -> dict[
         else:
             make, name, st3 = None, "decision", state.st3
         w3 = state.w3
-        for e in range(cfg["epochs3"]):
-            (w3, st3, _), dt = P.timed(pipe.decision_epoch, P.epoch_keys(keys, 13, e), w3, st3, lat2_t1[:, :n1], y1,
-                                       make_rule=make, name=name, rule_args=())
-            times["decision"].append(round(dt, 3))
-        rstdp_state = st3[0] if noisy else st3
-        cache[dkey] = (w3, rstdp_state, pipe.evaluate(w3, lat2_t1[:, n1:], yt1).accuracy)
+        done = store.get(dkey, (w3, state.st3, np.zeros(S)))
+        if done is None:
+            w3, st3, start = _progress(store, dkey, (w3, st3))
+            for e in range(start, cfg["epochs3"]):
+                (w3, st3, _), dt = P.timed(pipe.decision_epoch, P.epoch_keys(keys, 13, e), w3, st3, lat2_t1[:, :n1],
+                                           y1, make_rule=make, name=name, rule_args=())
+                times["decision"].append(round(dt, 3))
+                _save_progress(store, dkey, (w3, st3), e + 1)
+            rstdp_state = st3[0] if noisy else st3
+            done = (w3, rstdp_state, np.asarray(pipe.evaluate(w3, lat2_t1[:, n1:], yt1).accuracy))
+            store.put(dkey, done, drop=(f"{dkey}@progress",))
+        cache[dkey] = done
     w3, st3_task1, acc_t1 = cache[dkey]
+    acc_t1 = np.asarray(acc_t1)
     out: dict[str, np.ndarray] = {"task1_after_task1": acc_t1}
 
     # ---- method preparation on task 1
@@ -303,7 +336,13 @@ def run_arm(arm: dict, cfg, keys, data, n_out, ctx, cache: dict, times) -> dict[
         out["frozen_fraction"] = 100.0 * np.asarray(jnp.mean(mask.reshape(S, -1), axis=1))
         make, args, extra_state = (lambda m: chain(rstdp2, freeze(m))), (mask,), ()
     elif method == "langevin-ranges":
-        low, high, lang_acc = _langevin_ranges(pipe, cfg, keys, w3, st3_task1, lat2_t1[:, :n1], y1, lat2_t1[:, n1:], yt1)
+        lkey = f"langevin-{dkey}"
+        ranges = store.get(lkey, (w3, w3, np.zeros((S, cfg["langevin_epochs"]))))
+        if ranges is None:
+            ranges = _langevin_ranges(pipe, cfg, keys, w3, st3_task1, lat2_t1[:, :n1], y1, lat2_t1[:, n1:], yt1)
+            store.put(lkey, ranges)
+        low, high, lang_acc = ranges
+        lang_acc = np.asarray(lang_acc)
         out["langevin_task1_accuracy"] = lang_acc
         out["range_width"] = np.asarray(jnp.mean((high - low).reshape(S, -1), axis=1))
         w3 = jnp.clip(w3, low, high)
@@ -318,24 +357,32 @@ def run_arm(arm: dict, cfg, keys, data, n_out, ctx, cache: dict, times) -> dict[
         st3 = (st3, extra_state)
 
     # ---- task 2: features continue on task 2, then the decision layer under the method
-    tkey = ("task2-features", r1, r2)  # the STDP layers do not depend on the method: shared by the arms
+    tkey = f"task2-features-R{r1}-{r2}"  # the STDP layers do not depend on the method: shared by the arms
     if tkey not in cache:
         feats = state
         if cfg["retrain_features"]:
-            feats = _train_features(pipe, keys, state, lat_t2[:n_stdp2], cfg["task2_epochs1"], cfg["task2_epochs2"], 30,
-                                    times)
+            feats = store.get(tkey, state)
+            if feats is None:
+                feats = _train_features(pipe, keys, state, lat_t2[:n_stdp2], cfg["task2_epochs1"], cfg["task2_epochs2"],
+                                        30, times)
+                store.put(tkey, feats)
         cache[tkey] = pipe.features(feats.w1, feats.w2, np.concatenate([lat_t2, lat_t1[n1:]]))
     lat2_all = cache[tkey]
     lat2_train2, lat2_test2, lat2_test1 = lat2_all[:, :n2], lat2_all[:, n2:n2 + len(yt2)], lat2_all[:, n2 + len(yt2):]
     E = cfg["task2_epochs3"]
-    acc2, acc1 = np.zeros((S, E)), np.zeros((S, E))
     name = f"t2-{method}-{cfg['task2_adaptive_int']}-{cfg['noise_lr_std']}"
-    for e in range(E):
+    pkey = f"arm{arm['index']}-task2-decision"
+    w3, st3, acc2, acc1, start = _progress(store, pkey, (w3, st3, np.zeros((S, E)), np.zeros((S, E))))
+    acc2, acc1 = np.array(acc2), np.array(acc1)
+    for e in range(start, E):
         (w3, st3, _), dt = P.timed(pipe.decision_epoch, P.epoch_keys(keys, 33, e), w3, st3, lat2_train2, y2,
                                    make_rule=make, name=name, rule_args=args)
         times["decision"].append(round(dt, 3))
         acc2[:, e] = pipe.evaluate(w3, lat2_test2, yt2).accuracy
         acc1[:, e] = pipe.evaluate(w3, lat2_test1, yt1).accuracy
+        ctx.partial = RunResult(metrics={**partial_metrics, f"arm{arm['index']}_task2_accuracy": acc2[:, :e + 1],
+                                         f"arm{arm['index']}_task1_accuracy": acc1[:, :e + 1]})
+        _save_progress(store, pkey, (w3, st3, acc2, acc1), e + 1)
         ctx.progress(arm["done"] + e + 1, arm["total"], "task-2 epochs")
     out.update(task2_accuracy=acc2, task1_accuracy=acc1, final_task2=acc2[:, -1], final_task1=acc1[:, -1],
                forgetting=acc_t1 - acc1[:, -1])
@@ -360,11 +407,15 @@ def run(ctx: RunContext) -> RunResult:
         arms.insert(0, {"method": "baseline", "radii": radii, "is_baseline": True})
     E = cfg["task2_epochs3"]
     for i, arm in enumerate(arms):
-        arm.update(done=i * E, total=len(arms) * E)
+        arm.update(index=i, done=i * E, total=len(arms) * E)
     keys = seed_keys(cfg["seed"], ctx.n_seeds)
     times: dict[str, list] = {"layer1": [], "layer2": [], "decision": []}
     cache: dict = {}
-    results = [run_arm(arm, cfg, keys, data, n_out, ctx, cache, times) for arm in arms]
+    store = PhaseStore(ctx)
+    results, partial_metrics = [], {}
+    for arm in arms:
+        results.append(run_arm(arm, cfg, keys, data, n_out, ctx, cache, times, store, partial_metrics))
+        partial_metrics.update({f"arm{arm['index']}_{k}": v for k, v in results[-1].items()})
     main = results[-1]
     metrics = dict(main)
     if len(results) == 2:
