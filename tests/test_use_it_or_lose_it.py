@@ -84,6 +84,10 @@ def test_tiny_end_to_end(tmp_path):
     for fig in ("responses.png", "receptive_fields.png"):
         assert (tmp_path / fig).stat().st_size > 1000
     assert result.extra["flush"] == "poisson" and result.extra["tau_prun_ms"] == 20.0
+    # the training response per chunk of images, per model and seed
+    rates = result.extra["train_spikes_per_image"]
+    assert set(rates) == {"without", "with"}
+    assert np.asarray(rates["with"]).shape == (2, 2) and np.all(np.isfinite(rates["without"]))
     json.dumps({k: v.tolist() for k, v in result.metrics.items()})  # serialisable
     # pixels dark in every training image never fired: their weights vanish in the regularised model after
     # the flush (≈ 96 % of inputs fire in its 50 ms at 63 Hz), and keep their initial value without it

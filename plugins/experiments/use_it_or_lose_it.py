@@ -379,10 +379,12 @@ def run(ctx: RunContext) -> RunResult:
     k_p_flush = k_p_train
 
     # checkpointed: network states + spikes per set [B, n_sets] + known-set accuracy [B]
+    # + excitatory spikes per training image, mean over each training chunk [B, n_chunks]
     totals = np.full((B, len(sets)), np.nan)
     acc = np.full((B,), np.nan)
-    start, carry, _ = resume_or(ctx, (state, totals, acc))
-    state, totals, acc = carry[0], np.array(carry[1]), np.array(carry[2])
+    train_rate = np.full((B, n_chunks), np.nan)
+    start, carry, _ = resume_or(ctx, (state, totals, acc, train_rate))
+    state, totals, acc, train_rate = carry[0], np.array(carry[1]), np.array(carry[2]), np.array(carry[3])
     n_total = n_chunks + 1 + len(sets)
     for c in range(start, n_total):
         k_c = shard_seeds(jax.vmap(lambda k: jax.random.fold_in(k, c))(run_keys), mesh)
@@ -390,7 +392,8 @@ def run(ctx: RunContext) -> RunResult:
             lo, hi = c * C, min(P, (c + 1) * C)
             images = shard_seeds(jnp.asarray(both(data.train_x[:, lo:hi])), mesh)
             segs = shard_seeds(jnp.asarray(both(data.train_seg[:, lo:hi])), mesh)
-            state, _ = v_train(state, k_c, images, segs)
+            state, counts = v_train(state, k_c, images, segs)
+            train_rate[:, c] = np.asarray(jnp.mean(jnp.sum(counts, axis=-1), axis=-1))
             what = f"trained on {hi}/{P} images"
         elif c == n_chunks:
             state = v_flush(state, k_c, k_p_flush)
@@ -403,16 +406,16 @@ def run(ctx: RunContext) -> RunResult:
             if name == "known":
                 acc[:] = np.asarray(jax.vmap(accuracy)(counts, jnp.asarray(both(data.known_seg))))
             what = f"tested {name!r}"
-        ctx.partial = _result(totals, acc, data, cfg, S)
-        save_chunk(ctx, c + 1, (state, totals, acc))
+        ctx.partial = _result(totals, acc, data, cfg, S, train_rate)
+        save_chunk(ctx, c + 1, (state, totals, acc, train_rate))
         ctx.progress(c + 1, n_total, what)
-    result = _result(totals, acc, data, cfg, S)
+    result = _result(totals, acc, data, cfg, S, train_rate)
     result.extra["tau_prun_ms"] = tau
     result.figures.extend(_figures(ctx, result, state, cfg, S))
     return result
 
 
-def _result(totals, acc, data: SeedData, cfg, S: int) -> RunResult:
+def _result(totals, acc, data: SeedData, cfg, S: int, train_rate=None) -> RunResult:
     sets = list(cfg["test_sets"])
     metrics: dict[str, np.ndarray] = {}
     for j, name in enumerate(sets):
@@ -437,6 +440,11 @@ def _result(totals, acc, data: SeedData, cfg, S: int) -> RunResult:
         "mean_intensity": data.mean_intensity,
         "flush": flush_mode(cfg),
     }
+    if train_rate is not None:
+        # excitatory spikes per training image, mean over each chunk of `train_chunk` images: [seed][chunk]
+        extra["train_spikes_per_image"] = {m: np.asarray(train_rate[i * S:(i + 1) * S]).tolist()
+                                           for i, m in enumerate(MODELS)}
+        extra["train_chunk"] = int(cfg["train_chunk"])
     return RunResult(metrics=metrics, extra=extra)
 
 
