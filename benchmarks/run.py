@@ -213,7 +213,8 @@ def worker(args):
         device_peak_mb=device_peak_mb(), state_mb_per_seed=round(tree_mb(state) / S, 3), xla_temp_mb=xla_temp_mb,
         mean_exc_spikes_per_image=round(float(spikes.mean()), 2),
         presentations_per_image=round(float(pres.mean()), 3), dropped_events=[int(d) for d in dropped],
-        backend=jax.default_backend(), device=str(jax.devices()[0].device_kind), jax=jax.__version__)))
+        backend=jax.default_backend(), device=str(jax.devices()[0].device_kind), jax=jax.__version__,
+        source=str(Path(net.__file__).resolve().parent))))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,7 +273,8 @@ def conv_worker(args):
                          images_per_sec_aggregate=round(agg, 2)))
     print(json.dumps(dict(tool="snnjax", net=f"conv-{args.network}", seeds=S, images=n, phases=rows,
                           wall_s=round(time.perf_counter() - t_start, 2), peak_rss_mb=round(peak_rss_mb(), 1),
-                          device_peak_mb=device_peak_mb(), backend=jax.default_backend(), jax=jax.__version__)))
+                          device_peak_mb=device_peak_mb(), backend=jax.default_backend(), jax=jax.__version__,
+                          source=str(Path(P.__file__).resolve().parent.parent))))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -380,10 +382,43 @@ def snnjax_case(net, n, seeds, chunk, chunks, first100=False, repeat=False, pyth
     return run_json(cmd, env, timeout=timeout)
 
 
-def conv_case(seeds, images, network="mozafari", timeout=1800):
+def conv_case(seeds, images, network="mozafari", pythonpath=None, timeout=1800):
     cmd = [sys.executable, str(Path(__file__).resolve()), "_conv", "--seeds", str(seeds), "--images", str(images),
            "--network", network]
-    return run_json(cmd, dict(os.environ), timeout=timeout)
+    env = dict(os.environ)
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath + os.pathsep + env.get("PYTHONPATH", "")
+    return run_json(cmd, env, timeout=timeout)
+
+
+def export_commit(rev):
+    """``(short hash, PYTHONPATH)`` of a clean copy of ``snnjax/`` and ``plugins/`` at git revision ``rev``."""
+    import tempfile
+
+    try:
+        sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", rev], capture_output=True, text=True,
+                             check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError) as e:
+        sys.exit(f"error: --commit {rev!r}: not a git revision of {ROOT} ({e})")
+    d = Path(tempfile.mkdtemp(prefix=f"snnjax-{sha}-"))
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", sha, "snnjax", "plugins"], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(d)], input=archive.stdout, check=True)
+    (d / "path").mkdir()
+    (d / "path" / "snnjax").symlink_to(d / "snnjax")
+    (d / "path" / "snnjax_plugins").symlink_to(d / "plugins")
+    return sha, str(d / "path")
+
+
+def source_state():
+    """Short hash of HEAD and whether snnjax/ or plugins/ have uncommitted changes (``None`` outside git)."""
+    try:
+        sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "snnjax", "plugins"],
+                               capture_output=True, text=True, check=True).stdout.strip() != ""
+        return sha, dirty
+    except (OSError, subprocess.CalledProcessError):
+        return None, None
 
 
 def case_list(args):
@@ -570,14 +605,6 @@ def plot(results, refs, path, meta):
     print(f"# plot written to {path}")
 
 
-def git_commit():
-    try:
-        return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except Exception:  # noqa: BLE001
-        return None
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                  allow_abbrev=False)
@@ -623,6 +650,9 @@ def main():
     ap.add_argument("--ref-n", default="100,400", help="N of the reference runs (comma list)")
     ap.add_argument("--bench-dir", default=None,
                     help="folder of the reference scripts (default: $SNNJAX_BENCH_DIR or ../shared/bench next to the repo)")
+    ap.add_argument("--commit", default=None,
+                    help="measure this git revision (e.g. HEAD): a clean copy of its snnjax/ and plugins/, whatever the "
+                         "working tree holds (default: the working tree as it is)")
     ap.add_argument("--baseline", default=None, help="PYTHONPATH that holds another snnjax_plugins (before/after)")
     ap.add_argument("--json", default=None, help="also write all results to this file")
     ap.add_argument("--from-json", default=None, help="print the tables (and --plot) of an earlier --json file; run nothing")
@@ -648,9 +678,20 @@ def main():
     ref_n = [int(x) for x in args.ref_n.split(",") if x]
     cases = case_list(args)
     t_all = time.perf_counter()
+    head, dirty = source_state()
+    engine_path = None
+    if args.commit:
+        commit, engine_path = export_commit(args.commit)
+        dirty = False
+    else:
+        commit = head
     meta = dict(date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), machine=f"{platform.node()} ({os.cpu_count()} CPUs)",
-                commit=git_commit(), argv=" ".join(sys.argv[1:]))
-    print(f"# {meta['date']}  {meta['machine']}  commit {meta['commit']}  load {os.getloadavg()[0]:.1f}", flush=True)
+                commit=commit, uncommitted_changes=dirty, argv=" ".join(sys.argv[1:]))
+    print(f"# {meta['date']}  {meta['machine']}  commit {commit}{' + uncommitted changes' if dirty else ''}  "
+          f"load {os.getloadavg()[0]:.1f}", flush=True)
+    if dirty:
+        print("# note: snnjax/ or plugins/ have uncommitted changes, which are what is measured (--commit HEAD measures "
+              "the last commit)", flush=True)
     results, refs, convs = [], [], []
     skipped = []
 
@@ -663,7 +704,7 @@ def main():
             return
         chunk, chunks = args.chunk or chunk, args.chunks or chunks
         f100 = first100 and s == 1 and net == "dc15" and n <= 400
-        for label, pp in (("snnjax", None),) + ((("baseline", args.baseline),) if args.baseline else ()):
+        for label, pp in (("snnjax", engine_path),) + ((("baseline", args.baseline),) if args.baseline else ()):
             r = snnjax_case(net, n, s, chunk, chunks, first100=f100, repeat=args.repeat, pythonpath=pp,
                             timeout=args.case_timeout)
             if r is None:
@@ -716,7 +757,7 @@ def main():
             if over_budget():
                 skipped.append(f"conv:{s}")
                 continue
-            r = conv_case(s, n_img, timeout=args.case_timeout)
+            r = conv_case(s, n_img, pythonpath=engine_path, timeout=args.case_timeout)
             if r is not None:
                 convs.append(r)
                 print(json.dumps(r), flush=True)

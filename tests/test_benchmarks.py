@@ -1,0 +1,69 @@
+"""benchmarks/run.py: the worker still drives the engine, the tables and ratios, the errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN = ROOT / "benchmarks" / "run.py"
+
+
+def _run(*args, timeout=300):
+    return subprocess.run([sys.executable, str(RUN), *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def _snn(n, seeds, ips, first100=None, run=None):
+    r = dict(tool="snnjax", net="dc15", n_exc=n, seeds=seeds, images_per_sec_per_seed=ips, ips_min=ips, ips_max=ips,
+             images_per_sec_aggregate=ips * seeds, compile_s=5.0, first100_s=first100, peak_rss_mb=400.0,
+             state_mb_per_seed=0.35, xla_temp_mb=1.0, mean_exc_spikes_per_image=18.0, dropped_events=[0, 0, 0],
+             backend="cpu")
+    if run:
+        r["run"] = run
+    return r
+
+
+def test_tables_ratios_and_plot_from_json(tmp_path):
+    blob = dict(
+        meta=dict(backend="cpu", commit="abc1234", machine="test", date="today"),
+        results=[_snn(100, 1, 50.0, first100=20.0), _snn(100, 8, 10.0), _snn(100, 1, 30.0, first100=30.0, run="after references")],
+        references=[dict(tool="brian2-cpp_standalone", n_exc=100, images_per_sec=20.0, setup_s=60.0, first100_s=100.0,
+                         codegen_compile_s=55.0, peak_rss_mb=150.0, mean_exc_spikes_per_image=18.0, images=99)],
+        conv=[],
+    )
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(blob))
+    png = tmp_path / "p.png"
+    p = _run("--from-json", str(path), "--plot", str(png))
+    assert p.returncode == 0, p.stderr
+    line = next(ln for ln in p.stdout.splitlines() if ln.startswith("brian2-cpp_standalone") and "×" in ln)
+    # single seed: mean of the runs before and after the references, (50 + 30) / 2 = 40 → 2.00×;
+    # best aggregate: 8 seeds × 10 = 80 → 4.00×
+    assert "40.0" in line and "2.00×" in line and "80.0 (8 seeds)" in line and "4.00×" in line, line
+    assert "snnjax 25.0 s" in p.stdout and "0.25 of its time" in p.stdout
+    assert "8: 1.60×" in p.stdout  # aggregate over 8 seeds against the (first) single-seed run
+    assert png.is_file() and png.stat().st_size > 10_000
+
+
+def test_missing_reference_scripts_is_a_clear_error(tmp_path):
+    p = _run("--bench-dir", str(tmp_path / "nowhere"), "--cases", "dc15:100:1", "--no-conv", timeout=60)
+    assert p.returncode != 0
+    assert "not found in" in p.stderr and "--bench-dir" in p.stderr and "--no-brian2" in p.stderr
+
+
+def test_bad_cases_is_a_clear_error():
+    p = _run("--cases", "dc15:100", "--no-conv", "--no-numpy", "--no-brian2", "--no-bindsnet", timeout=60)
+    assert p.returncode != 0 and "net:N:seeds" in p.stderr
+
+
+def test_worker_runs_the_engine():
+    p = _run("_worker", "--net", "dc15", "--n", "10", "--seeds", "2", "--chunk", "1", "--chunks", "1")
+    assert p.returncode == 0, p.stderr[-3000:]
+    r = json.loads([ln for ln in p.stdout.splitlines() if ln.startswith("{")][-1])
+    assert r["seeds"] == 2 and r["n_exc"] == 10
+    assert r["images_per_sec_aggregate"] > 0 and r["compile_s"] > 0
+    assert r["dropped_events"] == [0, 0, 0] and r["presentations_per_image"] == 1.0
+    # weights 784 × 10 float32 dominate the state: at least 31 kB per seed
+    assert r["state_mb_per_seed"] >= 784 * 10 * 4 / 2**20
