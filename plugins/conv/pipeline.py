@@ -120,6 +120,7 @@ class Evaluation(NamedTuple):
 
     accuracy: np.ndarray
     silence: np.ndarray
+    decisions: np.ndarray | None = None  #: ``(S, N)`` decisions (−1 = silence); None for the readout
 
 
 def _signature(args: Sequence[Any]) -> tuple:
@@ -297,7 +298,7 @@ class ConvPipeline:
         """Test accuracy and silence rate per seed (percent; silence counts as wrong)."""
         dec = np.asarray(self.decisions(w3, cache))
         labels = np.asarray(labels)
-        return Evaluation(100.0 * np.mean(dec == labels[None], axis=1), 100.0 * np.mean(dec < 0, axis=1))
+        return Evaluation(100.0 * np.mean(dec == labels[None], axis=1), 100.0 * np.mean(dec < 0, axis=1), dec)
 
     def decision_step(self, rule: LearningRule):
         """``step(w, st, latency, label) -> (w, st, decision)``: one R-STDP image of the decision layer."""
@@ -346,6 +347,25 @@ def pipeline_from_config(cfg: Mapping[str, Any], n_classes: int, n_train: int) -
     return ConvPipeline(spec, n_classes, stdp, rstdp, cfg.get("cache_dir") or None)
 
 
+def convergence(weight: jax.Array, lb: float = 0.0, ub: float = 1.0) -> np.ndarray:
+    """Kheradpisheh et al.'s convergence of a layer, per seed: ``mean((w - lb)(ub - w)) / (ub - lb)²``.
+
+    ``weight`` has a leading seed axis. 0.25 when every weight sits in the middle of its range (and
+    about 0.24 for the N(0.8, 0.05) initial weights of a [0, 1] layer), 0 when every weight is at a
+    bound; Kheradpisheh et al. stop training a layer below 0.01. A layer far above that has not
+    converged: its output spike maps are dense and carry little about the image.
+    """
+    w = np.asarray(weight, np.float64)
+    c = (w - lb) * (ub - w) / (ub - lb) ** 2
+    return c.reshape(c.shape[0], -1).mean(axis=1)
+
+
+def spike_density(cache: jax.Array, timesteps: int) -> np.ndarray:
+    """Per seed, the fraction of neurons of a per-seed cache ``(S, N, C, H, W)`` that spike at all."""
+    out = jax.vmap(lambda c: jnp.mean((c < timesteps).astype(jnp.float32)))(jnp.asarray(cache))
+    return np.asarray(out, np.float64)
+
+
 def epoch_keys(keys: jax.Array, tag: int, epoch: int) -> jax.Array:
     """Per-seed keys of one epoch of one phase (``fold_in`` of the seed keys: resumable)."""
     return jax.vmap(lambda k: jax.random.fold_in(jax.random.fold_in(k, tag), epoch))(keys)
@@ -359,4 +379,4 @@ def timed(fn: Callable, *args, **kwargs) -> tuple[Any, float]:
 
 
 __all__ = ["ConvPipeline", "NetState", "Evaluation", "NETWORK_DEFAULTS", "NETWORKS", "validate_network",
-           "network_from_config", "pipeline_from_config", "epoch_keys", "timed", "digest", "ConvActivity", "chain"]
+           "network_from_config", "pipeline_from_config", "epoch_keys", "convergence", "spike_density", "timed", "digest", "ConvActivity", "chain"]

@@ -84,7 +84,18 @@ def load_data(cfg: Mapping[str, Any], registry: Any):
     return train, test
 
 
-def _result(acc, train_acc, silence, times, pipe, cfg, n_seeds, n_train, n_test) -> RunResult:
+def confusion(decisions: np.ndarray, labels: np.ndarray, n_classes: int = 10) -> np.ndarray:
+    """Confusion counts ``(n_classes, n_classes + 1)`` summed over seeds: rows = true class, columns =
+    decision, the last column = silence. ``decisions`` is ``(S, N)`` (−1 = silence)."""
+    dec = np.asarray(decisions)
+    col = np.where(dec < 0, n_classes, dec)
+    rows = np.broadcast_to(np.asarray(labels)[None], dec.shape)
+    out = np.zeros((n_classes, n_classes + 1), np.int64)
+    np.add.at(out, (rows.ravel(), col.ravel()), 1)
+    return out
+
+
+def _result(acc, train_acc, silence, times, pipe, cfg, n_seeds, n_train, n_test, diag=None) -> RunResult:
     e = acc.shape[1]
     last = acc[:, -1] if e else np.full((acc.shape[0],), np.nan)
     metrics = {
@@ -109,6 +120,7 @@ def _result(acc, train_acc, silence, times, pipe, cfg, n_seeds, n_train, n_test)
         "n_train_stdp": int(cfg["n_train_stdp"] or n_train),
         "radii": [int(cfg["radius1"]), int(cfg["radius2"])],
         "thesis_task1_accuracy": THESIS_TASK1.get((cfg["radius1"], cfg["radius2"])),
+        "diagnostics": diag or {},
     }
     x = list(range(1, e + 1))
     return RunResult(metrics=metrics, curves_x={"accuracy": x, "train_accuracy": x}, extra=extra)
@@ -148,6 +160,7 @@ def run(ctx: RunContext) -> RunResult:
     y_test = np.asarray(test.labels)
 
     lat1 = lat2 = None
+    diag: dict[str, Any] = dict(partial.extra.get("diagnostics", {})) if partial is not None else {}
     for c in range(start, total):
         if c < e1:  # ---------------------------------------------------------- layer 1
             (w1, st1), dt = P.timed(pipe.train_layer_epoch, 0, P.epoch_keys(keys, 1, c), state.w1, state.st1, lat0_stdp)
@@ -167,6 +180,9 @@ def run(ctx: RunContext) -> RunResult:
                 lat2, dt = P.timed(pipe.features, state.w1, state.w2, lat0)
                 times["propagate"].append(round(dt, 3))
                 lat2_train, lat2_test = lat2[:, :n_train], lat2[:, n_train:]
+                diag["convergence"] = {"layer1": P.convergence(state.w1).round(5).tolist(),
+                                       "layer2": P.convergence(state.w2).round(5).tolist()}
+                diag["feature_density"] = P.spike_density(lat2_train, pipe.T).round(5).tolist()
             if has_decision:
                 (w3, st3, stats), dt = P.timed(pipe.decision_epoch, P.epoch_keys(keys, 3, i), state.w3, state.st3,
                                                lat2_train, y_train)
@@ -174,6 +190,7 @@ def run(ctx: RunContext) -> RunResult:
                 times["decision"].append(dt)
                 ev = pipe.evaluate(state.w3, lat2_test, y_test)
                 train_acc[:, i] = 100.0 * np.asarray(stats.correct) / n_train
+                diag["confusion"] = confusion(ev.decisions, y_test).tolist()
             else:
                 ev, dt = P.timed(pipe.readout, P.epoch_keys(keys, 3, 0), lat2_train, y_train, lat2_test, y_test,
                                  steps=cfg["readout_steps"])
@@ -181,10 +198,10 @@ def run(ctx: RunContext) -> RunResult:
             acc[:, i] = ev.accuracy
             silence = ev.silence
         n_done = max(c + 1 - e1 - e2, 0)
-        ctx.partial = _result(acc[:, :n_done], train_acc[:, :n_done], silence, times, pipe, cfg, S, n_train, n_test)
+        ctx.partial = _result(acc[:, :n_done], train_acc[:, :n_done], silence, times, pipe, cfg, S, n_train, n_test, diag)
         save_chunk(ctx, c + 1, state)
         ctx.progress(c + 1, total, "epochs")
-    result = _result(acc, train_acc, silence, times, pipe, cfg, S, n_train, n_test)
+    result = _result(acc, train_acc, silence, times, pipe, cfg, S, n_train, n_test, diag)
     result.figures.extend(_figures(ctx, result, cfg))
     return result
 
