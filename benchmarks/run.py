@@ -448,7 +448,7 @@ def case_list(args):
             # more than about a minute on 2 cores
             work = s * (n if net == "dc15" else 150)
             chunk = 5 if work <= 100 else 2 if work <= 3200 else 1
-            chunks = 2 if (args.quick or work >= 12800) else 3
+            chunks = 1 if work >= 51200 else 2 if (args.quick or work >= 12800) else 3
         out.append((net, n, s, chunk, chunks))
     return out
 
@@ -547,6 +547,70 @@ def print_tables(results, refs, convs, meta):
         print("## vmapped seeds")
         for ln in lines:
             print(ln)
+
+
+def markdown_tables(results, refs, convs, meta):
+    """The tables of :func:`print_tables` as Markdown (for docs/performance.md)."""
+    out = []
+    mine = [r for r in results if r["tool"] == "snnjax" and r["net"] == "dc15" and not r.get("repeat_rule")]
+
+    def single(n):
+        rr = [r for r in mine if r["n_exc"] == n and r["seeds"] == 1]
+        f = [r["first100_s"] for r in rr if r.get("first100_s")]
+        return (sum(r["images_per_sec_per_seed"] for r in rr) / len(rr) if rr else None,
+                [r["images_per_sec_per_seed"] for r in rr], sum(f) / len(f) if f else None, f)
+
+    if refs and mine:
+        out += ["| reference | N | reference img/s | snnjax img/s, 1 seed (runs) | snnjax / ref, per seed "
+                "| snnjax best aggregate img/s (seeds) | snnjax / ref, aggregate |", "|---|---|---|---|---|---|---|"]
+        for r in refs:
+            m, runs, _, _ = single(r["n_exc"])
+            best = max((x for x in mine if x["n_exc"] == r["n_exc"]), key=lambda x: x["images_per_sec_aggregate"], default=None)
+            ref = r["images_per_sec"]
+            out.append(f"| {r['tool']} | {r['n_exc']} | {ref:.2f} | "
+                       + ("— | — | " if m is None else f"{m:.1f} ({', '.join(f'{v:.1f}' for v in runs)}) | **{m / ref:.2f}×** | ")
+                       + ("— | — |" if best is None else f"{best['images_per_sec_aggregate']:.1f} ({best['seeds']}) | "
+                                                         f"**{best['images_per_sec_aggregate'] / ref:.2f}×** |"))
+        rows = []
+        for r in refs:
+            _, _, f100, fr = single(r["n_exc"])
+            if r.get("first100_s") and f100:
+                rows.append(f"| {r['n_exc']} | {f100:.1f} ({', '.join(f'{v:.1f}' for v in fr)}) | {r['first100_s']:.1f} "
+                            f"({r.get('codegen_compile_s', float('nan')):.1f}) | **{f100 / r['first100_s']:.2f}** |")
+        if rows:
+            out += ["", "| N | snnjax s (runs) | Brian 2 cpp_standalone s (of which C++ build) | snnjax / Brian |",
+                    "|---|---|---|---|"] + rows
+    if results:
+        out += ["", "| net | N | seeds | img/s per seed (min–max) | img/s aggregate | aggregate / 1 seed | compile s "
+                "| peak RSS MB | state MB per seed | XLA scratch MB | exc spikes / image |",
+                "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in results:
+            if r.get("run"):
+                continue
+            one = next((x for x in results if x["net"] == r["net"] and x["n_exc"] == r["n_exc"] and x["seeds"] == 1
+                        and x["tool"] == r["tool"] and not x.get("run")), None)
+            gain = "" if one is None or r["seeds"] == 1 else f"{r['images_per_sec_aggregate'] / one['images_per_sec_aggregate']:.2f}×"
+            name = ("DC15" if r["net"] == "dc15" else "thesis") + (" (repeat rule)" if r.get("repeat_rule") else "")
+            if r["tool"] != "snnjax":
+                name += f" [{r['tool']}]"
+            out.append(f"| {name} | {r['n_exc']} | {r['seeds']} | {r['images_per_sec_per_seed']:.2f} "
+                       f"({r['ips_min']:.2f}–{r['ips_max']:.2f}) | {r['images_per_sec_aggregate']:.1f} | {gain} | "
+                       f"{r['compile_s']:.1f} | {r['peak_rss_mb']:.0f} | {r['state_mb_per_seed']:.2f} | "
+                       f"{fmt(r.get('xla_temp_mb'), 1)} | {r['mean_exc_spikes_per_image']:.1f} |")
+    if refs:
+        out += ["", "| reference | N | img/s | set-up s | first 100 images s | peak RSS MB | exc spikes / image | timed images |",
+                "|---|---|---|---|---|---|---|---|"]
+        for r in refs:
+            out.append(f"| {r['tool']} | {r['n_exc']} | {r['images_per_sec']:.2f} | {fmt(r.get('setup_s'))} | "
+                       f"{fmt(r.get('first100_s'))} | {fmt(r.get('peak_rss_mb'), 0)} | "
+                       f"{fmt(r.get('mean_exc_spikes_per_image'))} | {r.get('images', '—')} |")
+    if convs:
+        out += ["", "| phase | images | seeds | img/s per seed | img/s aggregate | compile s |", "|---|---|---|---|---|---|"]
+        for c in convs:
+            for p in c["phases"]:
+                out.append(f"| {p['phase']} | {p['images']} | {p['seeds']} | {p['images_per_sec_per_seed']:.1f} | "
+                           f"{p['images_per_sec_aggregate']:.1f} | {fmt(p['compile_s'])} |")
+    return "\n".join(out) + "\n"
 
 
 def plot(results, refs, path, meta):
@@ -656,6 +720,7 @@ def main():
     ap.add_argument("--baseline", default=None, help="PYTHONPATH that holds another snnjax_plugins (before/after)")
     ap.add_argument("--json", default=None, help="also write all results to this file")
     ap.add_argument("--from-json", default=None, help="print the tables (and --plot) of an earlier --json file; run nothing")
+    ap.add_argument("--markdown", default=None, help="also write the tables as Markdown to this file")
     ap.add_argument("--plot", default=None, help="write images/s against N and against seeds to this PNG")
     args = ap.parse_args()
     if args.cmd == "_worker":
@@ -666,6 +731,9 @@ def main():
     if args.from_json:
         blob = json.loads(Path(args.from_json).read_text())
         print_tables(blob["results"], blob["references"], blob.get("conv", []), blob.get("meta", {}))
+        if args.markdown:
+            Path(args.markdown).write_text(markdown_tables(blob["results"], blob["references"], blob.get("conv", []),
+                                                           blob.get("meta", {})))
         if args.plot:
             plot(blob["results"], blob["references"], args.plot, blob.get("meta", {}))
         return 0
@@ -769,6 +837,8 @@ def main():
     print(f"\n# total wall time {meta['wall_s']:.0f} s; load average at the end {os.getloadavg()[0]:.1f}")
     if args.json:
         Path(args.json).write_text(json.dumps(dict(meta=meta, results=results, references=refs, conv=convs), indent=1))
+    if args.markdown:
+        Path(args.markdown).write_text(markdown_tables(results, refs, convs, meta))
     if args.plot:
         plot(results, refs, args.plot, meta)
     return 0
