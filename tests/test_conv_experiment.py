@@ -39,6 +39,8 @@ def test_tiny_end_to_end_run(tmp_path):
         c = np.asarray(diag["convergence"][layer])
         assert c.shape == (2,) and np.all((c >= 0) & (c <= 0.25))
     assert np.all((np.asarray(diag["feature_density"]) >= 0) & (np.asarray(diag["feature_density"]) <= 1))
+    ro = np.asarray(diag["feature_readout_accuracy"])
+    assert ro.shape == (2,) and np.all((ro >= 0) & (ro <= 100))
     conf = np.asarray(diag["confusion"])
     assert conf.shape == (10, 11) and conf.sum() == 2 * 12  # every test image of both seeds, once
     assert (out / "accuracy.png").stat().st_size > 0
@@ -53,6 +55,7 @@ def test_tiny_end_to_end_run(tmp_path):
     (["n_train=10", "n_train_stdp=20"], "n_train_stdp"),
     (["adaptive_int=0"], "adaptive_int"),
     (["rstdp_reward=0.1"], "rstdp_reward"),
+    (["feature_readout=maybe"], "feature_readout"),
 ])
 def test_bad_config_is_rejected_before_anything_runs(sets, match):
     with pytest.raises(ConfigError, match=match):

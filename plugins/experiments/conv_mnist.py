@@ -41,6 +41,7 @@ DEFAULTS: dict[str, Any] = {
     "epochs1": 2,
     "epochs2": 4,
     "epochs3": 50,
+    "feature_readout": True,
     **P.NETWORK_DEFAULTS,
 }
 
@@ -64,6 +65,8 @@ def validate(cfg: Mapping[str, Any]) -> None:
     for key in ("epochs1", "epochs2", "n_train_stdp"):
         if not P._is_int(cfg[key]) or cfg[key] < 0:
             raise ConfigError(f"{key} must be a non-negative integer, got {cfg[key]!r}")
+    if not isinstance(cfg["feature_readout"], bool):
+        raise ConfigError(f"feature_readout must be true or false, got {cfg['feature_readout']!r}")
     if cfg["n_train_stdp"] > cfg["n_train"]:
         raise ConfigError(f"n_train_stdp={cfg['n_train_stdp']} exceeds n_train={cfg['n_train']}")
 
@@ -112,6 +115,7 @@ def _result(acc, train_acc, silence, times, pipe, cfg, n_seeds, n_train, n_test,
             "mean_per_epoch": {k: (float(np.mean(v)) if v else None) for k, v in per_epoch.items()},
             "encode": times.get("encode"),
             "propagate": times.get("propagate", []),
+            "readout": times.get("readout"),
             "compile": {k: round(v, 3) for k, v in pipe.compile_s.items()},
             "note": f"seconds per epoch for all {n_seeds} seed(s) at once (vmapped), compilation excluded",
         },
@@ -191,6 +195,13 @@ def run(ctx: RunContext) -> RunResult:
                 ev = pipe.evaluate(state.w3, lat2_test, y_test)
                 train_acc[:, i] = 100.0 * np.asarray(stats.correct) / n_train
                 diag["confusion"] = confusion(ev.decisions, y_test).tolist()
+                if c == total - 1 and cfg["feature_readout"]:
+                    # the optax softmax readout on the same layer-2 features: tells weak features
+                    # apart from a decision layer that learns less than the features allow
+                    ro, dt = P.timed(pipe.readout, P.epoch_keys(keys, 4, 0), lat2_train, y_train, lat2_test, y_test,
+                                     steps=cfg["readout_steps"])
+                    diag["feature_readout_accuracy"] = np.round(ro.accuracy, 3).tolist()
+                    times["readout"] = round(dt, 3)
             else:
                 ev, dt = P.timed(pipe.readout, P.epoch_keys(keys, 3, 0), lat2_train, y_train, lat2_test, y_test,
                                  steps=cfg["readout_steps"])
