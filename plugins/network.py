@@ -48,6 +48,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.custom_batching import custom_vmap
 
 from snnjax.errors import ConfigError, InputError
 from snnjax.plasticity import Activity, LearningRule
@@ -83,6 +84,9 @@ class NetworkConfig:
             Events beyond them are **not** processed but counted in
             ``PresentationOutput.dropped_events``; a run is exact when that count is 0 (see
             :func:`check_dropped` and ``docs/performance.md`` for the probabilities).
+        k_in_chunk: the per-step input list is processed in chunks of this length (``None``:
+            ``⌈k_in/3⌉``); a chunk after the first runs only in steps where it holds a spike (in any
+            seed, under ``vmap``). Performance only: the results do not depend on it.
         input_capacity: candidate cells drawn at a time by the sparse sampler (``None``: half the
             worst case at ``intensity_start``); performance only, the sampler is exact for any value.
         input_sampler: ``"sparse"`` (exact thinning sampler) or ``"dense"`` (one uniform per
@@ -118,12 +122,15 @@ class NetworkConfig:
     k_in: int = 16
     k_post: int = 4
     k_inh: int = 4
+    k_in_chunk: int | None = None
     input_capacity: int | None = None
     input_sampler: str = "sparse"
     plasticity: str = "auto"
     lazy_block_ms: float = 25.0
 
     def __post_init__(self):
+        if self.k_in_chunk is not None and not (isinstance(self.k_in_chunk, int) and self.k_in_chunk > 0):
+            raise ConfigError(f"k_in_chunk must be a positive integer or None, got {self.k_in_chunk!r}")
         for name in ("n_input", "n_exc", "k_in", "k_post", "k_inh"):
             v = getattr(self, name)
             if not (isinstance(v, int) and v > 0):
@@ -212,6 +219,25 @@ def dc15_config(n_exc: int = 100, **overrides) -> NetworkConfig:
                 w_init="dc15", norm_target=78.0, min_spikes=5, max_repeats=10, intensity_start=2.0, intensity_step=1.0,
                 k_in=48, k_post=4)
     return NetworkConfig(**{**base, **overrides})
+
+
+@custom_vmap
+def batch_any(flag):
+    """A boolean scalar; under ``vmap``, the OR over the mapped axis (an unbatched scalar).
+
+    Used as the predicate of a ``lax.cond`` whose taken branch is a no-op for the
+    members of the batch that do not need it: the ``cond`` then stays a real branch
+    under ``vmap`` (skipped when no member needs it) instead of becoming a ``select``
+    that computes both branches for every member.
+    """
+    return flag
+
+
+@batch_any.def_vmap
+def _batch_any_vmap(axis_size, in_batched, flag):
+    if in_batched[0]:
+        flag = batch_any(jnp.any(flag))
+    return flag, False
 
 
 class NetworkState(NamedTuple):
@@ -449,20 +475,36 @@ def _step_lazy(cfg: NetworkConfig, lz: LazyTrace, rates, consts, st: NetworkStat
     exc, inh, se, si = _integrate_and_threshold(cfg, st)
     post = lz.decay_post(b.post, cfg.dt_ms)
     w, c, ul = st.w, b.c, b.ul
-    if in_idx.shape[0] > 0:
+    k = in_idx.shape[0]
+    if k > 0:
         # flush the rows of this step's spiking inputs (their pending on_post sums), then
-        # transmit (Brian's on_pre reads w after every earlier on_post), then on_pre
-        rows = w.at[in_idx].get(mode="promise_in_bounds")
-        cc = c.at[in_idx].get(mode="promise_in_bounds")
-        ph = Ph.at[ul.at[in_idx].get(mode="promise_in_bounds")].get(mode="promise_in_bounds")
-        pend = lr_post[None, :] * cc[:, None] * (b.P[None, :] - ph)
-        rows = jnp.where(pend != 0, jnp.clip(rows + pend, lo, hi), rows)
-        valid = in_idx < cfg.n_input
-        exc = exc._replace(ge=exc.ge + jnp.sum(jnp.where(valid[:, None], rows, 0), axis=0))
-        rows = jnp.clip(rows + lz.pre_row_delta(post, lr_pre)[None, :], lo, hi)
-        w = w.at[in_idx].set(rows, mode="promise_in_bounds")
-        c = c.at[in_idx].set(lz.pre_value(cc * eneg_u) * epos_u, mode="promise_in_bounds")
-        ul = ul.at[in_idx].set(u, mode="promise_in_bounds")
+        # transmit (Brian's on_pre reads w after every earlier on_post), then on_pre.
+        # The list is processed in chunks; a chunk after the first runs only when some
+        # entry in it is a spike (in any seed under vmap), so the padding costs nothing.
+        on_pre = lz.pre_row_delta(post, lr_pre)[None, :]
+
+        def chunk(ops, idx):
+            w, c, ul, drive = ops
+            rows = w.at[idx].get(mode="promise_in_bounds")
+            cc = c.at[idx].get(mode="promise_in_bounds")
+            ph = Ph.at[ul.at[idx].get(mode="promise_in_bounds")].get(mode="promise_in_bounds")
+            pend = lr_post[None, :] * cc[:, None] * (b.P[None, :] - ph)
+            rows = jnp.where(pend != 0, jnp.clip(rows + pend, lo, hi), rows)
+            valid = idx < cfg.n_input
+            drive = drive + jnp.sum(jnp.where(valid[:, None], rows, 0), axis=0)
+            rows = jnp.clip(rows + on_pre, lo, hi)
+            w = w.at[idx].set(rows, mode="promise_in_bounds")
+            c = c.at[idx].set(lz.pre_value(cc * eneg_u) * epos_u, mode="promise_in_bounds")
+            ul = ul.at[idx].set(u, mode="promise_in_bounds")
+            return w, c, ul, drive
+
+        kc = _in_chunk(cfg, k)
+        ops = chunk((w, c, ul, jnp.zeros_like(exc.ge)), in_idx[:kc])
+        for a in range(kc, k, kc):
+            idx = in_idx[a:a + kc]
+            ops = lax.cond(batch_any(jnp.any(idx < cfg.n_input)), chunk, lambda o, _: o, ops, idx)
+        w, c, ul, drive = ops
+        exc = exc._replace(ge=exc.ge + drive)
     exc, inh, buf2, buf3, inh_drop = _delayed_synapses(cfg, st, exc, inh, se, si)
     # deferred on_post: accumulate, then this step's post spikes update the traces
     P = b.P + lz.post_weight(post, se) * eneg_u
@@ -470,6 +512,12 @@ def _step_lazy(cfg: NetworkConfig, lz: LazyTrace, rates, consts, st: NetworkStat
     exc, inh = _reset_and_record(cfg, exc, inh, se, si, rec, record)
     new = st._replace(w=w, exc=exc, inh=inh, buf2=buf2, buf3=buf3, step=st.step + 1)
     return new, _Block(c, ul, P, Ph, post), se, si, jnp.stack([jnp.zeros((), jnp.int32), inh_drop]), rec
+
+
+def _in_chunk(cfg: NetworkConfig, k: int) -> int:
+    """Chunk length of the per-step input list (``cfg.k_in_chunk``, default ``⌈k/3⌉``)."""
+    kc = cfg.k_in_chunk if cfg.k_in_chunk is not None else -(-k // 3)
+    return max(1, min(k, kc))
 
 
 def _block_len(cfg: NetworkConfig) -> int:

@@ -121,3 +121,52 @@ def test_inference_path_gives_the_same_spikes_as_learning_off():
     np.testing.assert_allclose(np.asarray(s_inf.exc.v), np.asarray(s_ref.exc.v), atol=1e-3)
     np.testing.assert_array_equal(np.asarray(s_inf.w), np.asarray(state.w))
     assert int(o_inf.dropped_events.sum()) == 0
+
+
+def test_batch_any_is_the_or_over_the_mapped_axis():
+    from snnjax_plugins.network import batch_any
+
+    flags = jnp.asarray([False, True, False])
+    assert bool(batch_any(jnp.asarray(True))) and not bool(batch_any(jnp.asarray(False)))
+    np.testing.assert_array_equal(jax.vmap(batch_any)(flags), [True, True, True])
+    np.testing.assert_array_equal(jax.vmap(batch_any)(flags & False), [False, False, False])
+    np.testing.assert_array_equal(jax.vmap(jax.vmap(batch_any))(jnp.stack([flags, flags & False])), [[True] * 3] * 2)
+    # the predicate is unbatched, so a cond on it stays a branch under vmap (no select of both branches)
+    f = lambda b, x: jax.lax.cond(batch_any(b), lambda y: y + 1.0, lambda y: y, x)  # noqa: E731
+    jaxpr = str(jax.make_jaxpr(jax.vmap(f))(flags, jnp.zeros(3)))
+    assert "cond[" in jaxpr and "select_n" not in jaxpr
+
+
+@pytest.mark.parametrize("vmapped", [False, True])
+def test_input_chunks_do_not_change_the_dynamics(vmapped):
+    """Chunked processing of the per-step input list (skipping empty chunks) = one chunk of length k_in."""
+    rule = stdp_dc15()
+    base = dataclasses.replace(DC15, k_in=24)
+    raster = _raster(base, 5, 0.02)  # some steps fill several chunks of 3, many fit in one
+    counts = np.asarray(raster).sum(1)
+    assert counts.max() > 6 and (counts <= 3).mean() > 0.2
+    out = []
+    for kc in (24, 3):
+        cfg = dataclasses.replace(base, k_in_chunk=kc)
+        f = lambda s, r: present_raster(s, r, cfg, rule, record=REC)  # noqa: E731
+        if vmapped:
+            st = jax.vmap(lambda k: init_network(k, cfg, rule))(jax.random.split(jax.random.key(1), 2))
+            rasters = jnp.stack([raster, raster[:, ::-1]])
+            st, o = jax.jit(jax.vmap(f))(st, rasters)
+        else:
+            st = init_network(jax.random.key(1), cfg, rule)
+            st, o = jax.jit(f)(st, raster)
+        assert int(np.asarray(o.dropped_events).sum()) == 0
+        out.append((st, o))
+    (sa, oa), (sb, ob) = out
+    np.testing.assert_array_equal(np.asarray(oa.monitors["exc_spikes"]), np.asarray(ob.monitors["exc_spikes"]))
+    np.testing.assert_array_equal(np.asarray(oa.monitors["inh_spikes"]), np.asarray(ob.monitors["inh_spikes"]))
+    assert int(np.asarray(oa.exc_counts).sum()) > 0
+    # the input drive of a step is summed chunk by chunk: equal up to the order of float additions
+    np.testing.assert_allclose(np.asarray(sa.w), np.asarray(sb.w), atol=1e-6, rtol=0)
+    np.testing.assert_allclose(np.asarray(sa.exc.v), np.asarray(sb.exc.v), atol=1e-3, rtol=0)
+
+
+def test_k_in_chunk_is_validated():
+    with pytest.raises(ConfigError, match="k_in_chunk"):
+        dataclasses.replace(DC15, k_in_chunk=0)
