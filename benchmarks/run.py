@@ -779,6 +779,7 @@ def main():
                 print(json.dumps(dict(tool=label, net=net, n_exc=n, seeds=s, error="failed or timed out")), flush=True)
             else:
                 r["tool"] = label
+                r["load_after"] = round(os.getloadavg()[0], 1)
                 if when:
                     r["run"] = when
                 results.append(r)
@@ -793,6 +794,7 @@ def main():
             images, warmup = 5, 1
         r = reference_case(args, tool, n, images, warmup)
         if r is not None:
+            r["load_after"] = round(os.getloadavg()[0], 1)
             refs.append(r)
             print(json.dumps(r), flush=True)
 
@@ -833,8 +835,12 @@ def main():
         print(f"# skipped (past --budget-s {args.budget_s:.0f} s): {', '.join(skipped)}", flush=True)
     meta["backend"] = results[0]["backend"] if results else None
     meta["wall_s"] = round(time.perf_counter() - t_all, 1)
+    loads = [r["load_after"] for r in results + refs if "load_after" in r]
+    meta["load_range"] = [min(loads), max(loads)] if loads else None
     print_tables(results, refs, convs, meta)
-    print(f"\n# total wall time {meta['wall_s']:.0f} s; load average at the end {os.getloadavg()[0]:.1f}")
+    print(f"\n# total wall time {meta['wall_s']:.0f} s; 1-min load average after each case "
+          f"{meta['load_range'][0] if loads else float('nan'):.1f}–{meta['load_range'][1] if loads else float('nan'):.1f} "
+          f"on {os.cpu_count()} CPUs")
     if args.json:
         Path(args.json).write_text(json.dumps(dict(meta=meta, results=results, references=refs, conv=convs), indent=1))
     if args.markdown:
