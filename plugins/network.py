@@ -382,14 +382,19 @@ def _delayed_synapses(cfg: NetworkConfig, st: NetworkState, exc, inh, se, si):
         cnt = jnp.sum(si).astype(fdt)
         exc = exc._replace(gi=exc.gi + w_ie * (cnt - si.astype(fdt)))
     else:
-        # padded list of spiking inhibitory neurons; pads and absent synapses add to the spare row `ring3`
-        inh_idx = jnp.nonzero(si, size=cfg.k_inh, fill_value=cfg.n_inh)[0].astype(jnp.int32)
         dropped = jnp.maximum(jnp.sum(si, dtype=jnp.int32) - cfg.k_inh, 0)
-        valid = inh_idx < cfg.n_inh
-        dd = jnp.take(st.d3, jnp.minimum(inh_idx, cfg.n_inh - 1), axis=0)
-        rows = jnp.where(valid[:, None] & (dd >= 0), (n + dd) % cfg.ring3, cfg.ring3)
-        cols = jnp.broadcast_to(jnp.arange(cfg.n_exc)[None, :], rows.shape)
-        buf3 = buf3.at[rows, cols].add(w_ie, mode="promise_in_bounds")
+
+        def spread(buf3):
+            # padded list of spiking inhibitory neurons; pads and absent synapses add to the spare row `ring3`
+            inh_idx = jnp.nonzero(si, size=cfg.k_inh, fill_value=cfg.n_inh)[0].astype(jnp.int32)
+            valid = inh_idx < cfg.n_inh
+            dd = jnp.take(st.d3, jnp.minimum(inh_idx, cfg.n_inh - 1), axis=0)
+            rows = jnp.where(valid[:, None] & (dd >= 0), (n + dd) % cfg.ring3, cfg.ring3)
+            cols = jnp.broadcast_to(jnp.arange(cfg.n_exc)[None, :], rows.shape)
+            return buf3.at[rows, cols].add(w_ie, mode="promise_in_bounds")
+
+        # most steps have no inhibitory spike (in any seed): skip the list and the scatter then
+        buf3 = lax.cond(batch_any(jnp.any(si)), spread, lambda b3: b3, buf3)
         now = n % cfg.ring3
         exc = exc._replace(gi=exc.gi + buf3[now])
         buf3 = buf3.at[now].set(0)
