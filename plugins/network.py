@@ -496,7 +496,11 @@ def _step_lazy(cfg: NetworkConfig, lz: LazyTrace, rates, consts, st: NetworkStat
             pend = lr_post[None, :] * cc[:, None] * (b.P[None, :] - ph)
             rows = jnp.where(pend != 0, jnp.clip(rows + pend, lo, hi), rows)
             valid = idx < cfg.n_input
-            drive = drive + jnp.sum(jnp.where(valid[:, None], rows, 0), axis=0)
+            # a sequential sum in list order (elementwise adds that XLA fuses; a reduce op here is
+            # dispatched to a library kernel whose threading costs more than the sum itself)
+            masked = jnp.where(valid[:, None], rows, 0)
+            for r in range(masked.shape[0]):
+                drive = drive + masked[r]
             rows = jnp.clip(rows + on_pre, lo, hi)
             w = w.at[idx].set(rows, mode="promise_in_bounds")
             c = c.at[idx].set(lz.pre_value(cc * eneg_u) * epos_u, mode="promise_in_bounds")
