@@ -84,8 +84,8 @@ class NetworkConfig:
             Events beyond them are **not** processed but counted in
             ``PresentationOutput.dropped_events``; a run is exact when that count is 0 (see
             :func:`check_dropped` and ``docs/performance.md`` for the probabilities).
-        k_in_chunk: the per-step input list is processed in chunks of this length (``None``:
-            ``⌈k_in/3⌉``); a chunk after the first runs only in steps where it holds a spike (in any
+        k_in_chunk: the first this many entries of the per-step input list are processed every
+            step (``None``: ``⌈k_in/3⌉``); the rest only in steps where it holds a spike (in any
             seed, under ``vmap``). Performance only: the results do not depend on it.
         input_capacity: candidate cells drawn at a time by the sparse sampler (``None``: half the
             worst case at ``intensity_start``); performance only, the sampler is exact for any value.
@@ -484,8 +484,8 @@ def _step_lazy(cfg: NetworkConfig, lz: LazyTrace, rates, consts, st: NetworkStat
     if k > 0:
         # flush the rows of this step's spiking inputs (their pending on_post sums), then
         # transmit (Brian's on_pre reads w after every earlier on_post), then on_pre.
-        # The list is processed in chunks; a chunk after the first runs only when some
-        # entry in it is a spike (in any seed under vmap), so the padding costs nothing.
+        # The first k_in_chunk entries are processed every step, the rest of the list only when
+        # it holds a spike (in any seed under vmap), so the padding costs nothing.
         on_pre = lz.pre_row_delta(post, lr_pre)[None, :]
 
         def chunk(ops, idx):
@@ -509,9 +509,9 @@ def _step_lazy(cfg: NetworkConfig, lz: LazyTrace, rates, consts, st: NetworkStat
 
         kc = _in_chunk(cfg, k)
         ops = chunk((w, c, ul, jnp.zeros_like(exc.ge)), in_idx[:kc])
-        for a in range(kc, k, kc):
-            idx = in_idx[a:a + kc]
-            ops = lax.cond(batch_any(jnp.any(idx < cfg.n_input)), chunk, lambda o, _: o, ops, idx)
+        if kc < k:  # the rest of the list in one branch (one synchronisation point per step)
+            rest = in_idx[kc:]
+            ops = lax.cond(batch_any(jnp.any(rest < cfg.n_input)), chunk, lambda o, _: o, ops, rest)
         w, c, ul, drive = ops
         exc = exc._replace(ge=exc.ge + drive)
     exc, inh, buf2, buf3, inh_drop = _delayed_synapses(cfg, st, exc, inh, se, si)
@@ -524,7 +524,7 @@ def _step_lazy(cfg: NetworkConfig, lz: LazyTrace, rates, consts, st: NetworkStat
 
 
 def _in_chunk(cfg: NetworkConfig, k: int) -> int:
-    """Chunk length of the per-step input list (``cfg.k_in_chunk``, default ``⌈k/3⌉``)."""
+    """Entries of the per-step input list processed every step (``cfg.k_in_chunk``, default ``⌈k/3⌉``)."""
     kc = cfg.k_in_chunk if cfg.k_in_chunk is not None else -(-k // 3)
     return max(1, min(k, kc))
 
