@@ -350,8 +350,8 @@ def pipeline_from_config(cfg: Mapping[str, Any], n_classes: int, n_train: int) -
 def convergence(weight: jax.Array, lb: float = 0.0, ub: float = 1.0) -> np.ndarray:
     """Kheradpisheh et al.'s convergence of a layer, per seed: ``mean((w - lb)(ub - w)) / (ub - lb)²``.
 
-    ``weight`` has a leading seed axis. 0.25 when every weight sits in the middle of its range (and
-    about 0.24 for the N(0.8, 0.05) initial weights of a [0, 1] layer), 0 when every weight is at a
+    ``weight`` has a leading seed axis. 0.25 when every weight sits in the middle of its range
+    (about 0.16 for the N(0.8, 0.05) initial weights of a [0, 1] layer), 0 when every weight is at a
     bound; Kheradpisheh et al. stop training a layer below 0.01. A layer far above that has not
     converged: its output spike maps are dense and carry little about the image.
     """
