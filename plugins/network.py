@@ -15,7 +15,10 @@ of step ``n`` with delay ``k`` arrives in the synapse slot of step ``n + k``
 Everything is event-driven and the step contains no loop: the spiking inputs of
 a step are a padded index list of length ``k_in``, drawn for the whole
 presentation before the time loop (:func:`~snnjax_plugins.encoders.sample_table`);
-S1 transmission and the rule's on_pre updates touch only their rows. Events
+S1 transmission and the rule's on_pre updates touch only their rows; only the first
+``k_in_chunk`` list entries are processed every step, the rest (and S3's list) inside a
+``lax.cond`` taken only when it holds a spike, with :func:`batch_any` as predicate so that the
+branch is skipped under ``vmap`` too when no seed needs it. Events
 beyond a list's length are **not** processed but counted
 (``PresentationOutput.dropped_events``; :func:`check_dropped` raises): a run is
 exact when the count is 0, and the defaults make overflow astronomically
