@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Training-speed benchmark: snnjax and reference simulators on the same workload, in one command.
 
-    python benchmarks/run.py                  # everything below, then the tables (about 20–30 min on 2 cores)
+    python benchmarks/run.py                  # everything below, then the tables (7–25 min on 2 shared cores)
     python benchmarks/run.py --quick          # fewer cases (N=100/400, 1/8/32 seeds, thesis), same references
     python benchmarks/run.py --tiny           # seconds-sized smoke run of every snnjax code path, no references
     python benchmarks/run.py --no-brian2 --no-bindsnet   # snnjax + the hand-written NumPy loop only

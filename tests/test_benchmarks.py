@@ -35,8 +35,8 @@ def test_tables_ratios_and_plot_from_json(tmp_path):
     )
     path = tmp_path / "r.json"
     path.write_text(json.dumps(blob))
-    png = tmp_path / "p.png"
-    p = _run("--from-json", str(path), "--plot", str(png))
+    png, md = tmp_path / "p.png", tmp_path / "t.md"
+    p = _run("--from-json", str(path), "--plot", str(png), "--markdown", str(md))
     assert p.returncode == 0, p.stderr
     line = next(ln for ln in p.stdout.splitlines() if ln.startswith("brian2-cpp_standalone") and "×" in ln)
     # single seed: mean of the runs before and after the references, (50 + 30) / 2 = 40 → 2.00×;
@@ -45,6 +45,9 @@ def test_tables_ratios_and_plot_from_json(tmp_path):
     assert "snnjax 25.0 s" in p.stdout and "0.25 of its time" in p.stdout
     assert "8: 1.60×" in p.stdout  # aggregate over 8 seeds against the (first) single-seed run
     assert png.is_file() and png.stat().st_size > 10_000
+    table = md.read_text()
+    assert "| brian2-cpp_standalone | 100 | 20.00 | 40.0 (50.0, 30.0) | **2.00×** | 80.0 (8) | **4.00×** |" in table, table
+    assert "| 100 | 25.0 (20.0, 30.0) | 100.0 (55.0) | **0.25** |" in table, table
 
 
 def test_missing_reference_scripts_is_a_clear_error(tmp_path):
