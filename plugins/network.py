@@ -249,7 +249,8 @@ class NetworkState(NamedTuple):
     Attributes:
         w: ``[n_input, n_exc]`` S1 weights.
         d2: ``int32[n_exc]`` S2 delays in steps.
-        d3: ``int32[n_inh, n_exc]`` S3 delays in steps (−1 on the diagonal: no synapse).
+        d3: ``int32[n_inh, n_exc]`` S3 delays in steps (−1 on the diagonal: no synapse);
+            ``int32[0, 0]`` when S3 has no delays (``s3_delay_max_ms = 0``).
         exc, inh: neuron states.
         rule_state: the learning rule's state.
         buf2: ``[ring2, n_exc]`` excitatory spikes of the last ``ring2`` steps (row ``step % ring2``).
@@ -314,9 +315,12 @@ def init_network(key, cfg: NetworkConfig, rule: LearningRule, dtype=None) -> Net
     else:
         w = (jax.random.uniform(k_w, shape, fdt) + 0.01) * 0.3
     d2 = delay_steps(jax.random.uniform(k_2, (cfg.n_exc,), fdt, 0.0, cfg.s2_delay_max_ms), cfg.dt_ms)
-    d3 = delay_steps(jax.random.uniform(k_3, (cfg.n_inh, cfg.n_exc), fdt, 0.0, cfg.s3_delay_max_ms), cfg.dt_ms)
     d2 = jnp.minimum(d2, cfg.ring2 - 1)
-    d3 = jnp.where(jnp.eye(cfg.n_exc, dtype=bool), -1, jnp.minimum(d3, cfg.ring3 - 1))
+    if cfg.ring3 == 1:  # no S3 delays: no N × N delay matrix (it would dominate the memory at large N)
+        d3 = jnp.zeros((0, 0), jnp.int32)
+    else:
+        d3 = delay_steps(jax.random.uniform(k_3, (cfg.n_inh, cfg.n_exc), fdt, 0.0, cfg.s3_delay_max_ms), cfg.dt_ms)
+        d3 = jnp.where(jnp.eye(cfg.n_exc, dtype=bool), -1, jnp.minimum(d3, cfg.ring3 - 1))
     return NetworkState(
         w=w,
         d2=d2,
@@ -336,7 +340,7 @@ def with_delays(state: NetworkState, cfg: NetworkConfig, d2_steps, d3_steps) -> 
     d3 = jnp.asarray(d3_steps, jnp.int32)
     if int(jnp.max(d2)) >= cfg.ring2 or int(jnp.max(d3)) >= cfg.ring3:
         raise ConfigError("delays exceed the configured maxima (s2_delay_max_ms / s3_delay_max_ms)")
-    d3 = jnp.where(jnp.eye(cfg.n_exc, dtype=bool), -1, d3)
+    d3 = jnp.zeros((0, 0), jnp.int32) if cfg.ring3 == 1 else jnp.where(jnp.eye(cfg.n_exc, dtype=bool), -1, d3)
     return state._replace(d2=d2, d3=d3)
 
 

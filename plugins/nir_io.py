@@ -291,7 +291,8 @@ def export_nir(state, cfg, *, seed_index: int = 0, delays: str = "nir", allow_dr
     if cfg.norm_target is not None:
         w = w * cfg.norm_target / w.sum(axis=0, keepdims=True)
     d2 = np.asarray(st.d2, np.int64).reshape(n)
-    d3 = np.asarray(st.d3, np.int64).reshape(n, n)
+    d3 = np.asarray(st.d3, np.int64)
+    d3 = np.where(np.eye(n, dtype=bool), -1, 0) if d3.size == 0 else d3.reshape(n, n)  # [0, 0]: no S3 delays
     off = ~np.eye(n, dtype=bool)
     has_delays = bool(d2.max(initial=0) > 0 or d3[off].max(initial=0) > 0)
     if has_delays and delays == "refuse":
