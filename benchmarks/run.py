@@ -613,6 +613,17 @@ def markdown_tables(results, refs, convs, meta):
     return "\n".join(out) + "\n"
 
 
+def _log_axes(ax, xlabel: str, title: str, xbase: int = 10) -> None:
+    """Log-log axes of training images/s against ``xlabel``, with legend and grid."""
+    ax.set_xscale("log", base=xbase)
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("training images/s")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3, which="both")
+
+
 def plot(results, refs, path, meta):
     import matplotlib
 
@@ -639,13 +650,7 @@ def plot(results, refs, path, meta):
         rr = sorted((r for r in refs if r["tool"] == tool), key=lambda r: r["n_exc"])
         if rr:
             a1.plot([r["n_exc"] for r in rr], [r["images_per_sec"] for r in rr], m + ":", label=tool)
-    a1.set_xscale("log")
-    a1.set_yscale("log")
-    a1.set_xlabel("excitatory neurons N")
-    a1.set_ylabel("training images/s")
-    a1.set_title("Diehl & Cook 2015 training, dt 0.5 ms")
-    a1.legend(fontsize=7)
-    a1.grid(alpha=0.3, which="both")
+    _log_axes(a1, "excitatory neurons N", "Diehl & Cook 2015 training, dt 0.5 ms")
     for (net, n), c in zip(sorted({(r["net"], r["n_exc"]) for r in mine}), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
         same = sorted((r for r in mine if r["net"] == net and r["n_exc"] == n), key=lambda r: r["seeds"])
         if len(same) < 2:
@@ -655,13 +660,7 @@ def plot(results, refs, path, meta):
                 label=label + " aggregate")
         a2.plot([r["seeds"] for r in same], [r["images_per_sec_per_seed"] for r in same], ".:", color=c,
                 label=label + " per seed")
-    a2.set_xscale("log", base=2)
-    a2.set_yscale("log")
-    a2.set_xlabel("seeds (vmap)")
-    a2.set_ylabel("training images/s")
-    a2.set_title("vmapped seeds")
-    a2.legend(fontsize=7)
-    a2.grid(alpha=0.3, which="both")
+    _log_axes(a2, "seeds (vmap)", "vmapped seeds", xbase=2)
     fig.suptitle(f"snnjax {meta.get('commit', '')} on {meta.get('machine', '')} ({meta.get('date', '')})", fontsize=9)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -325,7 +325,6 @@ def run_arm(arm: dict, cfg, keys, data, n_out, ctx, cache: dict, times, store: P
             store.put(dkey, done, drop=(f"{dkey}@progress",))
         cache[dkey] = done
     w3, st3_task1, acc_t1 = cache[dkey]
-    acc_t1 = np.asarray(acc_t1)
     out: dict[str, np.ndarray] = {"task1_after_task1": acc_t1}
 
     # ---- method preparation on task 1
@@ -342,7 +341,6 @@ def run_arm(arm: dict, cfg, keys, data, n_out, ctx, cache: dict, times, store: P
             ranges = _langevin_ranges(pipe, cfg, keys, w3, st3_task1, lat2_t1[:, :n1], y1, lat2_t1[:, n1:], yt1)
             store.put(lkey, ranges)
         low, high, lang_acc = ranges
-        lang_acc = np.asarray(lang_acc)
         out["langevin_task1_accuracy"] = lang_acc
         out["range_width"] = np.asarray(jnp.mean((high - low).reshape(S, -1), axis=1))
         w3 = jnp.clip(w3, low, high)
