@@ -430,7 +430,7 @@ def load_run(run_dir, seed_index: int = 0):
     else:
         raise ConfigError(f"{run_dir} is a run of {name!r}; NIR export knows the Diehl & Cook / thesis network "
                           f"(runs of supervised-stdp, diehl-cook)")
-    key = seed_keys(int(config.get("seed", 0)), n_seeds)[seed_index]
+    key = seed_keys(int(config.get("seed", 0)), n_seeds, int(saved.get("first_seed", 0)))[seed_index]
     init_key = jax.random.split(key, 2)[0]
     st = net.init_network(init_key, cfg, identity())
     st = st._replace(w=jnp.asarray(w_all[seed_index], st.w.dtype))

@@ -1,9 +1,9 @@
 """The ``snnjax`` command line.
 
-``snnjax run EXPERIMENT [--seeds N] [--set key=value ...] [--config FILE.toml] [--out DIR]``
+``snnjax run EXPERIMENT [--seeds N] [--first-seed K] [--set key=value ...] [--config FILE.toml] [--out DIR]``
 ``snnjax run --resume DIR`` continues an interrupted run from its last checkpoint.
 ``snnjax plugins [--json]``, ``snnjax data``, ``snnjax plot RUN_DIR``,
-``snnjax report RUN_DIR... [--out FILE.md]``,
+``snnjax report RUN_DIR... [--out FILE.md]``, ``snnjax merge OUT_DIR RUN_DIR...``,
 ``snnjax export-nir RUN_DIR OUT.nir [--seed I] [--drop-delays]``.
 
 Every error a user can cause is reported as one line, ``error: ...``, with exit
@@ -89,19 +89,23 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise ConfigError("snnjax run needs an EXPERIMENT name (see `snnjax plugins`), or --resume DIR")
         if args.seeds is None:
             args.seeds = 1
+        if args.first_seed is None:
+            args.first_seed = 0
+        if args.first_seed < 0:
+            raise ConfigError(f"--first-seed must be >= 0, got {args.first_seed}")
         experiment, config = prepare_run(args.experiment, args.set or (), args.config, args.seeds, registry)
     if args.dry_run:
-        print(json.dumps({"experiment": experiment.name, "seeds": args.seeds, "config": config}, indent=1))
+        print(json.dumps(_run_header(experiment.name, args, config), indent=1))
         return 0
     out = Path(args.out) if args.out else _default_out(experiment.name)
     created = _missing_parents(out)
     out.mkdir(parents=True, exist_ok=True)
     had_config = (out / "config.json").exists()
-    write_json_atomic(out / "config.json", {"experiment": experiment.name, "seeds": args.seeds, "config": config})
+    write_json_atomic(out / "config.json", _run_header(experiment.name, args, config))
     progress = _Progress(enabled=not args.quiet)
     checkpointer = _make_checkpointer(args, out, experiment.name, config)
     ctx = RunContext(config=config, n_seeds=args.seeds, out_dir=out, registry=registry, progress=progress,
-                     checkpoint=checkpointer)
+                     checkpoint=checkpointer, first_seed=args.first_seed)
     start = time.perf_counter()
     try:
         result = experiment.run(ctx)
@@ -121,18 +125,31 @@ def cmd_run(args: argparse.Namespace) -> int:
         partial = getattr(ctx, "partial", None)
         if partial is not None:
             doc = build_results(experiment.name, args.seeds, config, partial, time.perf_counter() - start,
-                                experiment.thesis, complete=False)
+                                experiment.thesis, complete=False, first_seed=args.first_seed)
             write_json_atomic(out / "results.json", doc)
             print(f"\ninterrupted: kept the finished part in {out / 'results.json'}", file=sys.stderr)
         else:
             print("\ninterrupted before any result was finished", file=sys.stderr)
         return 130
     progress.close()
-    doc = build_results(experiment.name, args.seeds, config, result, time.perf_counter() - start, experiment.thesis)
+    doc = build_results(experiment.name, args.seeds, config, result, time.perf_counter() - start, experiment.thesis,
+                        first_seed=args.first_seed)
     write_json_atomic(out / "results.json", doc)
-    print(f"{experiment.name}: {args.seeds} seed(s), {doc['wall_time_s']:.1f} s, results in {out}")
+    print(f"{experiment.name}: {_seeds_text(args.seeds, args.first_seed)}, {doc['wall_time_s']:.1f} s, "
+          f"results in {out}")
     print(summary_table(doc))
     return 0
+
+
+def _run_header(name: str, args: argparse.Namespace, config: dict[str, Any]) -> dict[str, Any]:
+    """What ``config.json`` holds: the experiment, its seeds and its resolved config."""
+    return {"experiment": name, "seeds": args.seeds, "first_seed": args.first_seed, "config": config}
+
+
+def _seeds_text(n: int, first: int) -> str:
+    if first == 0:
+        return f"{n} seed(s)"
+    return f"{n} seed(s) ({first}–{first + n - 1})"
 
 
 def _missing_parents(path: Path) -> list[Path]:
@@ -168,6 +185,7 @@ def _prepare_resume(args: argparse.Namespace, registry: Any) -> tuple[Any, dict[
         raise ConfigError(f"--resume {run_dir}: {cfg_path} lacks 'experiment', 'seeds' or 'config'; it cannot be "
                           f"resumed. Start a new run instead.")
     name, seeds, stored = saved["experiment"], saved["seeds"], saved["config"]
+    first = int(saved.get("first_seed", 0))
     again = "--resume continues a run exactly as it started"
     if args.experiment is not None and args.experiment != name:
         raise ConfigError(f"{again}: {run_dir} is a run of {name!r}, not {args.experiment!r}. Drop the experiment "
@@ -175,6 +193,9 @@ def _prepare_resume(args: argparse.Namespace, registry: Any) -> tuple[Any, dict[
     if args.seeds is not None and args.seeds != seeds:
         raise ConfigError(f"{again}: {run_dir} has {seeds} seed(s), not --seeds {args.seeds}. Drop --seeds, or "
                           f"start a new run with another --out.")
+    if args.first_seed is not None and args.first_seed != first:
+        raise ConfigError(f"{again}: {run_dir} starts at seed {first}, not --first-seed {args.first_seed}. Drop "
+                          f"--first-seed, or start a new run with another --out.")
     if args.out is not None and Path(args.out).resolve() != run_dir.resolve():
         raise ConfigError(f"{again}, in its own directory: drop --out {args.out} (results go to {run_dir}).")
     experiment = registry.create("experiment", name)
@@ -193,7 +214,7 @@ def _prepare_resume(args: argparse.Namespace, registry: Any) -> tuple[Any, dict[
                               f"or start a new run with another --out.")
     if experiment.validate is not None:
         experiment.validate(config)
-    args.experiment, args.seeds, args.out = name, seeds, str(run_dir)
+    args.experiment, args.seeds, args.first_seed, args.out = name, seeds, first, str(run_dir)
     return experiment, config
 
 
@@ -265,6 +286,27 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_merge(args: argparse.Namespace) -> int:
+    from .report import load_results, plot_run
+    from .results import merge_results, summary_table, write_json_atomic
+
+    docs = [load_results(d) for d in args.run_dirs]
+    doc = merge_results(docs, [str(d) for d in args.run_dirs])
+    out = Path(args.out)
+    if (out / "results.json").exists():
+        raise ConfigError(f"{out} already holds a results.json; merge into a new directory")
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "config.json", {"experiment": doc["experiment"], "seeds": doc["seeds"],
+                                            "first_seed": doc["first_seed"], "seed_ids": doc["seed_ids"],
+                                            "config": doc["config"]})
+    write_json_atomic(out / "results.json", doc)
+    doc["figures"] = [str(p) for p in plot_run(out)]
+    write_json_atomic(out / "results.json", doc)
+    print(f"{doc['experiment']}: {doc['seeds']} seeds from {len(docs)} runs, results in {out}")
+    print(summary_table(doc))
+    return 0
+
+
 def cmd_export_nir(args: argparse.Namespace) -> int:
     from snnjax_plugins.nir_io import export_nir, load_run, write_nir
 
@@ -317,6 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run an experiment over one or many seeds")
     run.add_argument("experiment", nargs="?", help="experiment name (see `snnjax plugins`); omitted with --resume")
     run.add_argument("--seeds", type=int, default=None, help="number of seeds, run at once with jax.vmap (default 1)")
+    run.add_argument("--first-seed", type=int, default=None, metavar="K",
+                     help="index of the first seed (default 0): --seeds 16 --first-seed 16 computes seeds 16-31 of a "
+                          "32-seed run, e.g. in a second process; `snnjax merge` joins the parts")
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
     run.add_argument("--config", metavar="FILE.toml", help="a TOML config file")
     run.add_argument("--out", metavar="DIR", help="output directory (default runs/EXPERIMENT-TIMESTAMP)")
@@ -347,6 +392,11 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="runs' output directories")
     rep.add_argument("--out", metavar="FILE.md", help="write the table to FILE.md (default: print it)")
     rep.set_defaults(func=cmd_report)
+
+    merge = sub.add_parser("merge", help="join runs of one experiment and config on disjoint seeds into one run")
+    merge.add_argument("out", metavar="OUT_DIR", help="a new directory for the merged results.json and figures")
+    merge.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="the runs' output directories")
+    merge.set_defaults(func=cmd_merge)
 
     nir_p = sub.add_parser("export-nir", help="write a trained run's frozen inference network as a NIR graph")
     nir_p.add_argument("run_dir", metavar="RUN_DIR", help="a supervised-stdp or diehl-cook run's output directory")

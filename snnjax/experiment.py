@@ -8,7 +8,9 @@ returning an :class:`Experiment`. ``snnjax run NAME`` resolves its config
 ``results.json`` / ``config.json`` and prints the summary.
 
 Every experiment is a pure function of ``(key, config, data)`` per seed: the
-seeds are ``jax.random.split(PRNGKey(config["seed"]), n_seeds)`` and the
+seeds are :meth:`RunContext.seed_keys` (seed *i* is ``fold_in(PRNGKey(config["seed"]), i)``,
+per-seed NumPy randomness is drawn from ``default_rng([config["seed"], i])`` over
+:attr:`RunContext.seed_ids`) and the
 per-seed program is batched with :func:`snnjax.seeds.run_seeds` (``vmap`` over
 the keys, sharded over devices).
 """
@@ -63,9 +65,24 @@ class RunContext:
     #: work so that Ctrl-C keeps what was computed.
     partial: "RunResult | None" = None
 
+    #: index of the first seed (``snnjax run --first-seed``): this run computes seeds
+    #: ``first_seed, …, first_seed + n_seeds − 1`` of the family ``config["seed"]``.
+    first_seed: int = 0
+
     @property
     def seed(self) -> int:
         return int(self.config.get("seed", 0))
+
+    @property
+    def seed_ids(self) -> range:
+        """The indices of this run's seeds within the family ``config["seed"]``."""
+        return range(self.first_seed, self.first_seed + self.n_seeds)
+
+    def seed_keys(self) -> Any:
+        """``[n_seeds]`` PRNG keys of this run's seeds (:func:`snnjax.seeds.seed_keys`)."""
+        from .seeds import seed_keys
+
+        return seed_keys(self.seed, self.n_seeds, self.first_seed)
 
 
 @dataclass

@@ -3,7 +3,7 @@
 ``results.json`` schema::
 
     {
-      "experiment": str, "seeds": int, "config": {...},
+      "experiment": str, "seeds": int, "first_seed": int, "config": {...},
       "metrics": {name: {"mean": float | [float], "std": float | [float],
                          "per_seed": [...], "x": [...] (curves only),
                          "thesis": str (where the experiment has one)}},
@@ -11,6 +11,11 @@
       "versions": {"snnjax": ..., "jax": ..., "python": ...},
       "wall_time_s": float, "complete": bool, "date": iso-8601
     }
+
+``seeds`` runs computed seeds ``first_seed, …, first_seed + seeds − 1`` of the
+family ``config["seed"]``; ``per_seed`` lists them in that order. A document
+made by :func:`merge_results` (``snnjax merge``) lists its seeds in
+``seed_ids`` and its parts in ``merged_from``.
 
 Files are written atomically (a temporary file renamed into place), so a crash
 never leaves a half-written ``results.json``.
@@ -23,12 +28,18 @@ import json
 import os
 import platform
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .errors import SnnjaxError
+
+
+class MergeError(SnnjaxError):
+    """Runs that cannot be merged into one (see :func:`merge_results`)."""
 
 
 def versions() -> dict[str, str]:
@@ -96,7 +107,8 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 
 def build_results(experiment: str, n_seeds: int, config: Mapping[str, Any], result: Any, wall_time_s: float,
-                  thesis: Mapping[str, str] | None = None, complete: bool = True) -> dict[str, Any]:
+                  thesis: Mapping[str, str] | None = None, complete: bool = True,
+                  first_seed: int = 0) -> dict[str, Any]:
     """The ``results.json`` document of a run."""
     thesis = thesis or {}
     metrics = {
@@ -106,6 +118,7 @@ def build_results(experiment: str, n_seeds: int, config: Mapping[str, Any], resu
     return {
         "experiment": experiment,
         "seeds": n_seeds,
+        "first_seed": int(first_seed),
         "config": to_jsonable(dict(config)),
         "metrics": metrics,
         "extra": to_jsonable(result.extra),
@@ -114,6 +127,82 @@ def build_results(experiment: str, n_seeds: int, config: Mapping[str, Any], resu
         "wall_time_s": round(float(wall_time_s), 3),
         "complete": bool(complete),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def seed_ids(doc: Mapping[str, Any]) -> list[int]:
+    """The seed indices a results document holds, in ``per_seed`` order."""
+    if "seed_ids" in doc:
+        return [int(i) for i in doc["seed_ids"]]
+    first = int(doc.get("first_seed", 0))
+    return list(range(first, first + int(doc["seeds"])))
+
+
+def merge_results(docs: Sequence[Mapping[str, Any]], names: Sequence[str]) -> dict[str, Any]:
+    """One results document from runs of the same experiment and config on disjoint seeds.
+
+    The runs' per-seed values are joined in seed order and mean ± std are
+    computed again over all of them, so the merged document reads as one run
+    over every seed (e.g. seeds 0–15 and 16–31 run as two processes with
+    ``--first-seed``). ``extra`` keeps the entries on which all parts agree;
+    each part's whole ``extra``, wall time and versions are kept under
+    ``merged_from``; ``wall_time_s`` is the sum of the parts'.
+
+    Raises:
+        MergeError: fewer than two documents, different experiments or configs,
+            an interrupted run, overlapping seeds, or different metrics or x values.
+    """
+    if len(docs) < 2:
+        raise MergeError("give at least two run directories to merge")
+    first = docs[0]
+    for doc, name in zip(docs, names):
+        if doc.get("experiment") != first.get("experiment"):
+            raise MergeError(f"{name} is a run of {doc.get('experiment')!r}, {names[0]} of "
+                             f"{first.get('experiment')!r}: only runs of one experiment can be merged")
+        if doc.get("config") != first.get("config"):
+            diff = sorted(k for k in set(doc.get("config", {})) | set(first.get("config", {}))
+                          if doc.get("config", {}).get(k) != first.get("config", {}).get(k))
+            raise MergeError(f"{name} and {names[0]} differ in config keys {diff}: only runs of the same config "
+                             f"(on different seeds) can be merged")
+        if not doc.get("complete", True):
+            raise MergeError(f"{name} was interrupted; finish it first with `snnjax run --resume {name}`")
+        if set(doc["metrics"]) != set(first["metrics"]):
+            raise MergeError(f"{name} and {names[0]} have different metrics; were they made by the same snnjax?")
+    ids = [seed_ids(d) for d in docs]
+    seen: dict[int, str] = {}
+    for i, name in zip(ids, names):
+        for k in i:
+            if k in seen:
+                raise MergeError(f"seed {k} is in both {seen[k]} and {name}: merge runs of disjoint seeds "
+                                 f"(`snnjax run --seeds N --first-seed K`)")
+            seen[k] = name
+    order = sorted(range(len(docs)), key=lambda j: ids[j][0])
+    metrics = {}
+    for metric, m0 in first["metrics"].items():
+        for j in order:
+            if docs[j]["metrics"][metric].get("x") != m0.get("x"):
+                raise MergeError(f"metric {metric!r} has other x values in {names[j]} than in {names[0]}")
+        values = np.concatenate([np.asarray(docs[j]["metrics"][metric]["per_seed"], dtype=float) for j in order])
+        metrics[metric] = summarise(values, m0.get("x"), m0.get("thesis"))
+    all_ids = [k for j in order for k in ids[j]]
+    extras = [docs[j].get("extra") or {} for j in order]
+    shared = {k: v for k, v in extras[0].items() if all(k in e and e[k] == v for e in extras[1:])}
+    return {
+        "experiment": first["experiment"],
+        "seeds": len(all_ids),
+        "first_seed": all_ids[0],
+        "seed_ids": all_ids,
+        "config": first["config"],
+        "metrics": metrics,
+        "extra": shared,
+        "figures": [],
+        "versions": first.get("versions", {}),
+        "wall_time_s": round(sum(float(d.get("wall_time_s", 0.0)) for d in docs), 3),
+        "complete": True,
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "merged_from": [{"run": names[j], "seed_ids": ids[j], "wall_time_s": docs[j].get("wall_time_s"),
+                         "date": docs[j].get("date"), "versions": docs[j].get("versions"),
+                         "extra": docs[j].get("extra", {})} for j in order],
     }
 
 

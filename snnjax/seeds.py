@@ -20,15 +20,18 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 
-def seed_keys(seed: int, n_seeds: int) -> jax.Array:
-    """``n_seeds`` independent keys derived from the integer ``seed``.
+def seed_keys(seed: int, n_seeds: int, first: int = 0) -> jax.Array:
+    """The keys of seeds ``first, …, first + n_seeds − 1`` of the family ``seed``.
 
-    Seed ``i`` of a run with ``n_seeds`` seeds gets the same key as seed ``i``
-    of any larger run with the same ``seed``: results of the first seeds do
-    not depend on how many seeds run beside them.
+    Seed ``i`` is ``fold_in(PRNGKey(seed), i)`` whatever else runs beside it:
+    the first seeds of a larger run get the same keys, and a 32-seed run can
+    be split into runs of seeds 0–15 and 16–31 (``first=16``) in two processes
+    with the same results (``snnjax run --first-seed``, ``snnjax merge``).
     """
+    if first < 0:
+        raise ValueError(f"first seed must be >= 0, got {first}")
     base = jax.random.PRNGKey(seed)
-    return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(n_seeds))
+    return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(first, first + n_seeds))
 
 
 def seed_mesh(n_seeds: int, devices: list | None = None) -> Mesh | None:

@@ -69,3 +69,9 @@ def test_two_device_sharded_run_equals_unsharded():
     out = subprocess.run([sys.executable, "-c", script], env=env, cwd=root, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "OK" in out.stdout
+
+
+def test_a_seed_range_gets_the_keys_of_the_same_seeds_in_a_larger_run():
+    whole = jax.random.key_data(seed_keys(3, 6))
+    np.testing.assert_array_equal(np.asarray(jax.random.key_data(seed_keys(3, 2, first=4))), np.asarray(whole[4:6]))
+    np.testing.assert_array_equal(np.asarray(jax.random.key_data(seed_keys(3, 6, first=0))), np.asarray(whole))

@@ -26,8 +26,8 @@ def test_predict_strict_and_thesis_tie_rules():
 
 def test_per_seed_data_are_deterministic_and_disjoint():
     cfg = resolve(DEFAULTS, ("test", {"n_test": 50}))
-    a = prepare_data(cfg, 3, get_registry())
-    b = prepare_data(cfg, 3, get_registry())
+    a = prepare_data(cfg, range(3), get_registry())
+    b = prepare_data(cfg, range(3), get_registry())
     np.testing.assert_array_equal(a.train_x, b.train_x)
     np.testing.assert_array_equal(a.classes, b.classes)
     assert a.test_x.shape == (3, 50, 784)
@@ -35,7 +35,7 @@ def test_per_seed_data_are_deterministic_and_disjoint():
         assert len(set(a.classes[i].tolist())) == 3
         assert set(np.unique(a.train_seg[i])) == {0, 1, 2}
     # segment indices point at the seed's classes: the first seed's images carry the right digits
-    fixed = prepare_data(resolve(DEFAULTS, ("test", {"classes": [7, 0, 3], "n_test": 20})), 1, get_registry())
+    fixed = prepare_data(resolve(DEFAULTS, ("test", {"classes": [7, 0, 3], "n_test": 20})), range(1), get_registry())
     np.testing.assert_array_equal(fixed.classes[0], [7, 0, 3])
 
 

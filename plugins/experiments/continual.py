@@ -56,7 +56,6 @@ from snnjax.errors import ConfigError, DataError
 from snnjax.experiment import Experiment, RunContext, RunResult
 from snnjax.plasticity import chain, clip_per_weight, freeze
 from snnjax.quantiles import check_probability, quantiles_estimate, quantiles_init, quantiles_update
-from snnjax.seeds import seed_keys
 
 from .. import continual as methods
 from ..conv import networks as N
@@ -406,7 +405,7 @@ def run(ctx: RunContext) -> RunResult:
     E = cfg["task2_epochs3"]
     for i, arm in enumerate(arms):
         arm.update(index=i, done=i * E, total=len(arms) * E)
-    keys = seed_keys(cfg["seed"], ctx.n_seeds)
+    keys = ctx.seed_keys()
     times: dict[str, list] = {"layer1": [], "layer2": [], "decision": []}
     cache: dict = {}
     store = PhaseStore(ctx)

@@ -27,7 +27,6 @@ import numpy as np
 from snnjax.checkpoint import resume_or, save_chunk
 from snnjax.errors import ConfigError
 from snnjax.experiment import Experiment, RunContext, RunResult
-from snnjax.seeds import seed_keys
 
 from ..conv import pipeline as P
 
@@ -146,7 +145,7 @@ def run(ctx: RunContext) -> RunResult:
     lat0 = pipe.encode(np.concatenate([train.images, test.images]))
     times["encode"] = round(time.perf_counter() - t0, 3)
     lat0_stdp = lat0[:n_stdp]
-    keys = seed_keys(cfg["seed"], S)
+    keys = ctx.seed_keys()
     state = pipe.init(keys)
     acc = np.full((S, e3), np.nan)
     train_acc = np.full((S, e3), np.nan)

@@ -22,7 +22,7 @@ import numpy as np
 from snnjax.errors import ConfigError
 from snnjax.checkpoint import resume_or, save_chunk
 from snnjax.experiment import Experiment, RunContext, RunResult
-from snnjax.seeds import seed_keys, seed_mesh, shard_seeds
+from snnjax.seeds import seed_mesh, shard_seeds
 
 from .. import network as net
 
@@ -82,13 +82,13 @@ def run(ctx: RunContext) -> RunResult:
     if cfg["n_train"] > len(train.labels):
         raise ConfigError(f"n_train={cfg['n_train']} but dataset {cfg['dataset']!r} has {len(train.labels)} training images")
     S, N, C = ctx.n_seeds, cfg["n_train"], cfg["chunk"]
-    orders = np.stack([np.random.default_rng([cfg["seed"], i]).permutation(len(train.labels))[:N] for i in range(S)])
+    orders = np.stack([np.random.default_rng([cfg["seed"], i]).permutation(len(train.labels))[:N] for i in ctx.seed_ids])
     train_x = train.images.reshape(len(train.labels), -1)[orders]  # [S, N, 784]
     train_y = train.labels[orders]
     test_x = jnp.asarray(test.images.reshape(len(test.labels), -1))
     mesh = seed_mesh(S)
 
-    keys = seed_keys(cfg["seed"], S)
+    keys = ctx.seed_keys()
     k_init, k_run = jax.vmap(lambda k: jax.random.split(k, 2))(keys).transpose(1, 0, 2)
     state = jax.jit(jax.vmap(lambda k: net.init_network(k, netcfg, rule)))(k_init)
 

@@ -27,7 +27,7 @@ training resumes from the end-of-training state).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -37,7 +37,7 @@ import numpy as np
 from snnjax.errors import ConfigError
 from snnjax.checkpoint import resume_or, save_chunk
 from snnjax.experiment import Experiment, RunContext, RunResult
-from snnjax.seeds import seed_keys, seed_mesh, shard_seeds
+from snnjax.seeds import seed_mesh, shard_seeds
 
 from .. import network as net
 from ..rules import segment_gate
@@ -115,8 +115,11 @@ class SeedData:
     test_seg: np.ndarray  #: int32 [S, n_test]
 
 
-def prepare_data(cfg: Mapping[str, Any], n_seeds: int, registry: Any) -> SeedData:
-    """Load the dataset and cut one class subset, training pool and test set per seed."""
+def prepare_data(cfg: Mapping[str, Any], seed_ids: Sequence[int], registry: Any) -> SeedData:
+    """Load the dataset and cut one class subset, training pool and test set per seed.
+
+    Seed ``i`` (of ``seed_ids``) draws its classes and image order from ``default_rng([cfg["seed"], i])``.
+    """
     from snnjax import data
 
     kw = {"data_dir": cfg["data_dir"] or None, "registry": registry}
@@ -131,7 +134,7 @@ def prepare_data(cfg: Mapping[str, Any], n_seeds: int, registry: Any) -> SeedDat
     if cfg["n_classes"] > len(present):
         raise ConfigError(f"n_classes={cfg['n_classes']} but dataset {cfg['dataset']!r} has only {len(present)} classes")
     rows = []
-    for i in range(n_seeds):
+    for i in seed_ids:
         rng = np.random.default_rng([cfg["seed"], i])
         classes = np.array(given if given is not None else rng.choice(present, cfg["n_classes"], replace=False))
         rows.append((classes, *_split_for(classes, train, test, rng, cfg)))
@@ -233,7 +236,7 @@ def run(ctx: RunContext) -> RunResult:
     if cfg["x64"]:
         jax.config.update("jax_enable_x64", True)
     netcfg, rule = build_model(cfg, ctx.registry)
-    data = prepare_data(cfg, ctx.n_seeds, ctx.registry)
+    data = prepare_data(cfg, ctx.seed_ids, ctx.registry)
     S, R, B = ctx.n_seeds, cfg["n_rounds"], cfg["images_per_round"]
     pool = data.train_x.shape[1]
     if cfg["protocol"] == "original" and pool < B:
@@ -243,7 +246,7 @@ def run(ctx: RunContext) -> RunResult:
     v_train = jax.jit(jax.vmap(train_round))
     v_eval = jax.jit(jax.vmap(evaluate))
 
-    keys = seed_keys(cfg["seed"], S)
+    keys = ctx.seed_keys()
     init_keys, run_keys = jax.vmap(lambda k: jax.random.split(k, 2))(keys).transpose(1, 0, 2)
     state = jax.jit(jax.vmap(lambda k: net.init_network(k, netcfg, rule)))(init_keys)
     test_x = shard_seeds(jnp.asarray(data.test_x), mesh)

@@ -42,7 +42,7 @@ set starts from the post-flush state.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -53,7 +53,7 @@ from snnjax.checkpoint import resume_or, save_chunk
 from snnjax.errors import ConfigError, did_you_mean
 from snnjax.experiment import Experiment, RunContext, RunResult
 from snnjax.plasticity import chain, identity
-from snnjax.seeds import seed_keys, seed_mesh, shard_seeds
+from snnjax.seeds import seed_mesh, shard_seeds
 
 from .. import network as net
 from ..regularizers import SEMANTICS, apply_pending, check_kp, find_state, resolve_tau_prun_ms, set_kp
@@ -212,7 +212,7 @@ class SeedData:
     mean_intensity: float  #: mean pixel of the training images, in [0, 1]
 
 
-def prepare_data(cfg: Mapping[str, Any], n_seeds: int, registry: Any) -> SeedData:
+def prepare_data(cfg: Mapping[str, Any], seed_ids: Sequence[int], registry: Any) -> SeedData:
     """Load the data and draw, per seed, the training order and the four test sets."""
     from snnjax import data
 
@@ -239,7 +239,7 @@ def prepare_data(cfg: Mapping[str, Any], n_seeds: int, registry: Any) -> SeedDat
         return x, seg
 
     rows = []
-    for i in range(n_seeds):
+    for i in seed_ids:
         rng = np.random.default_rng([cfg["seed"], i])
         tx, ts = subset(train, known, rng, cfg["n_train"] or None)
         kx, ks = subset(test, known, rng, n_test)
@@ -347,7 +347,7 @@ def run(ctx: RunContext) -> RunResult:
     if cfg["x64"]:
         jax.config.update("jax_enable_x64", True)
     netcfg, rule, tau = build_model(cfg, ctx.registry)
-    data = prepare_data(cfg, ctx.n_seeds, ctx.registry)
+    data = prepare_data(cfg, ctx.seed_ids, ctx.registry)
     S, M = ctx.n_seeds, len(MODELS)
     B = M * S  # batch: [without × S, with × S]
     sets = list(cfg["test_sets"])
@@ -364,7 +364,7 @@ def run(ctx: RunContext) -> RunResult:
         x = np.asarray(x)
         return np.concatenate([x] * M, axis=0)
 
-    keys = seed_keys(cfg["seed"], S)
+    keys = ctx.seed_keys()
     init_keys, run_keys = jax.vmap(lambda k: jax.random.split(k, 2))(keys).transpose(1, 0, 2)
     init_keys = jnp.concatenate([init_keys] * M)
     run_keys = jnp.concatenate([run_keys] * M)
