@@ -125,6 +125,8 @@ def tree_mb(tree):
 
 def worker(args):
     t_start = time.perf_counter()
+    if args.cpu is not None:  # before jax starts its threads
+        os.sched_setaffinity(0, {args.cpu})
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -382,6 +384,52 @@ def snnjax_case(net, n, seeds, chunk, chunks, first100=False, repeat=False, pyth
     return run_json(cmd, env, timeout=timeout)
 
 
+def per_core_case(net, n, seeds, chunk, chunks, repeat=False, pythonpath=None, timeout=1800):
+    """The case as one process per CPU core, each pinned to its core with ``seeds / cores`` seeds.
+
+    The processes start together and run the same number of timed calls; the aggregate is the sum
+    of theirs (how a few-core CPU is best used: ``snnjax run --first-seed`` + ``snnjax merge``).
+    """
+    cores = sorted(os.sched_getaffinity(0))
+    P = len(cores)
+    env = dict(os.environ)
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath + os.pathsep + env.get("PYTHONPATH", "")
+    procs = []
+    for i, cpu in enumerate(cores):
+        cmd = [sys.executable, str(Path(__file__).resolve()), "_worker", "--net", net, "--n", str(n),
+               "--seeds", str(seeds // P), "--chunk", str(chunk), "--chunks", str(chunks), "--cpu", str(cpu),
+               "--seed", str(1000 * i)] + (["--repeat"] if repeat else [])
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
+    t0 = time.perf_counter()
+    parts = []
+    for proc in procs:
+        try:
+            out, err = proc.communicate(timeout=max(1.0, timeout - (time.perf_counter() - t0)))
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            print(f"# TIMED OUT after {timeout} s: per-core {net}:{n}:{seeds}", file=sys.stderr, flush=True)
+            return None
+        lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+        if proc.returncode != 0 or not lines:
+            print(f"# FAILED: per-core {net}:{n}:{seeds}\n{err[-3000:]}", file=sys.stderr, flush=True)
+            return None
+        parts.append(json.loads(lines[-1]))
+    agg = sum(r["images_per_sec_aggregate"] for r in parts)
+    r = dict(parts[0])
+    r.update(seeds=seeds, processes=P, images_per_sec_aggregate=round(agg, 3),
+             images_per_sec_per_seed=round(agg / seeds, 3), ips_min=min(x["ips_min"] for x in parts),
+             ips_max=max(x["ips_max"] for x in parts), compile_s=max(x["compile_s"] for x in parts),
+             peak_rss_mb=round(sum(x["peak_rss_mb"] for x in parts), 1),
+             xla_temp_mb=None if parts[0]["xla_temp_mb"] is None else sum(x["xla_temp_mb"] for x in parts),
+             mean_exc_spikes_per_image=round(sum(x["mean_exc_spikes_per_image"] for x in parts) / P, 2),
+             dropped_events=[sum(x["dropped_events"][k] for x in parts) for k in range(3)],
+             per_process_images_per_sec=[x["images_per_sec_aggregate"] for x in parts],
+             _wall_s=round(time.perf_counter() - t0, 2))
+    return r
+
+
 def conv_case(seeds, images, network="mozafari", pythonpath=None, timeout=1800):
     cmd = [sys.executable, str(Path(__file__).resolve()), "_conv", "--seeds", str(seeds), "--images", str(images),
            "--network", network]
@@ -453,6 +501,13 @@ def case_list(args):
     return out
 
 
+ENGINE_TOOLS = ("snnjax", "snnjax-per-core")  # the same engine, as one process or one pinned process per core
+
+
+def seeds_label(r):
+    return f"{r['seeds']}" + (f", {r['processes']} proc" if r.get("processes") else "")
+
+
 def fmt(x, nd=1):
     if x is None:
         return "—"
@@ -495,6 +550,7 @@ def print_tables(results, refs, convs, meta):
             print(f"{'':<16}{'(process peak RSS MB)':<28}{'':>7}{c['seeds']:>6}{fmt(c['peak_rss_mb'], 0):>11}")
     # ratios
     mine = [r for r in results if r["tool"] == "snnjax" and r["net"] == "dc15" and not r.get("repeat_rule")]
+    engine = [r for r in results if r["tool"] in ENGINE_TOOLS and r["net"] == "dc15" and not r.get("repeat_rule")]
 
     def single_seed(n):
         """Mean per-seed rate and first-100 time of the single-seed runs at N (before and after the references)."""
@@ -512,14 +568,14 @@ def print_tables(results, refs, convs, meta):
               f"{'snnjax best aggregate':>24}{'ratio':>8}")
         for r in refs:
             ips1, _, k = single_seed(r["n_exc"])
-            best = max((s for s in mine if s["n_exc"] == r["n_exc"]), key=lambda s: s["images_per_sec_aggregate"],
+            best = max((s for s in engine if s["n_exc"] == r["n_exc"]), key=lambda s: s["images_per_sec_aggregate"],
                        default=None)
             if ips1 is None and best is None:
                 continue
             ref = r["images_per_sec"]
             s1 = "—" if ips1 is None else f"{ips1:.1f}"
             q1 = "—" if ips1 is None else f"{ips1 / ref:.2f}×"
-            sb = "—" if best is None else f"{best['images_per_sec_aggregate']:.1f} ({best['seeds']} seeds)"
+            sb = "—" if best is None else f"{best['images_per_sec_aggregate']:.1f} ({seeds_label(best)})"
             qb = "—" if best is None else f"{best['images_per_sec_aggregate'] / ref:.2f}×"
             print(f"{r['tool']:<23}{r['n_exc']:>5}{ref:>10.2f}{s1:>14}{q1:>8}{sb:>24}{qb:>8}")
         for r in refs:
@@ -533,13 +589,13 @@ def print_tables(results, refs, convs, meta):
     # seeds: aggregate against single seed
     lines = []
     for net, n in sorted({(r["net"], r["n_exc"]) for r in results if r["tool"] == "snnjax"}):
-        same = sorted((r for r in results if r["tool"] == "snnjax" and r["net"] == net and r["n_exc"] == n),
-                      key=lambda r: r["seeds"])
-        single = next((r for r in same if r["seeds"] == 1), None)
+        same = sorted((r for r in results if r["tool"] in ENGINE_TOOLS and r["net"] == net and r["n_exc"] == n),
+                      key=lambda r: (r["seeds"], r.get("processes", 1)))
+        single = next((r for r in same if r["seeds"] == 1 and r["tool"] == "snnjax"), None)
         same = [r for r in same if not r.get("run")]
         if single is None or len(same) < 2:
             continue
-        parts = [f"{r['seeds']}: {r['images_per_sec_aggregate'] / single['images_per_sec_aggregate']:.2f}×"
+        parts = [f"{seeds_label(r)}: {r['images_per_sec_aggregate'] / single['images_per_sec_aggregate']:.2f}×"
                  for r in same if r["seeds"] > 1]
         lines.append(f"{net} N={n}: aggregate / single seed — " + ", ".join(parts))
     if lines:
@@ -553,6 +609,7 @@ def markdown_tables(results, refs, convs, meta):
     """The tables of :func:`print_tables` as Markdown (for docs/performance.md)."""
     out = []
     mine = [r for r in results if r["tool"] == "snnjax" and r["net"] == "dc15" and not r.get("repeat_rule")]
+    engine = [r for r in results if r["tool"] in ENGINE_TOOLS and r["net"] == "dc15" and not r.get("repeat_rule")]
 
     def single(n):
         rr = [r for r in mine if r["n_exc"] == n and r["seeds"] == 1]
@@ -565,11 +622,11 @@ def markdown_tables(results, refs, convs, meta):
                 "| snnjax best aggregate img/s (seeds) | snnjax / ref, aggregate |", "|---|---|---|---|---|---|---|"]
         for r in refs:
             m, runs, _, _ = single(r["n_exc"])
-            best = max((x for x in mine if x["n_exc"] == r["n_exc"]), key=lambda x: x["images_per_sec_aggregate"], default=None)
+            best = max((x for x in engine if x["n_exc"] == r["n_exc"]), key=lambda x: x["images_per_sec_aggregate"], default=None)
             ref = r["images_per_sec"]
             out.append(f"| {r['tool']} | {r['n_exc']} | {ref:.2f} | "
                        + ("— | — | " if m is None else f"{m:.1f} ({', '.join(f'{v:.1f}' for v in runs)}) | **{m / ref:.2f}×** | ")
-                       + ("— | — |" if best is None else f"{best['images_per_sec_aggregate']:.1f} ({best['seeds']}) | "
+                       + ("— | — |" if best is None else f"{best['images_per_sec_aggregate']:.1f} ({seeds_label(best)}) | "
                                                          f"**{best['images_per_sec_aggregate'] / ref:.2f}×** |"))
         rows = []
         for r in refs:
@@ -587,13 +644,14 @@ def markdown_tables(results, refs, convs, meta):
         for r in results:
             if r.get("run"):
                 continue
+            base = "snnjax" if r["tool"] in ENGINE_TOOLS else r["tool"]
             one = next((x for x in results if x["net"] == r["net"] and x["n_exc"] == r["n_exc"] and x["seeds"] == 1
-                        and x["tool"] == r["tool"] and not x.get("run")), None)
+                        and x["tool"] == base and not x.get("run")), None)
             gain = "" if one is None or r["seeds"] == 1 else f"{r['images_per_sec_aggregate'] / one['images_per_sec_aggregate']:.2f}×"
             name = ("DC15" if r["net"] == "dc15" else "thesis") + (" (repeat rule)" if r.get("repeat_rule") else "")
             if r["tool"] != "snnjax":
                 name += f" [{r['tool']}]"
-            out.append(f"| {name} | {r['n_exc']} | {r['seeds']} | {r['images_per_sec_per_seed']:.2f} "
+            out.append(f"| {name} | {r['n_exc']} | {seeds_label(r)} | {r['images_per_sec_per_seed']:.2f} "
                        f"({r['ips_min']:.2f}–{r['ips_max']:.2f}) | {r['images_per_sec_aggregate']:.1f} | {gain} | "
                        f"{r['compile_s']:.1f} | {r['peak_rss_mb']:.0f} | {r['state_mb_per_seed']:.2f} | "
                        f"{fmt(r.get('xla_temp_mb'), 1)} | {r['mean_exc_spikes_per_image']:.1f} |")
@@ -660,6 +718,11 @@ def plot(results, refs, path, meta):
                 label=label + " aggregate")
         a2.plot([r["seeds"] for r in same], [r["images_per_sec_per_seed"] for r in same], ".:", color=c,
                 label=label + " per seed")
+        cores = sorted((r for r in results if r["tool"] == "snnjax-per-core" and r["net"] == net and r["n_exc"] == n
+                        and not r.get("repeat_rule")), key=lambda r: r["seeds"])
+        if cores:
+            a2.plot([r["seeds"] for r in cores], [r["images_per_sec_aggregate"] for r in cores], "*--", color=c, ms=9,
+                    label=label + f" aggregate, {cores[0]['processes']} pinned processes")
     _log_axes(a2, "seeds (vmap)", "vmapped seeds", xbase=2)
     fig.suptitle(f"snnjax {meta.get('commit', '')} on {meta.get('machine', '')} ({meta.get('date', '')})", fontsize=9)
     fig.tight_layout()
@@ -681,6 +744,7 @@ def main():
     w.add_argument("--seed", type=int, default=0)
     w.add_argument("--first100", action="store_true")
     w.add_argument("--repeat", action="store_true")
+    w.add_argument("--cpu", type=int, default=None)
     c = sub.add_parser("_conv", help="(internal) the conv network, per layer")
     c.add_argument("--seeds", type=int, default=1)
     c.add_argument("--images", type=int, default=32)
@@ -692,6 +756,9 @@ def main():
                          "unless asked for")
     ap.add_argument("--cases", default=None, help="comma list net:N:seeds instead of the default cases, e.g. dc15:100:1,thesis:30:32")
     ap.add_argument("--repeat", action="store_true", help="DC15 with the D&C repeat rule (the references have none)")
+    ap.add_argument("--per-core", action="store_true",
+                    help="also run every case whose seeds divide by the CPU count as one pinned process per core "
+                         "(seeds split evenly), right after it runs as one process")
     ap.add_argument("--first100", action=argparse.BooleanOptionalAction, default=None,
                     help="time to 100 trained images for single-seed DC15 N ≤ 400 (default: on, off with --tiny)")
     ap.add_argument("--numpy", "--with-numpy", dest="numpy", action=argparse.BooleanOptionalAction, default=None,
@@ -781,6 +848,15 @@ def main():
                 r["load_after"] = round(os.getloadavg()[0], 1)
                 if when:
                     r["run"] = when
+                results.append(r)
+                print(json.dumps(r), flush=True)
+        P = len(os.sched_getaffinity(0))
+        if args.per_core and P > 1 and s >= P and s % P == 0:
+            r = per_core_case(net, n, s, chunk, chunks, repeat=args.repeat, pythonpath=engine_path,
+                              timeout=args.case_timeout)
+            if r is not None:
+                r["tool"] = "snnjax-per-core"
+                r["load_after"] = round(os.getloadavg()[0], 1)
                 results.append(r)
                 print(json.dumps(r), flush=True)
 

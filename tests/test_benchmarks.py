@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ROOT / "benchmarks" / "run.py"
@@ -28,7 +31,8 @@ def _snn(n, seeds, ips, first100=None, run=None):
 def test_tables_ratios_and_plot_from_json(tmp_path):
     blob = dict(
         meta=dict(backend="cpu", commit="abc1234", machine="test", date="today"),
-        results=[_snn(100, 1, 50.0, first100=20.0), _snn(100, 8, 10.0), _snn(100, 1, 30.0, first100=30.0, run="after references")],
+        results=[_snn(100, 1, 50.0, first100=20.0), _snn(100, 8, 10.0), _snn(100, 1, 30.0, first100=30.0, run="after references"),
+                 dict(_snn(100, 8, 15.0), tool="snnjax-per-core", processes=2)],
         references=[dict(tool="brian2-cpp_standalone", n_exc=100, images_per_sec=20.0, setup_s=60.0, first100_s=100.0,
                          codegen_compile_s=55.0, peak_rss_mb=150.0, mean_exc_spikes_per_image=18.0, images=99)],
         conv=[],
@@ -40,13 +44,15 @@ def test_tables_ratios_and_plot_from_json(tmp_path):
     assert p.returncode == 0, p.stderr
     line = next(ln for ln in p.stdout.splitlines() if ln.startswith("brian2-cpp_standalone") and "×" in ln)
     # single seed: mean of the runs before and after the references, (50 + 30) / 2 = 40 → 2.00×;
-    # best aggregate: 8 seeds × 10 = 80 → 4.00×
-    assert "40.0" in line and "2.00×" in line and "80.0 (8 seeds)" in line and "4.00×" in line, line
+    # best aggregate: 8 seeds in 2 pinned processes, 8 × 15 = 120 → 6.00× (one process: 8 × 10 = 80)
+    assert "40.0" in line and "2.00×" in line and "120.0 (8, 2 proc)" in line and "6.00×" in line, line
     assert "snnjax 25.0 s" in p.stdout and "0.25 of its time" in p.stdout
-    assert "8: 1.60×" in p.stdout  # aggregate over 8 seeds against the (first) single-seed run
+    # aggregate over 8 seeds against the (first) single-seed run, as one process and per core
+    assert "8: 1.60×" in p.stdout and "8, 2 proc: 2.40×" in p.stdout
     assert png.is_file() and png.stat().st_size > 10_000
     table = md.read_text()
-    assert "| brian2-cpp_standalone | 100 | 20.00 | 40.0 (50.0, 30.0) | **2.00×** | 80.0 (8) | **4.00×** |" in table, table
+    assert "| brian2-cpp_standalone | 100 | 20.00 | 40.0 (50.0, 30.0) | **2.00×** | 120.0 (8, 2 proc) | **6.00×** |" in table, table
+    assert "| DC15 [snnjax-per-core] | 100 | 8, 2 proc | 15.00 (15.00–15.00) | 120.0 | 2.40× |" in table, table
     assert "| 100 | 25.0 (20.0, 30.0) | 100.0 (55.0) | **0.25** |" in table, table
 
 
@@ -62,7 +68,7 @@ def test_bad_cases_is_a_clear_error():
 
 
 def test_worker_runs_the_engine():
-    p = _run("_worker", "--net", "dc15", "--n", "10", "--seeds", "2", "--chunk", "1", "--chunks", "1")
+    p = _run("_worker", "--net", "dc15", "--n", "10", "--seeds", "2", "--chunk", "1", "--chunks", "1", "--cpu", "0")
     assert p.returncode == 0, p.stderr[-3000:]
     r = json.loads([ln for ln in p.stdout.splitlines() if ln.startswith("{")][-1])
     assert r["seeds"] == 2 and r["n_exc"] == 10
@@ -70,3 +76,20 @@ def test_worker_runs_the_engine():
     assert r["dropped_events"] == [0, 0, 0] and r["presentations_per_image"] == 1.0
     # weights 784 × 10 float32 dominate the state: at least 31 kB per seed
     assert r["state_mb_per_seed"] >= 784 * 10 * 4 / 2**20
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs at least 2 CPU cores")
+def test_per_core_runs_one_pinned_process_per_core(tmp_path):
+    out = tmp_path / "r.json"
+    p = _run("--cases", "dc15:10:2", "--per-core", "--chunk", "1", "--chunks", "1", "--no-conv", "--no-numpy",
+             "--no-brian2", "--no-bindsnet", "--no-first100", "--json", str(out))
+    assert p.returncode == 0, p.stderr[-3000:]
+    rows = json.loads(out.read_text())["results"]
+    per_core = [r for r in rows if r["tool"] == "snnjax-per-core"]
+    cores = len(os.sched_getaffinity(0))
+    if 2 % cores:
+        assert not per_core
+        return
+    (r,) = per_core
+    assert r["seeds"] == 2 and r["processes"] == cores == len(r["per_process_images_per_sec"])
+    assert abs(r["images_per_sec_aggregate"] - sum(r["per_process_images_per_sec"])) < 0.01
