@@ -27,9 +27,10 @@ unlikely at the configured rates (``docs/performance.md``).
 Two plasticity paths (``NetworkConfig.plasticity``):
 
 * deferred (``"auto"`` picks it for the built-in hard-bounded trace rules:
-  ``stdp``, ``all_ltd``, merged ``segment_supervised``, ``stdp_dc15``): on_post
-  updates are summed per neuron and applied to a weight row only when its input
-  spikes (before transmission reads it) and at the end of short blocks
+  ``stdp``, ``all_ltd``, merged ``segment_supervised``, ``stdp_dc15``, each also
+  chained with a lazy ``use_it_or_lose_it``): on_post updates are summed per neuron
+  and applied to a weight row only when its input spikes (before transmission
+  reads it; the lazy decay is applied there too) and at the end of short blocks
   (``lazy_block_ms``); identical to the per-step rule up to float rounding
   (see :class:`~snnjax_plugins.rules.LazyTrace`);
 * general (``"reference"``, or any other rule): the rule's ``prepare`` and
@@ -59,6 +60,7 @@ from snnjax.plasticity import Activity, LearningRule
 from .encoders import FAR, InputTable, PoissonEncoder, check_image, raster_table, sample_table
 from .neurons import DC15_EXC, DC15_INH, THESIS_EXC, THESIS_INH, CondLIFState, ConductanceLIF
 from .rules import LazyTrace, complete_event_lists, decay_factor, lazy_form
+from .regularizers import lazy_factor
 
 RECORDABLE = ("exc_v", "exc_ge", "exc_gi", "exc_vt", "exc_theta", "inh_v", "inh_ge", "exc_spikes", "inh_spikes")
 
@@ -467,6 +469,8 @@ class _Block(NamedTuple):
     ``j`` of ``x_j·e^{−u·dt/τ}``; ``Ph[u]``: ``P`` at the start of block step ``u``;
     ``post``: the rule's postsynaptic traces (eager, per neuron). Arrays over inputs
     have one spare entry (index ``n_input``) that absorbs the padded list entries.
+    With a chained lazy use-it-or-lose-it decay: ``ts[i]``, the time (ms) of input
+    ``i``'s last spike, and ``kp``, the decay strength; otherwise both ``None``.
     """
 
     c: jnp.ndarray
@@ -474,6 +478,8 @@ class _Block(NamedTuple):
     P: jnp.ndarray
     Ph: jnp.ndarray
     post: tuple
+    ts: jnp.ndarray | None = None
+    kp: jnp.ndarray | None = None
 
 
 def _step_lazy(cfg: NetworkConfig, lz: LazyTrace, rates, consts, st: NetworkState, b: _Block, u, in_idx, record=()):
@@ -486,7 +492,7 @@ def _step_lazy(cfg: NetworkConfig, lz: LazyTrace, rates, consts, st: NetworkStat
     Ph = lax.dynamic_update_index_in_dim(b.Ph, b.P, u, 0)
     exc, inh, se, si = _integrate_and_threshold(cfg, st)
     post = lz.decay_post(b.post, cfg.dt_ms)
-    w, c, ul = st.w, b.c, b.ul
+    w, c, ul, ts = st.w, b.c, b.ul, b.ts
     k = in_idx.shape[0]
     if k > 0:
         # flush the rows of this step's spiking inputs (their pending on_post sums), then
@@ -494,14 +500,20 @@ def _step_lazy(cfg: NetworkConfig, lz: LazyTrace, rates, consts, st: NetworkStat
         # The first k_in_chunk entries are processed every step, the rest of the list only when
         # it holds a spike (in any seed under vmap), so the padding costs nothing.
         on_pre = lz.pre_row_delta(post, lr_pre)[None, :]
+        t_ms = st.step.astype(fdt) * cfg.dt_ms  # the step's start time, as the general path's Activity.t_ms
 
         def chunk(ops, idx):
-            w, c, ul, drive = ops
+            w, c, ul, ts, drive = ops
             rows = w.at[idx].get(mode="promise_in_bounds")
             cc = c.at[idx].get(mode="promise_in_bounds")
             ph = Ph.at[ul.at[idx].get(mode="promise_in_bounds")].get(mode="promise_in_bounds")
             pend = lr_post[None, :] * cc[:, None] * (b.P[None, :] - ph)
             rows = jnp.where(pend != 0, jnp.clip(rows + pend, lo, hi), rows)
+            if ts is not None:  # use-it-or-lose-it (lazy): the row's pending decay, before transmission
+                f = lazy_factor(t_ms, ts.at[idx].get(mode="promise_in_bounds"), b.kp,
+                                jnp.asarray(lz.decay_tau_ms, fdt))
+                rows = rows * f[:, None]
+                ts = ts.at[idx].set(t_ms, mode="promise_in_bounds")
             valid = idx < cfg.n_input
             # a sequential sum in list order (elementwise adds that XLA fuses; a reduce op here is
             # dispatched to a library kernel whose threading costs more than the sum itself)
@@ -512,14 +524,14 @@ def _step_lazy(cfg: NetworkConfig, lz: LazyTrace, rates, consts, st: NetworkStat
             w = w.at[idx].set(rows, mode="promise_in_bounds")
             c = c.at[idx].set(lz.pre_value(cc * eneg_u) * epos_u, mode="promise_in_bounds")
             ul = ul.at[idx].set(u, mode="promise_in_bounds")
-            return w, c, ul, drive
+            return w, c, ul, ts, drive
 
         kc = _in_chunk(cfg, k)
-        ops = chunk((w, c, ul, jnp.zeros_like(exc.ge)), in_idx[:kc])
+        ops = chunk((w, c, ul, ts, jnp.zeros_like(exc.ge)), in_idx[:kc])
         if kc < k:  # the rest of the list in one branch (one synchronisation point per step)
             rest = in_idx[kc:]
             ops = lax.cond(batch_any(jnp.any(rest < cfg.n_input)), chunk, lambda o, _: o, ops, rest)
-        w, c, ul, drive = ops
+        w, c, ul, ts, drive = ops
         exc = exc._replace(ge=exc.ge + drive)
     exc, inh, buf2, buf3, inh_drop = _delayed_synapses(cfg, st, exc, inh, se, si)
     # deferred on_post: accumulate, then this step's post spikes update the traces
@@ -527,7 +539,7 @@ def _step_lazy(cfg: NetworkConfig, lz: LazyTrace, rates, consts, st: NetworkStat
     post = lz.post_spike(post, se)
     exc, inh = _reset_and_record(cfg, exc, inh, se, si, rec, record)
     new = st._replace(w=w, exc=exc, inh=inh, buf2=buf2, buf3=buf3, step=st.step + 1)
-    return new, _Block(c, ul, P, Ph, post), se, si, jnp.stack([jnp.zeros((), jnp.int32), inh_drop]), rec
+    return new, _Block(c, ul, P, Ph, post, ts, b.kp), se, si, jnp.stack([jnp.zeros((), jnp.int32), inh_drop]), rec
 
 
 def _in_chunk(cfg: NetworkConfig, k: int) -> int:
@@ -551,6 +563,7 @@ def _phase_lazy(cfg, lz, rates, carry, table, n_steps, record):
         fdt = st.w.dtype
         n_in = cfg.n_input
         apre, post = lz.split(st.rule_state)
+        reg = lz.decay_state(st.rule_state)
         d1 = decay_factor(dt, tau, fdt)
         b = _Block(
             c=jnp.concatenate([apre * d1, jnp.zeros((1,), fdt)]),
@@ -558,6 +571,8 @@ def _phase_lazy(cfg, lz, rates, carry, table, n_steps, record):
             P=jnp.zeros((cfg.n_exc,), fdt),
             Ph=jnp.zeros((R, cfg.n_exc), fdt),
             post=post,
+            ts=None if reg is None else jnp.concatenate([reg.t_s, jnp.zeros((1,), reg.t_s.dtype)]),
+            kp=None if reg is None else jnp.asarray(reg.k_p, fdt),
         )
         us = jnp.arange(L, dtype=jnp.int32)
         eneg = jnp.asarray(np.exp(-np.arange(L) * dt / tau), fdt)
@@ -580,7 +595,8 @@ def _phase_lazy(cfg, lz, rates, carry, table, n_steps, record):
         pend = rates[1][None, :] * b.c[:, None] * (b.P[None, :] - b.Ph.at[b.ul].get(mode="promise_in_bounds"))
         w = jnp.where(pend != 0, jnp.clip(st.w + pend, lo, hi), st.w)
         apre = b.c[:n_in] * eneg[L - 1]
-        st = st._replace(w=w, rule_state=lz.join(apre, b.post))
+        reg = None if reg is None else reg._replace(t_s=b.ts[:n_in])
+        st = st._replace(w=w, rule_state=lz.join(apre, b.post, reg))
         return (st, ce, ci, drop), rec
 
     q, r = divmod(n_steps, R)
@@ -655,7 +671,8 @@ def _use_lazy(cfg: NetworkConfig, rule: LearningRule) -> LazyTrace | None:
     lz = lazy_form(rule)
     if lz is None and cfg.plasticity == "lazy":
         raise ConfigError("plasticity='lazy' needs a built-in hard-bounded trace rule (stdp, all-ltd, segment-supervised "
-                          "with trace rules, stdp-dc15) without prepare hooks; use plasticity='auto' or 'reference'")
+                          "with trace rules, stdp-dc15) without prepare hooks, alone or chained with a lazy "
+                          "use-it-or-lose-it; use plasticity='auto' or 'reference'")
     return lz
 
 

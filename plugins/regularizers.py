@@ -55,6 +55,7 @@ Two semantics (``semantics=``):
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, NamedTuple
 
 import jax
@@ -111,9 +112,26 @@ def resolve_tau_prun_ms(tau_prun_ms: float | None, n_classes: int = 3, image_ms:
     return float(tau_prun_ms)
 
 
-def _lazy_factor(t, t_s, k_p, tau):
+def lazy_factor(t, t_s, k_p, tau):
+    """``exp(−k_p·((t − t_s)/τ)²)``: the lazy decay a row gets at a presynaptic spike at ``t`` (ms)."""
     x = (t - t_s) / tau
     return jnp.exp(-k_p * x * x)
+
+
+_LAZY_DECAY: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def lazy_decay_tau(rule: LearningRule) -> float | None:
+    """τ_prun (ms) if ``rule`` is a :func:`use_it_or_lose_it` with the lazy semantics, else ``None``.
+
+    The network's fast path runs ``chain(trace rule, use_it_or_lose_it(semantics="lazy"))``
+    itself: the decay of a row is applied where the fast path flushes it, just before the
+    input's spike is transmitted (:class:`~snnjax_plugins.rules.LazyTrace`).
+    """
+    try:
+        return _LAZY_DECAY.get(rule.update)
+    except TypeError:
+        return None
 
 
 def use_it_or_lose_it(
@@ -155,12 +173,12 @@ def use_it_or_lose_it(
             tau_ = jnp.asarray(tau, dtype)
             pre = jnp.asarray(act.pre, bool)
             if act.pre_idx is None:
-                f = _lazy_factor(t, s.t_s, k_p_, tau_)
+                f = lazy_factor(t, s.t_s, k_p_, tau_)
                 return jnp.where(pre[:, None], w * f[:, None], w)
 
             def decay_rows(idx, w_):
                 ts = s.t_s.at[idx].get(mode="fill", fill_value=0)
-                f = _lazy_factor(t, ts, k_p_, tau_)
+                f = lazy_factor(t, ts, k_p_, tau_)
                 rows = w_.at[idx].get(mode="fill", fill_value=0)
                 return w_.at[idx].set(rows * f[:, None], mode="drop")
 
@@ -169,6 +187,7 @@ def use_it_or_lose_it(
         def update(w, s: UseItOrLoseItState, act: Activity):
             return w, _stamp(s, act, w.dtype)
 
+        _LAZY_DECAY[update] = tau
         return LearningRule(init, update, prepare)
 
     def update_continuous(w, s: UseItOrLoseItState, act: Activity):
@@ -230,7 +249,7 @@ def apply_pending(w, state: UseItOrLoseItState, t_ms, tau_prun_ms: float, k_p=No
     dtype = w.dtype
     t = jnp.asarray(t_ms, dtype)
     k = jnp.asarray(state.k_p if k_p is None else k_p, dtype)
-    f = _lazy_factor(t, state.t_s, k, jnp.asarray(tau_prun_ms, dtype))
+    f = lazy_factor(t, state.t_s, k, jnp.asarray(tau_prun_ms, dtype))
     return w * f[:, None], state._replace(t_s=jnp.full_like(state.t_s, t))
 
 
@@ -246,6 +265,8 @@ __all__ = [
     "check_kp",
     "default_tau_prun_ms",
     "find_state",
+    "lazy_decay_tau",
+    "lazy_factor",
     "resolve_tau_prun_ms",
     "set_kp",
     "use_it_or_lose_it",

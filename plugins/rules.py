@@ -36,7 +36,7 @@ from jax import lax
 
 from snnjax.errors import ConfigError
 from snnjax.hookspecs import hookimpl
-from snnjax.plasticity import Activity, LearningRule, _identity_prepare
+from snnjax.plasticity import Activity, LearningRule, _identity_prepare, chain_parts
 
 # ----------------------------------------------------------------------------------------------
 # helpers
@@ -481,17 +481,25 @@ class LazyTrace:
     trace: TraceSTDPParams | None = None
     lr_fn: Callable | None = None
     dc15: tuple | None = None  # (tau_post1_ms, tau_post2_ms, nu_pre, nu_post)
+    #: τ_prun (ms) of a chained lazy use-it-or-lose-it decay (the rule is ``chain(trace rule, decay)``
+    #: and its state ``(trace state, UseItOrLoseItState)``), else ``None``
+    decay_tau_ms: float | None = None
 
     def split(self, state):
         """Rule state → (presynaptic trace ``[n_pre]``, postsynaptic traces tuple)."""
+        if self.decay_tau_ms is not None:
+            state = state[0]
         if self.kind == "trace":
             return state.apre, (state.apost,)
         return state.pre, (state.post1, state.post2)
 
-    def join(self, apre, post):
-        if self.kind == "trace":
-            return TraceState(apre, post[0])
-        return DC15State(apre, post[0], post[1])
+    def decay_state(self, state):
+        """The chained decay's :class:`~snnjax_plugins.regularizers.UseItOrLoseItState`, or ``None``."""
+        return state[1] if self.decay_tau_ms is not None else None
+
+    def join(self, apre, post, decay_state=None):
+        base = TraceState(apre, post[0]) if self.kind == "trace" else DC15State(apre, post[0], post[1])
+        return (base, decay_state) if self.decay_tau_ms is not None else base
 
     def rates(self, gain, gate, n_post: int, dtype):
         """Per-neuron factors ``(on_pre, on_post)`` for one presentation (gain and gate are constant in it)."""
@@ -540,10 +548,25 @@ class LazyTrace:
 def lazy_form(rule) -> LazyTrace | None:
     """The :class:`LazyTrace` description of ``rule`` if it supports deferred on_post updates, else ``None``.
 
-    Only the built-in hard-bounded trace rules qualify, and only unchanged (a
-    ``prepare`` hook or a :func:`~snnjax.plasticity.chain` runs the general path).
+    The built-in hard-bounded trace rules qualify unchanged, and so does
+    ``chain(such a rule, use_it_or_lose_it(semantics="lazy"))`` (its decay is
+    applied to a row where the row is flushed, before the input's spike is
+    transmitted, as the rule's ``prepare`` does). Any other ``prepare`` hook or
+    :func:`~snnjax.plasticity.chain` runs the general path.
     """
-    if not isinstance(rule, LearningRule) or rule.prepare is not _identity_prepare:
+    if not isinstance(rule, LearningRule):
+        return None
+    parts = chain_parts(rule)
+    if parts is not None:
+        from .regularizers import lazy_decay_tau
+
+        if len(parts) != 2:
+            return None
+        base, tau = lazy_form(parts[0]), lazy_decay_tau(parts[1])
+        if base is None or tau is None or base.decay_tau_ms is not None:
+            return None
+        return dataclasses.replace(base, decay_tau_ms=tau)
+    if rule.prepare is not _identity_prepare:
         return None
     try:
         return _LAZY.get(rule.update)

@@ -24,6 +24,7 @@ weights at the start of the step).
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -85,7 +86,8 @@ def chain(*rules: LearningRule) -> LearningRule:
     The state is the tuple of the children's states. ``prepare`` runs the
     children's ``prepare`` in order; ``update`` threads the weights through
     each child's ``update``, with ``activity.w_before`` set to the weights at
-    the start of the step.
+    the start of the step. :func:`chain_parts` gives back the children (an
+    engine may run a composition it recognises by a faster, equivalent path).
     """
     if not rules:
         return identity()
@@ -106,7 +108,19 @@ def chain(*rules: LearningRule) -> LearningRule:
             new_state.append(s)
         return weights, tuple(new_state)
 
+    _CHAIN_PARTS[update] = tuple(rules)
     return LearningRule(init, update, prepare)
+
+
+_CHAIN_PARTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def chain_parts(rule: LearningRule) -> tuple[LearningRule, ...] | None:
+    """The rules a :func:`chain` was made of, in order, or ``None`` if ``rule`` is not a chain."""
+    try:
+        return _CHAIN_PARTS.get(rule.update)
+    except TypeError:
+        return None
 
 
 def clip(low: float, high: float) -> LearningRule:

@@ -75,11 +75,51 @@ def test_lazy_equals_reference_dc15():
     _assert_same(a, b, atol=2e-6)
 
 
+@pytest.mark.parametrize("k_p", [1.0, 0.0])
+def test_lazy_equals_reference_with_use_it_or_lose_it(k_p):
+    """The lazy decay of use-it-or-lose-it, chained to the thesis rule, runs on the deferred path exactly."""
+    from snnjax_plugins.regularizers import set_kp, use_it_or_lose_it
+
+    rule = chain(segment_supervised(n_classes=3), use_it_or_lose_it(tau_prun_ms=30.0))
+    assert lazy_form(rule) is not None and lazy_form(rule).decay_tau_ms == 30.0
+    gate = segment_gate(2, 30, 3)
+    w = jax.random.choice(jax.random.key(5), jnp.asarray([0.0, 0.0002, 0.025, 0.0498, 0.05]), (784, 30))
+    out = []
+    for mode in ("lazy", "reference"):
+        c = dataclasses.replace(THESIS, plasticity=mode)
+        st = init_network(jax.random.key(1), c, rule)
+        st = st._replace(w=w, rule_state=set_kp(st.rule_state, k_p))
+        f = jax.jit(lambda s, r: present_raster(s, r, c, rule, gate=gate, record=REC))
+        sp = []
+        raster = _raster(THESIS, 3, 0.03)
+        for i in range(3):
+            st, o = f(st, raster if i != 1 else raster[::-1])
+            sp.append((np.asarray(o.monitors["exc_spikes"]), np.asarray(o.monitors["inh_spikes"])))
+        out.append((st, sp))
+    _assert_same(out[0], out[1], atol=5e-7)  # three images of float rounding in the deferred sums (weights ≤ 0.05)
+    t_s = np.asarray(out[0][0].rule_state[1].t_s)
+    assert (t_s > 0).sum() > 100  # the clock of every input that spiked moved
+    if k_p:  # the decay did something: weights differ from the same run without it
+        c = dataclasses.replace(THESIS, plasticity="lazy")
+        st = init_network(jax.random.key(1), c, rule)
+        st = st._replace(w=w, rule_state=set_kp(st.rule_state, 0.0))
+        f = jax.jit(lambda s, r: present_raster(s, r, c, rule, gate=gate))
+        raster = _raster(THESIS, 3, 0.03)
+        for i in range(3):
+            st, _ = f(st, raster if i != 1 else raster[::-1])
+        assert np.abs(np.asarray(st.w) - np.asarray(out[0][0].w)).max() > 1e-4
+
+
 def test_lazy_form_detection():
     assert lazy_form(stdp()) is not None and lazy_form(stdp_dc15()) is not None
     assert lazy_form(segment_supervised(n_classes=3)) is not None
     assert lazy_form(stdp(bounds="soft")) is None  # soft bounds: increments do not commute with clipping
     assert lazy_form(chain(stdp(), clip(0.0, 0.04))) is None
+    from snnjax_plugins.regularizers import use_it_or_lose_it
+
+    assert lazy_form(chain(stdp(), use_it_or_lose_it(semantics="continuous"))) is None  # dense per-step decay
+    assert lazy_form(chain(stdp(), use_it_or_lose_it(), clip(0.0, 0.04))) is None
+    assert lazy_form(chain(use_it_or_lose_it(), stdp())) is None  # the decay must follow the rule
     assert lazy_form(segment_supervised(n_classes=3, target=stdp(), others=all_ltd())) is None
     with pytest.raises(ConfigError):
         st = init_network(jax.random.key(0), dataclasses.replace(THESIS, plasticity="lazy"), chain(stdp()))
