@@ -93,3 +93,15 @@ def test_per_core_runs_one_pinned_process_per_core(tmp_path):
     (r,) = per_core
     assert r["seeds"] == 2 and r["processes"] == cores == len(r["per_process_images_per_sec"])
     assert abs(r["images_per_sec_aggregate"] - sum(r["per_process_images_per_sec"])) < 0.01
+
+
+def test_fast_path_ab_prints_the_ratio():
+    p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fast_path_ab.py"), "--rules", "dc15", "--seeds", "1",
+                        "--images", "1", "--repeats", "1"], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert p.returncode == 0, p.stderr[-3000:]
+    line = next(ln for ln in p.stdout.splitlines() if ln.startswith("dc15"))
+    fast, slow, ratio = line.split()[1:]
+    assert float(fast) > 0 and float(slow) > 0 and ratio.endswith("×")
+    bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fast_path_ab.py"), "--rules", "dc16"],
+                         capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert bad.returncode != 0 and "dc16" in bad.stderr
