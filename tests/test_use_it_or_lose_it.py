@@ -98,3 +98,25 @@ def test_tiny_end_to_end(tmp_path):
     gone = np.all(w["with_"][:, dark, :] < 1e-6, axis=-1)
     assert gone.mean() > 0.85
     assert np.all(w["without"][:, dark, :].mean(axis=-1) > 0.01)
+
+
+def test_parallel_test_presentations_in_batches_equal_all_at_once(monkeypatch):
+    """``test_mode = "parallel"`` presents the images TEST_BATCH at a time: the counts do not depend on it."""
+    import jax
+    import jax.numpy as jnp
+
+    from snnjax.plugins import get_registry
+    from snnjax_plugins import network as net
+    from snnjax_plugins.experiments import use_it_or_lose_it as E
+
+    cfg = _cfg(t_present_ms=40.0, t_rest_ms=10.0)
+    netcfg, rule, tau = E.build_model(cfg, get_registry())
+    state = net.init_network(jax.random.key(0), netcfg, rule)
+    images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (7, 784)), jnp.float32)
+    counts = {}
+    for batch in (3, 100):
+        monkeypatch.setattr(E, "TEST_BATCH", batch)
+        evaluate = E.make_programs(netcfg, rule, tau, cfg)[2]
+        counts[batch] = np.asarray(jax.jit(evaluate)(state, jax.random.key(2), images))
+    assert counts[3].shape == (7, netcfg.n_exc) and counts[3].sum() > 0
+    np.testing.assert_array_equal(counts[3], counts[100])
