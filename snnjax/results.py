@@ -28,6 +28,7 @@ import json
 import os
 import platform
 import tempfile
+import warnings
 from collections.abc import Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -79,7 +80,8 @@ def to_jsonable(obj: Any) -> Any:
 def summarise(per_seed: np.ndarray, x: list | None = None, thesis: str | None = None) -> dict[str, Any]:
     """``{"mean", "std", "per_seed"}`` over the leading (seed) axis; NaN-aware."""
     arr = np.asarray(per_seed, dtype=float)
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: NaN, said once by the value itself
         mean = np.nanmean(arr, axis=0) if arr.size else np.nan
         std = np.nanstd(arr, axis=0) if arr.size else np.nan
     out: dict[str, Any] = {"mean": to_jsonable(mean), "std": to_jsonable(std), "per_seed": to_jsonable(arr)}
