@@ -371,17 +371,23 @@ def reference_case(args, tool, n, images, warmup=1):
 # ---------------------------------------------------------------------------------------------
 
 
-def snnjax_case(net, n, seeds, chunk, chunks, first100=False, repeat=False, pythonpath=None, timeout=1800):
-    cmd = [sys.executable, str(Path(__file__).resolve()), "_worker", "--net", net, "--n", str(n), "--seeds", str(seeds),
-           "--chunk", str(chunk), "--chunks", str(chunks)]
-    if first100:
-        cmd.append("--first100")
-    if repeat:
-        cmd.append("--repeat")
+def _env(pythonpath):
+    """This process's environment, with ``pythonpath`` (another snnjax_plugins) put first."""
     env = dict(os.environ)
     if pythonpath:
         env["PYTHONPATH"] = pythonpath + os.pathsep + env.get("PYTHONPATH", "")
-    return run_json(cmd, env, timeout=timeout)
+    return env
+
+
+def _worker_cmd(net, n, seeds, chunk, chunks, *extra):
+    return [sys.executable, str(Path(__file__).resolve()), "_worker", "--net", net, "--n", str(n), "--seeds",
+            str(seeds), "--chunk", str(chunk), "--chunks", str(chunks), *extra]
+
+
+def snnjax_case(net, n, seeds, chunk, chunks, first100=False, repeat=False, pythonpath=None, timeout=1800):
+    cmd = _worker_cmd(net, n, seeds, chunk, chunks, *(["--first100"] if first100 else []),
+                      *(["--repeat"] if repeat else []))
+    return run_json(cmd, _env(pythonpath), timeout=timeout)
 
 
 def per_core_case(net, n, seeds, chunk, chunks, repeat=False, pythonpath=None, timeout=1800):
@@ -392,14 +398,11 @@ def per_core_case(net, n, seeds, chunk, chunks, repeat=False, pythonpath=None, t
     """
     cores = sorted(os.sched_getaffinity(0))
     P = len(cores)
-    env = dict(os.environ)
-    if pythonpath:
-        env["PYTHONPATH"] = pythonpath + os.pathsep + env.get("PYTHONPATH", "")
+    env = _env(pythonpath)
     procs = []
     for i, cpu in enumerate(cores):
-        cmd = [sys.executable, str(Path(__file__).resolve()), "_worker", "--net", net, "--n", str(n),
-               "--seeds", str(seeds // P), "--chunk", str(chunk), "--chunks", str(chunks), "--cpu", str(cpu),
-               "--seed", str(1000 * i)] + (["--repeat"] if repeat else [])
+        cmd = _worker_cmd(net, n, seeds // P, chunk, chunks, "--cpu", str(cpu), "--seed", str(1000 * i),
+                          *(["--repeat"] if repeat else []))
         procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
     t0 = time.perf_counter()
     parts = []
@@ -433,10 +436,7 @@ def per_core_case(net, n, seeds, chunk, chunks, repeat=False, pythonpath=None, t
 def conv_case(seeds, images, network="mozafari", pythonpath=None, timeout=1800):
     cmd = [sys.executable, str(Path(__file__).resolve()), "_conv", "--seeds", str(seeds), "--images", str(images),
            "--network", network]
-    env = dict(os.environ)
-    if pythonpath:
-        env["PYTHONPATH"] = pythonpath + os.pathsep + env.get("PYTHONPATH", "")
-    return run_json(cmd, env, timeout=timeout)
+    return run_json(cmd, _env(pythonpath), timeout=timeout)
 
 
 def export_commit(rev):
