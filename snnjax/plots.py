@@ -21,6 +21,15 @@ def _plt():
     return plt
 
 
+def _bands(ax, x: np.ndarray, curves: Mapping[str, np.ndarray]) -> None:
+    """One mean line and ± std band per curve ``[n_seeds, n_points]`` on ``ax``."""
+    for label, values in curves.items():
+        values = np.asarray(values, dtype=float)
+        mean, std = np.nanmean(values, axis=0), np.nanstd(values, axis=0)
+        line, = ax.plot(x, mean, label=f"{label} (n={values.shape[0]} seeds)")
+        ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.25)
+
+
 def learning_curves(path: Path, x: Sequence[float], curves: Mapping[str, np.ndarray], *, xlabel: str = "training images",
                     ylabel: str = "test accuracy (%)", title: str = "", marks: Mapping[str, tuple[float, float]] | None = None) -> Path:
     """Mean ± std band over seeds for each curve ``[n_seeds, n_points]``.
@@ -30,12 +39,7 @@ def learning_curves(path: Path, x: Sequence[float], curves: Mapping[str, np.ndar
     """
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    x = np.asarray(x, dtype=float)
-    for label, values in curves.items():
-        values = np.asarray(values, dtype=float)
-        mean, std = np.nanmean(values, axis=0), np.nanstd(values, axis=0)
-        line, = ax.plot(x, mean, label=f"{label} (n={values.shape[0]} seeds)")
-        ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.25)
+    _bands(ax, np.asarray(x, dtype=float), curves)
     for label, (mx, my) in (marks or {}).items():
         ax.plot([mx], [my], marker="*", markersize=12, linestyle="none", label=label)
     ax.set_xlabel(xlabel)
@@ -44,6 +48,28 @@ def learning_curves(path: Path, x: Sequence[float], curves: Mapping[str, np.ndar
         ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def learning_curve_panels(path: Path, x: Sequence[float], panels: Mapping[str, Mapping[str, np.ndarray]], *,
+                          xlabel: str = "training images", ylabel: str = "test accuracy (%)", title: str = "") -> Path:
+    """:func:`learning_curves` side by side, one panel per entry of ``panels`` (title → curves), shared y axis."""
+    plt = _plt()
+    n = max(len(panels), 1)
+    fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 4.0), sharey=True, squeeze=False)
+    xs = np.asarray(x, dtype=float)
+    for ax, (name, curves) in zip(axes[0], panels.items()):
+        _bands(ax, xs, curves)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel(ylabel)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -139,6 +139,11 @@ def test_method_plugins_are_registered():
     (["sequence=custom"], "task1_dataset and task2_dataset"),
     (["n_outputs=3"], "must divide"),
     (["sequence=nope"], "unknown sequence"),
+    (["method=freeze-largest,freeze-largest"], "names a method twice"),
+    (["method=baseline,freeze-largest"], "run alone"),
+    (["method=inhibition,noise-lr"], "run alone"),
+    (["langevin_low=0.25,0.1", "langevin_high=0.75"], "same number"),
+    (["langevin_low=0.1,0.1", "langevin_high=0.9,0.9"], "repeat a pair"),
 ])
 def test_bad_input_is_rejected_before_anything_runs(sets, match):
     with pytest.raises(ConfigError, match=match):
@@ -218,3 +223,33 @@ def test_interrupted_continual_run_resumes_to_the_same_results(tmp_path, monkeyp
     for name in a:
         np.testing.assert_array_equal(np.asarray(a[name]["per_seed"], dtype=float),
                                       np.asarray(b[name]["per_seed"], dtype=float), err_msg=name)
+
+
+def test_several_methods_in_one_run_equal_their_single_method_runs(tmp_path):
+    """``method=freeze-largest,langevin-ranges`` with two quantile pairs: four arms on the same seeds
+    sharing task 1, the task-2 features and one Langevin trajectory; each arm's metrics equal the
+    metrics of the run of that method alone."""
+    common = ["n_train=30", "n_test=15", "epochs1=1", "epochs2=1", "epochs3=2", "task2_epochs1=1", "task2_epochs2=0",
+              "task2_epochs3=2", "langevin_epochs=1", "langevin_every=10"]
+
+    def run(name, *sets):
+        out = tmp_path / name
+        argv = [a for s in [*common, *sets] for a in ("--set", s)]
+        assert main(["run", "continual", "--quiet", "--seeds", "2", "--out", str(out), *argv]) == 0
+        return json.loads((out / "results.json").read_text())
+
+    both = run("both", "method=freeze-largest,langevin-ranges", "langevin_low=0.25,0.1", "langevin_high=0.75,0.9")
+    assert [a["label"] for a in both["extra"]["arms"]] == ["baseline", "freeze-largest", "langevin-ranges 0.25/0.75",
+                                                           "langevin-ranges 0.1/0.9"]
+    singles = {"freeze-largest": run("freeze", "method=freeze-largest"),
+               "langevin-ranges 0.1/0.9": run("d10", "method=langevin-ranges")}
+    m = both["metrics"]
+    for label, single in singles.items():
+        for name, value in single["metrics"].items():
+            got = m[name] if name.startswith("baseline_") else m[f"{label}:{name}"]
+            np.testing.assert_array_equal(np.asarray(got["per_seed"], float), np.asarray(value["per_seed"], float),
+                                          err_msg=f"{label}: {name}")
+    # the quartile range is inside the decile range, weight by weight, so its mean width is smaller
+    q, d = (np.asarray(m[f"langevin-ranges {p}:range_width"]["per_seed"]) for p in ("0.25/0.75", "0.1/0.9"))
+    assert np.all(q < d)
+    assert (tmp_path / "both" / "forgetting.png").stat().st_size > 0

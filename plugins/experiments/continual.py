@@ -23,7 +23,12 @@ with ``compare_baseline``, the baseline on the same seeds):
 Methods: ``baseline`` (nothing), ``inhibition`` (the lateral-inhibition radii; its baseline arm
 uses ``baseline_radius1`` / ``baseline_radius2``, 0/0 by default, the thesis' baseline),
 ``freeze-largest``, ``langevin-ranges``, ``noise-lr`` (noisy decision-layer learning rate in both
-tasks). Every other arm's baseline uses the method arm's radii.
+tasks). Every other arm's baseline uses the method arm's radii. ``method`` may list several of
+the last three (``--set method=freeze-largest,langevin-ranges``) and ``langevin_low`` /
+``langevin_high`` several quantile pairs (``0.25,0.1`` / ``0.75,0.9``: Q1/Q3 and D10/D90): one arm
+each, all on the same seeds, sharing one baseline arm, the task-1 training, the task-2 feature
+training and one Langevin trajectory (:func:`method_arms`). With one method arm the metrics
+have the names below; with several, each arm's names carry its label (``freeze-largest:forgetting``).
 
 Task sequences: ``split-mnist`` (embedded MNIST subset, always offline: digits 0–4, then 5–9,
 on 5 shared outputs), ``mnist-emnist-letters`` (tfds ``mnist`` digits, then ``emnist/letters``
@@ -90,7 +95,7 @@ DEFAULTS: dict[str, Any] = {
     "task2_epochs2": 4,
     "task2_epochs3": 100,
     "task2_adaptive_int": 0.5,
-    "method": "baseline",
+    "method": ["baseline"],
     "compare_baseline": True,
     "baseline_radius1": 0,
     "baseline_radius2": 0,
@@ -98,8 +103,8 @@ DEFAULTS: dict[str, Any] = {
     "langevin_epochs": 24,
     "langevin_sigma": 4e-4,
     "langevin_every": 100,
-    "langevin_low": 0.1,
-    "langevin_high": 0.9,
+    "langevin_low": [0.1],
+    "langevin_high": [0.9],
     "noise_lr_std": 0.5,
     **P.NETWORK_DEFAULTS,
 }
@@ -138,8 +143,17 @@ def validate(cfg: Mapping[str, Any]) -> None:
     P.validate_network(cfg)
     if cfg["network"] != "mozafari":
         raise ConfigError("continual needs a network with a decision layer: network = 'mozafari'")
-    if cfg["method"] not in METHODS:
-        raise ConfigError(f"unknown method {cfg['method']!r}; choose one of {', '.join(METHODS)}")
+    chosen = list(cfg["method"])
+    if not chosen:
+        raise ConfigError(f"method is empty; choose one or more of {', '.join(METHODS)}")
+    for m in chosen:
+        if m not in METHODS:
+            raise ConfigError(f"unknown method {m!r}; choose one or more of {', '.join(METHODS)}")
+    if len(set(chosen)) != len(chosen):
+        raise ConfigError(f"method={chosen} names a method twice")
+    if len(chosen) > 1 and ("baseline" in chosen or "inhibition" in chosen):
+        raise ConfigError(f"method={chosen}: 'baseline' and 'inhibition' run alone (several methods already share "
+                          f"one baseline arm through compare_baseline; 'inhibition' compares radii)")
     if cfg["sequence"] not in SEQUENCES:
         raise ConfigError(f"unknown sequence {cfg['sequence']!r}; choose one of {', '.join(SEQUENCES)}")
     if cfg["sequence"] == "custom" and not (cfg["task1_dataset"] and cfg["task2_dataset"]):
@@ -151,12 +165,19 @@ def validate(cfg: Mapping[str, Any]) -> None:
                 "n_train_stdp", "n_outputs", "baseline_radius1", "baseline_radius2"):
         if not P._is_int(cfg[key]) or cfg[key] < 0:
             raise ConfigError(f"{key} must be a non-negative integer, got {cfg[key]!r}")
-    if cfg["method"] == "langevin-ranges" and cfg["langevin_epochs"] < 1:
+    if "langevin-ranges" in chosen and cfg["langevin_epochs"] < 1:
         raise ConfigError("method = 'langevin-ranges' needs langevin_epochs >= 1 (the noisy epochs that give the ranges)")
-    low = check_probability(cfg["langevin_low"], "langevin_low (a quantile)")
-    high = check_probability(cfg["langevin_high"], "langevin_high (a quantile)")
-    if not low < high:
-        raise ConfigError(f"Langevin quantiles need langevin_low < langevin_high, got {low} and {high}")
+    lows, highs = list(cfg["langevin_low"]), list(cfg["langevin_high"])
+    if not lows or len(lows) != len(highs):
+        raise ConfigError(f"langevin_low {lows} and langevin_high {highs} must list the same number (>= 1) of "
+                          f"quantiles: one range [low, high] per pair, e.g. 0.25,0.1 and 0.75,0.9")
+    for low, high in zip(lows, highs):
+        low = check_probability(low, "langevin_low (a quantile)")
+        high = check_probability(high, "langevin_high (a quantile)")
+        if not low < high:
+            raise ConfigError(f"Langevin quantiles need langevin_low < langevin_high, got {low} and {high}")
+    if len(set(zip(lows, highs))) != len(lows):
+        raise ConfigError(f"langevin_low/langevin_high repeat a pair: {list(zip(lows, highs))}")
     methods.check_percentile(cfg["freeze_percentile"])
     for key in ("langevin_sigma", "noise_lr_std"):
         if not cfg[key] >= 0:
@@ -205,11 +226,20 @@ def load_task(name: str, classes: list[int] | None, split: str, limit: int, n_ou
 # ------------------------------------------------------------------------------------------ the arms
 
 
+def langevin_probabilities(cfg: Mapping[str, Any]) -> tuple[float, ...]:
+    """Every quantile the Langevin arms need (``langevin_low`` and ``langevin_high``), sorted, once each."""
+    return tuple(sorted({float(p) for p in [*cfg["langevin_low"], *cfg["langevin_high"]]}))
+
+
 def _langevin_ranges(pipe: P.ConvPipeline, cfg, keys, w3, st3, lat_train, y_train, lat_test, y_test):
-    """Noisy task-1 epochs recording the weights; returns ``(low, high, task-1 accuracy per epoch)``."""
-    layer, T, n_out = pipe.spec.decision, pipe.T, pipe.n_classes
+    """Noisy task-1 epochs recording the weights.
+
+    Returns ``(quantiles [n_probs, S, *w.shape], task-1 accuracy per epoch [S, langevin_epochs])``,
+    the quantiles in the order of :func:`langevin_probabilities`: every Langevin arm of the run
+    (e.g. Q1/Q3 and D10/D90) reads its range from the same noisy trajectory.
+    """
     every, sigma = int(cfg["langevin_every"]), float(cfg["langevin_sigma"])
-    probs = (float(cfg["langevin_low"]), float(cfg["langevin_high"]))
+    probs = langevin_probabilities(cfg)
     rstdp = pipe.rstdp_rule(adaptive=False)  # rates stay at their post-task-1 values
     noise = methods.langevin_noise(jax.random.PRNGKey(0), sigma)  # the key lives in the carried state
     step = pipe.decision_step(rstdp)
@@ -243,8 +273,8 @@ def _langevin_ranges(pipe: P.ConvPipeline, cfg, keys, w3, st3, lat_train, y_trai
         w3, st3, nkeys, qs = pipe.run_program(f"langevin-{sigma}-{every}-{probs}", fn, P.epoch_keys(keys, 41, e), nkeys, w3, st3, qs,
                                               lat_train, jnp.asarray(y_train))
         acc.append(pipe.evaluate(w3, lat_test, y_test).accuracy)
-    low, high = jax.vmap(lambda q: quantiles_estimate(q, probs))(qs)
-    return low, high, np.stack(acc, axis=1)
+    estimates = jax.vmap(lambda q: jnp.stack(quantiles_estimate(q, probs)), out_axes=1)(qs)
+    return estimates, np.stack(acc, axis=1)
 
 
 def _train_features(pipe, keys, state, lat0_stdp, e1, e2, tag, times):
@@ -335,11 +365,16 @@ def run_arm(arm: dict, cfg, keys, data, n_out, ctx, cache: dict, times, store: P
         make, args, extra_state = (lambda m: chain(rstdp2, freeze(m))), (mask,), ()
     elif method == "langevin-ranges":
         lkey = f"langevin-{dkey}"
-        ranges = store.get(lkey, (w3, w3, np.zeros((S, cfg["langevin_epochs"]))))
-        if ranges is None:
-            ranges = _langevin_ranges(pipe, cfg, keys, w3, st3_task1, lat2_t1[:, :n1], y1, lat2_t1[:, n1:], yt1)
-            store.put(lkey, ranges)
-        low, high, lang_acc = ranges
+        probs = langevin_probabilities(cfg)
+        if lkey not in cache:
+            template = (jnp.stack([w3] * len(probs)), np.zeros((S, cfg["langevin_epochs"])))
+            ranges = store.get(lkey, template)
+            if ranges is None:
+                ranges = _langevin_ranges(pipe, cfg, keys, w3, st3_task1, lat2_t1[:, :n1], y1, lat2_t1[:, n1:], yt1)
+                store.put(lkey, ranges)
+            cache[lkey] = ranges
+        estimates, lang_acc = cache[lkey]
+        low, high = (estimates[probs.index(q)] for q in arm["quantiles"])
         out["langevin_task1_accuracy"] = lang_acc
         out["range_width"] = np.asarray(jnp.mean((high - low).reshape(S, -1), axis=1))
         w3 = jnp.clip(w3, low, high)
@@ -388,6 +423,63 @@ def run_arm(arm: dict, cfg, keys, data, n_out, ctx, cache: dict, times, store: P
     return out
 
 
+def method_arms(cfg: Mapping[str, Any]) -> list[dict]:
+    """The arms of a run, baseline first: one per method, one per Langevin quantile pair.
+
+    Each arm is ``{"label", "method", "radii", "is_baseline", "index", "done", "total"}``, Langevin
+    arms also ``"quantiles": (low, high)``. All arms run on the same seeds and share whatever
+    does not depend on the method (task-1 training, the task-2 feature layers, the Langevin run).
+    """
+    radii = (cfg["radius1"], cfg["radius2"])
+    pairs = list(zip(map(float, cfg["langevin_low"]), map(float, cfg["langevin_high"])))
+    arms: list[dict] = []
+    for method in cfg["method"]:
+        if method == "langevin-ranges":
+            for q in pairs:
+                label = method if len(pairs) == 1 else f"{method} {q[0]:g}/{q[1]:g}"
+                arms.append({"label": label, "method": method, "radii": radii, "quantiles": q})
+        else:
+            arms.append({"label": method, "method": method, "radii": radii})
+    if cfg["compare_baseline"] and list(cfg["method"]) != ["baseline"]:
+        inhibition = list(cfg["method"]) == ["inhibition"]
+        base_radii = (cfg["baseline_radius1"], cfg["baseline_radius2"]) if inhibition else radii
+        arms.insert(0, {"label": "baseline", "method": "baseline", "radii": base_radii})
+    E = cfg["task2_epochs3"]
+    for i, arm in enumerate(arms):
+        arm.update(is_baseline=(i == 0 and arm["method"] == "baseline"), index=i, done=i * E, total=len(arms) * E)
+    return arms
+
+
+def metric_prefix(arm: dict, arms: list[dict]) -> str:
+    """Prefix of an arm's metrics: none for a run with one method arm, else ``"<label>:"``; ``baseline_`` for the baseline."""
+    methods_ = [a for a in arms if not a["is_baseline"]]
+    if arm["is_baseline"]:
+        return "" if not methods_ else "baseline_"
+    return "" if len(methods_) == 1 else f"{arm['label']}:"
+
+
+_BASELINE_KEYS = ("task1_after_task1", "task2_accuracy", "task1_accuracy", "final_task2", "final_task1", "forgetting")
+
+
+def arm_metrics(arms: list[dict], results: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """One metrics table for all arms (names: :func:`metric_prefix`), with each method's ``forgetting_reduction``.
+
+    ``forgetting_reduction`` = baseline forgetting / method forgetting on the same seed, NaN
+    where the method forgets nothing.
+    """
+    metrics: dict[str, np.ndarray] = {}
+    base = results[0] if arms[0]["is_baseline"] else None
+    for arm, res in zip(arms, results):
+        pre = metric_prefix(arm, arms)
+        keys = _BASELINE_KEYS if arm["is_baseline"] and pre else res
+        metrics.update({f"{pre}{k}": res[k] for k in keys})
+        if base is not None and not arm["is_baseline"]:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                metrics[f"{pre}forgetting_reduction"] = np.where(res["forgetting"] > 0, base["forgetting"] / res["forgetting"],
+                                                                 np.nan)
+    return metrics
+
+
 def run(ctx: RunContext) -> RunResult:
     cfg = ctx.config
     (d1, c1), (d2, c2), n_out = tasks(cfg)
@@ -397,14 +489,8 @@ def run(ctx: RunContext) -> RunResult:
     x2, y2, c2 = load_task(d2, c2, "train", cfg["n_train"], n_out, cfg, ctx.registry)
     xt2, yt2, _ = load_task(d2, c2, "test", cfg["n_test"], n_out, cfg, ctx.registry)
     data = ((x1, y1, xt1, yt1), (x2, y2, xt2, yt2))
-    method = cfg["method"]
-    arms = [{"method": method, "radii": (cfg["radius1"], cfg["radius2"]), "is_baseline": False}]
-    if cfg["compare_baseline"] and method != "baseline":
-        radii = (cfg["baseline_radius1"], cfg["baseline_radius2"]) if method == "inhibition" else arms[0]["radii"]
-        arms.insert(0, {"method": "baseline", "radii": radii, "is_baseline": True})
+    arms = method_arms(cfg)
     E = cfg["task2_epochs3"]
-    for i, arm in enumerate(arms):
-        arm.update(index=i, done=i * E, total=len(arms) * E)
     keys = ctx.seed_keys()
     times: dict[str, list] = {"layer1": [], "layer2": [], "decision": []}
     cache: dict = {}
@@ -413,22 +499,17 @@ def run(ctx: RunContext) -> RunResult:
     for arm in arms:
         results.append(run_arm(arm, cfg, keys, data, n_out, ctx, cache, times, store, partial_metrics))
         partial_metrics.update({f"arm{arm['index']}_{k}": v for k, v in results[-1].items()})
-    main = results[-1]
-    metrics = dict(main)
-    if len(results) == 2:
-        base = results[0]
-        for k in ("task1_after_task1", "task2_accuracy", "task1_accuracy", "final_task2", "final_task1", "forgetting"):
-            metrics[f"baseline_{k}"] = base[k]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            metrics["forgetting_reduction"] = np.where(main["forgetting"] > 0, base["forgetting"] / main["forgetting"], np.nan)
+    metrics = arm_metrics(arms, results)
     x = list(range(1, E + 1))
     curves_x = {k: x for k, v in metrics.items() if np.ndim(v) == 2}
-    if "langevin_task1_accuracy" in metrics:
-        curves_x["langevin_task1_accuracy"] = list(range(1, cfg["langevin_epochs"] + 1))
+    for k in metrics:
+        if k.endswith("langevin_task1_accuracy"):
+            curves_x[k] = list(range(1, cfg["langevin_epochs"] + 1))
     extra = {
         "tasks": {"task1": {"dataset": d1, "classes": c1, "n_train": len(y1), "n_test": len(yt1)},
                   "task2": {"dataset": d2, "classes": c2, "n_train": len(y2), "n_test": len(yt2)}, "n_outputs": n_out},
-        "arms": [{"method": a["method"], "radii": list(a["radii"])} for a in arms],
+        "arms": [{"label": a["label"], "method": a["method"], "radii": list(a["radii"]),
+                  **({"quantiles": list(a["quantiles"])} if "quantiles" in a else {})} for a in arms],
         "wall_s": {**times, "total": round(time.perf_counter() - t0, 1),
                    "note": f"seconds per epoch for all {ctx.n_seeds} seed(s) at once, compilation excluded"},
     }
@@ -438,17 +519,23 @@ def run(ctx: RunContext) -> RunResult:
 
 
 def _figure(ctx: RunContext, result: RunResult, cfg, arms) -> str:
+    """``forgetting.png``: one panel per method arm, its task-2 and kept task-1 accuracy beside the baseline's."""
     from snnjax import plots
 
-    m = result.metrics
-    curves = {f"{cfg['method']}: task 2": m["task2_accuracy"], f"{cfg['method']}: task 1 kept": m["task1_accuracy"]}
-    if "baseline_task2_accuracy" in m:
-        r = arms[0]["radii"]
-        curves[f"baseline R={r[0]}/{r[1]}: task 2"] = m["baseline_task2_accuracy"]
-        curves[f"baseline R={r[0]}/{r[1]}: task 1 kept"] = m["baseline_task1_accuracy"]
-    path = plots.learning_curves(ctx.out_dir / "forgetting.png", result.curves_x["task2_accuracy"], curves,
-                                 xlabel="task-2 decision-layer epoch",
-                                 title=f"continual {cfg['sequence']}: {cfg['method']} (R={cfg['radius1']}/{cfg['radius2']})")
+    m, x = result.metrics, list(range(1, cfg["task2_epochs3"] + 1))
+    base = [a for a in arms if a["is_baseline"]]
+    panels = {}
+    for arm in [a for a in arms if not a["is_baseline"]] or base:
+        pre = metric_prefix(arm, arms)
+        curves = {"task 2": m[f"{pre}task2_accuracy"], "task 1 kept": m[f"{pre}task1_accuracy"]}
+        title = f"{arm['label']} (R={arm['radii'][0]}/{arm['radii'][1]})"
+        if base and arm is not base[0]:
+            r = base[0]["radii"]
+            curves.update({f"baseline R={r[0]}/{r[1]}: task 2": m["baseline_task2_accuracy"],
+                           f"baseline R={r[0]}/{r[1]}: task 1 kept": m["baseline_task1_accuracy"]})
+        panels[title] = curves
+    path = plots.learning_curve_panels(ctx.out_dir / "forgetting.png", x, panels, xlabel="task-2 decision-layer epoch",
+                                       title=f"continual {cfg['sequence']}")
     return str(path)
 
 
