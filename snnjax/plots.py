@@ -21,6 +21,14 @@ def _plt():
     return plt
 
 
+def _save(plt, fig, path: Path) -> Path:
+    """Lay out ``fig``, write it to ``path`` (PNG, 110 dpi), close it and return the path."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
 def _bands(ax, x: np.ndarray, curves: Mapping[str, np.ndarray]) -> None:
     """One mean line and ± std band per curve ``[n_seeds, n_points]`` on ``ax``."""
     for label, values in curves.items():
@@ -48,10 +56,7 @@ def learning_curves(path: Path, x: Sequence[float], curves: Mapping[str, np.ndar
         ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return _save(plt, fig, path)
 
 
 def learning_curve_panels(path: Path, x: Sequence[float], panels: Mapping[str, Mapping[str, np.ndarray]], *,
@@ -70,10 +75,7 @@ def learning_curve_panels(path: Path, x: Sequence[float], panels: Mapping[str, M
     axes[0][0].set_ylabel(ylabel)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return _save(plt, fig, path)
 
 
 def receptive_fields(path: Path, panels: Mapping[str, np.ndarray], *, shape: tuple[int, int] = (28, 28),
@@ -96,10 +98,7 @@ def receptive_fields(path: Path, panels: Mapping[str, np.ndarray], *, shape: tup
         ax.set_title(title)
         ax.axis("off")
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return _save(plt, fig, path)
 
 
 def grouped_bars(path: Path, groups: Sequence[str], series: Mapping[str, np.ndarray], *, ylabel: str,
@@ -122,7 +121,4 @@ def grouped_bars(path: Path, groups: Sequence[str], series: Mapping[str, np.ndar
         ax.set_title(title)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return _save(plt, fig, path)

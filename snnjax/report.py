@@ -99,7 +99,7 @@ def _square(n: int) -> tuple[int, int] | None:
 def raster(path: Path, times_ms: np.ndarray, neurons: np.ndarray, *, n_neurons: int | None = None,
            title: str = "") -> Path:
     """A spike raster (one dot per spike) written to ``path``."""
-    from .plots import _plt
+    from .plots import _plt, _save
 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
@@ -110,10 +110,7 @@ def raster(path: Path, times_ms: np.ndarray, neurons: np.ndarray, *, n_neurons: 
         ax.set_ylim(-0.5, n_neurons - 0.5)
     if title:
         ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return _save(plt, fig, path)
 
 
 def _plot_curves(doc: Mapping[str, Any], out: Path) -> list[Path]:
