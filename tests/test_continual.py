@@ -144,6 +144,8 @@ def test_method_plugins_are_registered():
     (["method=inhibition,noise-lr"], "run alone"),
     (["langevin_low=0.25,0.1", "langevin_high=0.75"], "same number"),
     (["langevin_low=0.1,0.1", "langevin_high=0.9,0.9"], "repeat a pair"),
+    (["langevin_stop=100"], "langevin_stop"),
+    (["langevin_stop=-0.1"], "langevin_stop"),
 ])
 def test_bad_input_is_rejected_before_anything_runs(sets, match):
     with pytest.raises(ConfigError, match=match):
@@ -253,3 +255,26 @@ def test_several_methods_in_one_run_equal_their_single_method_runs(tmp_path):
     q, d = (np.asarray(m[f"langevin-ranges {p}:range_width"]["per_seed"]) for p in ("0.25/0.75", "0.1/0.9"))
     assert np.all(q < d)
     assert (tmp_path / "both" / "forgetting.png").stat().st_size > 0
+
+
+def test_langevin_stop_rule_ends_a_seeds_noisy_epochs_and_drops_the_epoch_below_the_level(tmp_path):
+    """``langevin_stop``: a seed whose task-1 accuracy falls below the level after a noisy epoch keeps
+    the ranges of the epochs before (the first epoch is always kept) and runs no further epochs."""
+    common = ["n_train=30", "n_test=15", "epochs1=1", "epochs2=1", "epochs3=2", "task2_epochs1=1", "task2_epochs2=0",
+              "task2_epochs3=2", "method=langevin-ranges", "langevin_every=10", "langevin_sigma=0.01"]
+
+    def run(name, *sets):
+        out = tmp_path / name
+        argv = [a for s in [*common, *sets] for a in ("--set", s)]
+        assert main(["run", "continual", "--quiet", "--seeds", "2", "--out", str(out), *argv]) == 0
+        return {k: np.asarray(v["per_seed"], float) for k, v in json.loads((out / "results.json").read_text())["metrics"].items()}
+
+    free, stopped, one = run("free", "langevin_epochs=3"), run("stop", "langevin_epochs=3", "langevin_stop=99.9"), \
+        run("one", "langevin_epochs=1")
+    assert np.all(free["langevin_task1_accuracy"] < 99.9)  # so the stop rule must end every seed after epoch 1
+    np.testing.assert_array_equal(free["langevin_epochs_run"], [3, 3])
+    np.testing.assert_array_equal(stopped["langevin_epochs_run"], [1, 1])
+    assert np.all(np.isnan(stopped["langevin_task1_accuracy"][:, 1:]))
+    for name in ("range_width", "final_task1", "final_task2", "task2_accuracy"):
+        np.testing.assert_array_equal(stopped[name], one[name], err_msg=name)
+    assert not np.array_equal(free["range_width"], one["range_width"])

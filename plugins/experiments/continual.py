@@ -12,7 +12,10 @@ with ``compare_baseline``, the baseline on the same seeds):
    decision weights after every reward/punish update (rates fixed), feeds the weights of every
    ``langevin_every``-th image (after the update, before the noise) to a streaming per-weight
    quantile estimator (:mod:`snnjax.quantiles`, P², bounded memory) and takes the
-   ``langevin_low`` / ``langevin_high`` quantiles as each weight's range.
+   ``langevin_low`` / ``langevin_high`` quantiles as each weight's range. With
+   ``langevin_stop`` > 0 a seed's noisy epochs end early, at the first epoch after which its
+   task-1 test accuracy is below ``langevin_stop`` % (the thesis: 80); that epoch's snapshots
+   are dropped, except when it is the first.
 3. **Task 2** on the *same* outputs (domain-incremental: task-2 class ``i`` → output ``i``):
    with ``retrain_features`` the STDP layers continue learning on task 2 (``task2_epochs1``,
    ``task2_epochs2``; their learning rates carry over, as in the thesis' code), then the decision
@@ -103,6 +106,7 @@ DEFAULTS: dict[str, Any] = {
     "langevin_epochs": 24,
     "langevin_sigma": 4e-4,
     "langevin_every": 100,
+    "langevin_stop": 0.0,
     "langevin_low": [0.1],
     "langevin_high": [0.9],
     "noise_lr_std": 0.5,
@@ -165,6 +169,9 @@ def validate(cfg: Mapping[str, Any]) -> None:
                 "n_train_stdp", "n_outputs", "baseline_radius1", "baseline_radius2"):
         if not P._is_int(cfg[key]) or cfg[key] < 0:
             raise ConfigError(f"{key} must be a non-negative integer, got {cfg[key]!r}")
+    if not 0.0 <= cfg["langevin_stop"] < 100.0:
+        raise ConfigError(f"langevin_stop is a task-1 test accuracy in % in [0, 100) below which the noisy epochs "
+                          f"stop (0: never; the thesis used 80), got {cfg['langevin_stop']!r}")
     if "langevin-ranges" in chosen and cfg["langevin_epochs"] < 1:
         raise ConfigError("method = 'langevin-ranges' needs langevin_epochs >= 1 (the noisy epochs that give the ranges)")
     lows, highs = list(cfg["langevin_low"]), list(cfg["langevin_high"])
@@ -234,11 +241,14 @@ def langevin_probabilities(cfg: Mapping[str, Any]) -> tuple[float, ...]:
 def _langevin_ranges(pipe: P.ConvPipeline, cfg, keys, w3, st3, lat_train, y_train, lat_test, y_test):
     """Noisy task-1 epochs recording the weights.
 
-    Returns ``(quantiles [n_probs, S, *w.shape], task-1 accuracy per epoch [S, langevin_epochs])``,
-    the quantiles in the order of :func:`langevin_probabilities`: every Langevin arm of the run
-    (e.g. Q1/Q3 and D10/D90) reads its range from the same noisy trajectory.
+    Returns ``(quantiles [n_probs, S, *w.shape], task-1 accuracy per epoch [S, langevin_epochs],
+    noisy epochs recorded per seed [S])``, the quantiles in the order of
+    :func:`langevin_probabilities`: every Langevin arm of the run (e.g. Q1/Q3 and D10/D90) reads
+    its range from the same noisy trajectory. With ``langevin_stop`` a seed whose accuracy falls
+    below it keeps the state of the epoch before (its first epoch is always kept) and takes no
+    further epochs; its later accuracies are NaN.
     """
-    every, sigma = int(cfg["langevin_every"]), float(cfg["langevin_sigma"])
+    every, sigma, stop = int(cfg["langevin_every"]), float(cfg["langevin_sigma"]), float(cfg["langevin_stop"])
     probs = langevin_probabilities(cfg)
     rstdp = pipe.rstdp_rule(adaptive=False)  # rates stay at their post-task-1 values
     noise = methods.langevin_noise(jax.random.PRNGKey(0), sigma)  # the key lives in the carried state
@@ -263,18 +273,25 @@ def _langevin_ranges(pipe: P.ConvPipeline, cfg, keys, w3, st3, lat_train, y_trai
             return (w, st, nk, quantiles_update(qs, w_mid, probs)), None
 
         (w, st, nk, qs), _ = jax.lax.scan(outer, (w, st, nkey, qs), order)
-        return w, st, nk, qs
+        return nk, w, st, qs
 
     fn = jax.vmap(one, in_axes=(0, 0, 0, 0, 0, 0, None))
-    qs = jax.vmap(lambda w: quantiles_init(w.shape, probs))(w3)
-    nkeys = P.epoch_keys(keys, 40, 0)
-    acc = []
+    S = keys.shape[0]
+    carry = (P.epoch_keys(keys, 40, 0), w3, st3, jax.vmap(lambda w: quantiles_init(w.shape, probs))(w3))
+    acc = np.full((S, cfg["langevin_epochs"]), np.nan)
+    active = np.ones(S, bool)
     for e in range(cfg["langevin_epochs"]):
-        w3, st3, nkeys, qs = pipe.run_program(f"langevin-{sigma}-{every}-{probs}", fn, P.epoch_keys(keys, 41, e), nkeys, w3, st3, qs,
-                                              lat_train, jnp.asarray(y_train))
-        acc.append(pipe.evaluate(w3, lat_test, y_test).accuracy)
-    estimates = jax.vmap(lambda q: jnp.stack(quantiles_estimate(q, probs)), out_axes=1)(qs)
-    return estimates, np.stack(acc, axis=1)
+        new = pipe.run_program(f"langevin-{sigma}-{every}-{probs}", fn, P.epoch_keys(keys, 41, e), *carry,
+                               lat_train, jnp.asarray(y_train))
+        got = np.asarray(pipe.evaluate(new[1], lat_test, y_test).accuracy)
+        keep = active & ((got >= stop) | (e == 0))
+        acc[keep, e] = got[keep]
+        carry = jax.tree.map(lambda a, b: jnp.where(keep.reshape((S,) + (1,) * (a.ndim - 1)), a, b), new, carry)
+        active = keep
+        if not active.any():
+            break
+    estimates = jax.vmap(lambda q: jnp.stack(quantiles_estimate(q, probs)), out_axes=1)(carry[3])
+    return estimates, acc, np.sum(~np.isnan(acc), axis=1)
 
 
 def _train_features(pipe, keys, state, lat0_stdp, e1, e2, tag, times):
@@ -367,15 +384,16 @@ def run_arm(arm: dict, cfg, keys, data, n_out, ctx, cache: dict, times, store: P
         lkey = f"langevin-{dkey}"
         probs = langevin_probabilities(cfg)
         if lkey not in cache:
-            template = (jnp.stack([w3] * len(probs)), np.zeros((S, cfg["langevin_epochs"])))
+            template = (jnp.stack([w3] * len(probs)), np.zeros((S, cfg["langevin_epochs"])), np.zeros(S, np.int64))
             ranges = store.get(lkey, template)
             if ranges is None:
                 ranges = _langevin_ranges(pipe, cfg, keys, w3, st3_task1, lat2_t1[:, :n1], y1, lat2_t1[:, n1:], yt1)
                 store.put(lkey, ranges)
             cache[lkey] = ranges
-        estimates, lang_acc = cache[lkey]
+        estimates, lang_acc, lang_epochs = cache[lkey]
         low, high = (estimates[probs.index(q)] for q in arm["quantiles"])
         out["langevin_task1_accuracy"] = lang_acc
+        out["langevin_epochs_run"] = np.asarray(lang_epochs)
         out["range_width"] = np.asarray(jnp.mean((high - low).reshape(S, -1), axis=1))
         w3 = jnp.clip(w3, low, high)
         make, args, extra_state = (lambda lo, hi: chain(rstdp2, clip_per_weight(lo, hi))), (low, high), ()
