@@ -119,6 +119,29 @@ def test_streaming_quantiles_match_exact_quantiles_within_tolerance():
     assert s.q.shape == (5, 3) and s.n.shape == (5, 3)
 
 
+def test_streaming_quantile_memory_does_not_grow_with_the_number_of_snapshots():
+    """A noisy trajectory of T snapshots fed to the estimator, compiled for T = 10 and T = 100,000:
+    XLA's own accounting of the program's memory is the same, and the state is 2 × 5 float32 per
+    weight and quantile (the thesis kept every snapshot: T × weights)."""
+    probs, n = (0.1, 0.25, 0.75, 0.9), 1000
+
+    def trajectory(key, T):
+        def body(i, carry):
+            w, st = carry
+            w = w + 0.01 * jax.random.normal(jax.random.fold_in(key, i), w.shape)
+            return w, quantiles_update(st, w, probs)
+        return jax.lax.fori_loop(0, T, body, (jnp.zeros(n), quantiles_init((n,), probs)))[1]
+
+    sizes = []
+    for T in (10, 100_000):
+        mem = jax.jit(trajectory, static_argnums=1).lower(jax.random.PRNGKey(0), T).compile().memory_analysis()
+        if mem is None:
+            pytest.skip("this backend reports no memory analysis")
+        sizes.append((mem.temp_size_in_bytes, mem.output_size_in_bytes))
+    assert sizes[0] == sizes[1]
+    assert sizes[0][1] <= len(probs) * n * 2 * 5 * 4 + 1024
+
+
 def test_method_plugins_are_registered():
     reg = get_registry()
     for name in ("freeze-largest", "langevin-ranges", "langevin-noise", "noise-lr"):
