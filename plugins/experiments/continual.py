@@ -238,7 +238,7 @@ def langevin_probabilities(cfg: Mapping[str, Any]) -> tuple[float, ...]:
     return tuple(sorted({float(p) for p in [*cfg["langevin_low"], *cfg["langevin_high"]]}))
 
 
-def _langevin_ranges(pipe: P.ConvPipeline, cfg, keys, w3, st3, lat_train, y_train, lat_test, y_test):
+def _langevin_ranges(pipe: P.ConvPipeline, cfg, keys, w3, st3, lat_train, y_train, lat_test, y_test, progress=None):
     """Noisy task-1 epochs recording the weights.
 
     Returns ``(quantiles [n_probs, S, *w.shape], task-1 accuracy per epoch [S, langevin_epochs],
@@ -246,7 +246,8 @@ def _langevin_ranges(pipe: P.ConvPipeline, cfg, keys, w3, st3, lat_train, y_trai
     :func:`langevin_probabilities`: every Langevin arm of the run (e.g. Q1/Q3 and D10/D90) reads
     its range from the same noisy trajectory. With ``langevin_stop`` a seed whose accuracy falls
     below it keeps the state of the epoch before (its first epoch is always kept) and takes no
-    further epochs; its later accuracies are NaN.
+    further epochs; its later accuracies are NaN. ``progress(epochs_done, epochs)`` is called after
+    every epoch.
     """
     every, sigma, stop = int(cfg["langevin_every"]), float(cfg["langevin_sigma"]), float(cfg["langevin_stop"])
     probs = langevin_probabilities(cfg)
@@ -288,6 +289,8 @@ def _langevin_ranges(pipe: P.ConvPipeline, cfg, keys, w3, st3, lat_train, y_trai
         acc[keep, e] = got[keep]
         carry = jax.tree.map(lambda a, b: jnp.where(keep.reshape((S,) + (1,) * (a.ndim - 1)), a, b), new, carry)
         active = keep
+        if progress is not None:
+            progress(e + 1, cfg["langevin_epochs"])
         if not active.any():
             break
     estimates = jax.vmap(lambda q: jnp.stack(quantiles_estimate(q, probs)), out_axes=1)(carry[3])
@@ -387,7 +390,8 @@ def run_arm(arm: dict, cfg, keys, data, n_out, ctx, cache: dict, times, store: P
             template = (jnp.stack([w3] * len(probs)), np.zeros((S, cfg["langevin_epochs"])), np.zeros(S, np.int64))
             ranges = store.get(lkey, template)
             if ranges is None:
-                ranges = _langevin_ranges(pipe, cfg, keys, w3, st3_task1, lat2_t1[:, :n1], y1, lat2_t1[:, n1:], yt1)
+                ranges = _langevin_ranges(pipe, cfg, keys, w3, st3_task1, lat2_t1[:, :n1], y1, lat2_t1[:, n1:], yt1,
+                                          lambda done, total: ctx.progress(done, total, "noisy task-1 epochs"))
                 store.put(lkey, ranges)
             cache[lkey] = ranges
         estimates, lang_acc, lang_epochs = cache[lkey]
