@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -131,7 +132,8 @@ def _plot_curves(doc: Mapping[str, Any], out: Path) -> list[Path]:
     paths = []
     for x, curves in groups.items():
         names = list(curves)
-        stem = "learning_curves" if len(groups) == 1 else f"learning_curves_{names[0]}"
+        # metric names may carry an arm's label ("langevin-ranges 0.25/0.75:task1_accuracy"): keep the file name plain
+        stem = "learning_curves" if len(groups) == 1 else "learning_curves_" + re.sub(r"[^\w.-]+", "_", names[0])
         accuracy = all("acc" in n for n in names)
         paths.append(learning_curves(out / f"{stem}.png", list(x), curves,
                                      xlabel=str(extra.get("xlabel", "training images")),

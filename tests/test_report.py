@@ -126,6 +126,14 @@ def test_plot_into_other_dir_and_event_raster(tmp_path):
     assert all(p.parent == tmp_path / "figs" for p in paths)
 
 
+def test_plot_file_names_stay_plain_for_metric_names_with_slashes_and_spaces(tmp_path):
+    run = _run(tmp_path / "r", {"baseline_acc": _metric(np.ones((2, 3))),
+                                "langevin-ranges 0.25/0.75:langevin_acc": _metric(np.ones((2, 5)))})
+    names = sorted(p.name for p in plot_run(run))
+    assert names == ["learning_curves_baseline_acc.png", "learning_curves_langevin-ranges_0.25_0.75_langevin_acc.png"]
+    assert all((run / n).is_file() for n in names)
+
+
 def test_plot_with_nothing_to_draw(tmp_path, capsys):
     run = _run(tmp_path / "r", {"x": _metric([1.0, 2.0])})
     assert main(["plot", str(run)]) == 0
