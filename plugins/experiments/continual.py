@@ -241,12 +241,11 @@ def langevin_probabilities(cfg: Mapping[str, Any]) -> tuple[float, ...]:
 def _langevin_ranges(pipe: P.ConvPipeline, cfg, keys, w3, st3, lat_train, y_train, lat_test, y_test, progress=None):
     """Noisy task-1 epochs recording the weights.
 
-    Returns ``(quantiles [n_probs, S, *w.shape], task-1 accuracy per epoch [S, langevin_epochs],
-    noisy epochs recorded per seed [S])``, the quantiles in the order of
-    :func:`langevin_probabilities`: every Langevin arm of the run (e.g. Q1/Q3 and D10/D90) reads
+    Returns ``(quantiles [n_probs, S, *w.shape], task-1 accuracy per epoch [S, langevin_epochs])``,
+    the quantiles in the order of :func:`langevin_probabilities`: every Langevin arm of the run (e.g. Q1/Q3 and D10/D90) reads
     its range from the same noisy trajectory. With ``langevin_stop`` a seed whose accuracy falls
     below it keeps the state of the epoch before (its first epoch is always kept) and takes no
-    further epochs; its later accuracies are NaN. ``progress(epochs_done, epochs)`` is called after
+    further epochs; its later accuracies are NaN (so the epochs it kept are the non-NaN ones). ``progress(epochs_done, epochs)`` is called after
     every epoch.
     """
     every, sigma, stop = int(cfg["langevin_every"]), float(cfg["langevin_sigma"]), float(cfg["langevin_stop"])
@@ -294,7 +293,7 @@ def _langevin_ranges(pipe: P.ConvPipeline, cfg, keys, w3, st3, lat_train, y_trai
         if not active.any():
             break
     estimates = jax.vmap(lambda q: jnp.stack(quantiles_estimate(q, probs)), out_axes=1)(carry[3])
-    return estimates, acc, np.sum(~np.isnan(acc), axis=1)
+    return estimates, acc
 
 
 def _train_features(pipe, keys, state, lat0_stdp, e1, e2, tag, times):
@@ -387,17 +386,17 @@ def run_arm(arm: dict, cfg, keys, data, n_out, ctx, cache: dict, times, store: P
         lkey = f"langevin-{dkey}"
         probs = langevin_probabilities(cfg)
         if lkey not in cache:
-            template = (jnp.stack([w3] * len(probs)), np.zeros((S, cfg["langevin_epochs"])), np.zeros(S, np.int64))
+            template = (jnp.stack([w3] * len(probs)), np.zeros((S, cfg["langevin_epochs"])))
             ranges = store.get(lkey, template)
             if ranges is None:
                 ranges = _langevin_ranges(pipe, cfg, keys, w3, st3_task1, lat2_t1[:, :n1], y1, lat2_t1[:, n1:], yt1,
                                           lambda done, total: ctx.progress(done, total, "noisy task-1 epochs"))
                 store.put(lkey, ranges)
             cache[lkey] = ranges
-        estimates, lang_acc, lang_epochs = cache[lkey]
+        estimates, lang_acc = cache[lkey]
         low, high = (estimates[probs.index(q)] for q in arm["quantiles"])
         out["langevin_task1_accuracy"] = lang_acc
-        out["langevin_epochs_run"] = np.asarray(lang_epochs)
+        out["langevin_epochs_run"] = np.sum(~np.isnan(lang_acc), axis=1)
         out["range_width"] = np.asarray(jnp.mean((high - low).reshape(S, -1), axis=1))
         w3 = jnp.clip(w3, low, high)
         make, args, extra_state = (lambda lo, hi: chain(rstdp2, clip_per_weight(lo, hi))), (low, high), ()
