@@ -60,6 +60,56 @@ def test_freeze_largest_keeps_exactly_the_chosen_weights_through_task_2():
     assert np.any(w[~m] != w0[~m])  # the others did learn
 
 
+def test_freeze_and_ranges_in_a_conv_layer_hold_through_its_stdp_epochs():
+    """``freeze_layers`` / ``langevin_layers`` with conv layers: the transform chained after STDP in
+    :meth:`ConvPipeline.train_layer_epoch` keeps the frozen weights bit-exact and every weight inside its range."""
+    from snnjax.plasticity import clip_per_weight
+
+    pipe = _tiny_pipeline()
+    keys = jax.random.split(jax.random.PRNGKey(2), 2)
+    x, _ = _tiny_task(3, n=12)
+    state = pipe.init(keys)
+    lat0 = pipe.encode(x)
+    mask = jax.vmap(lambda w: methods.largest_mask(w, 70.0))(state.w1)
+    w, st = state.w1, (state.st1, ())
+    for e in range(2):
+        w, st = pipe.train_layer_epoch(0, P.epoch_keys(keys, 7, e), w, st, lat0, name="test-freeze-conv1",
+                                       make_rule=lambda m: chain(pipe.stdp, _freeze(m)), rule_args=(mask,))
+    w, m, w0 = np.asarray(w), np.asarray(mask), np.asarray(state.w1)
+    assert m.any()
+    np.testing.assert_array_equal(w[m], w0[m])
+    assert np.any(w[~m] != w0[~m])
+
+    lat1 = pipe.propagate(0, state.w1, lat0)
+    low, high = jnp.clip(state.w2 - 0.005, 0.0, 1.0), jnp.clip(state.w2 + 0.005, 0.0, 1.0)
+    w, st = state.w2, (state.st2, ())
+    for e in range(2):
+        w, st = pipe.train_layer_epoch(1, P.epoch_keys(keys, 8, e), w, st, lat1, name="test-ranges-conv2",
+                                       make_rule=lambda lo, hi: chain(pipe.stdp, clip_per_weight(lo, hi)),
+                                       rule_args=(low, high))
+        assert np.all(np.asarray(w) >= np.asarray(low)) and np.all(np.asarray(w) <= np.asarray(high))
+    plain, _ = pipe.train_layer_epoch(1, P.epoch_keys(keys, 8, 0), state.w2, state.st2, lat1)
+    assert np.any(np.abs(np.asarray(plain) - np.asarray(state.w2)) > 0.005)  # unclipped, STDP leaves the ranges
+
+
+def test_methods_in_conv_layers_end_to_end(tmp_path):
+    """``freeze_layers=conv1,conv2`` and ``langevin_layers=conv2``: the frozen conv weights do not move
+    through task 2, conv2 gets noisy task-1 epochs and ranges, and the decision layer is left alone."""
+    out = tmp_path / "run"
+    sets = ["n_train=30", "n_test=15", "epochs1=1", "epochs2=1", "epochs3=2", "task2_epochs1=1", "task2_epochs2=1",
+            "task2_epochs3=1", "method=freeze-largest,langevin-ranges", "freeze_layers=conv1,conv2",
+            "langevin_layers=conv2", "langevin_epochs=2", "langevin_every=10"]
+    assert main(["run", "continual", "--quiet", "--seeds", "2", "--out", str(out), *[a for s in sets for a in ("--set", s)]]) == 0
+    m = {k: np.asarray(v["per_seed"], float) for k, v in json.loads((out / "results.json").read_text())["metrics"].items()}
+    for layer in ("conv1", "conv2"):
+        assert np.all(m[f"freeze-largest:{layer}_frozen_fraction"] > 5)
+        np.testing.assert_array_equal(m[f"freeze-largest:{layer}_frozen_weights_changed"], [0, 0])
+    assert "freeze-largest:frozen_fraction" not in m and "langevin-ranges:range_width" not in m
+    np.testing.assert_array_equal(m["langevin-ranges:conv2_langevin_epochs_run"], [2, 2])
+    assert m["langevin-ranges:conv2_langevin_task1_accuracy"].shape == (2, 2)
+    assert np.all(m["langevin-ranges:conv2_range_width"] > 0)
+
+
 def _freeze(mask):
     from snnjax.plasticity import freeze
 
@@ -169,6 +219,10 @@ def test_method_plugins_are_registered():
     (["langevin_low=0.1,0.1", "langevin_high=0.9,0.9"], "repeat a pair"),
     (["langevin_stop=100"], "langevin_stop"),
     (["langevin_stop=-0.1"], "langevin_stop"),
+    (["freeze_layers=conv3"], "unknown layer 'conv3' in freeze_layers"),
+    (["langevin_layers=decision,decision"], "names a layer twice"),
+    (["method=freeze-largest", "freeze_layers=conv1", "retrain_features=false"], "conv1 does not learn in task 2"),
+    (["method=langevin-ranges", "langevin_layers=conv2", "task2_epochs2=0"], "conv2 does not learn in task 2"),
 ])
 def test_bad_input_is_rejected_before_anything_runs(sets, match):
     with pytest.raises(ConfigError, match=match):

@@ -169,6 +169,16 @@ def _check_cache(latencies: jax.Array, layer: ConvLayerSpec) -> None:
         raise InputError(f"expected cached first-spike maps (N, {layer.in_maps}, H, W), got shape {latencies.shape}")
 
 
+def layer_train_step(layer: ConvLayerSpec, rule: LearningRule, timesteps: int):
+    """``step(weight, rule_state, latency) -> (weight, rule_state)``: one STDP image of a layer."""
+
+    def step(w, st, lat):
+        out = layer_train_forward(layer, w, lat, timesteps)
+        return rule.update(w, st, ConvActivity(out.spk_in, out.spk, out.winners))
+
+    return step
+
+
 def train_layer(key: jax.Array, weight: jax.Array, rule_state, latencies: jax.Array, layer: ConvLayerSpec,
                 rule: LearningRule, timesteps: int):
     """One epoch of unsupervised STDP on a cached dataset ``(N, C, H, W)`` (uint8 first-spike maps).
@@ -178,12 +188,10 @@ def train_layer(key: jax.Array, weight: jax.Array, rule_state, latencies: jax.Ar
     """
     _check_cache(latencies, layer)
     order = jax.random.permutation(key, latencies.shape[0])
+    one_image = layer_train_step(layer, rule, timesteps)
 
     def step(carry, idx):
-        w, st = carry
-        out = layer_train_forward(layer, w, latencies[idx], timesteps)
-        w, st = rule.update(w, st, ConvActivity(out.spk_in, out.spk, out.winners))
-        return (w, st), None
+        return one_image(*carry, latencies[idx]), None
 
     (weight, rule_state), _ = jax.lax.scan(step, (weight, rule_state), order)
     return weight, rule_state
@@ -286,7 +294,7 @@ def network(name: str, **params) -> NetworkSpec:
 
 __all__ = [
     "ConvLayerSpec", "NetworkSpec", "mozafari2019", "kheradpisheh2018", "init_weight", "init_weights",
-    "layer_train_forward", "layer_forward", "decision_forward", "train_layer", "make_layer_trainer",
+    "layer_train_forward", "layer_train_step", "layer_forward", "decision_forward", "train_layer", "make_layer_trainer",
     "layer_outputs", "train_decision", "evaluate_decision", "readout_features", "train_readout",
     "readout_accuracy", "network", "DecisionStats", "LayerStep",
 ]

@@ -234,17 +234,32 @@ class ConvPipeline:
 
     # ------------------------------------------------------------------ layers 1 and 2
 
-    def train_layer_epoch(self, index: int, keys: jax.Array, weight: jax.Array, state: Any, cache: jax.Array):
+    def train_layer_epoch(self, index: int, keys: jax.Array, weight: jax.Array, state: Any, cache: jax.Array, *,
+                          name: str | None = None, make_rule: Callable[..., LearningRule] | None = None,
+                          rule_args: Any = ()):
         """One STDP epoch of layer ``index`` (0 or 1) for every seed: ``(weight, state)``.
 
         ``cache`` is the layer's input: shared ``(N, C, H, W)`` or per seed ``(S, N, C, H, W)``.
-        ``keys`` ``(S,)`` shuffle each seed's image order.
+        ``keys`` ``(S,)`` shuffle each seed's image order. ``make_rule(*rule_args)`` builds the
+        per-seed rule inside the vmapped program (e.g. ``chain(pipe.stdp, freeze(mask))`` with a
+        per-seed mask in ``rule_args``); ``state`` must match it. By default the pipeline's STDP
+        rule. As in :meth:`decision_epoch`, ``name`` tells programs with different ``make_rule``
+        apart.
         """
         layer = self.spec.layers[index]
         shared = cache.ndim == 4
-        rule, T = self.stdp, self.T
-        fn = jax.vmap(lambda k, w, s, c: N.train_layer(k, w, s, c, layer, rule, T), in_axes=(0, 0, 0, None if shared else 0))
-        return self.run_program(f"layer{index + 1}", fn, keys, weight, state, jnp.asarray(cache))
+        T, stdp = self.T, self.stdp
+        builder = make_rule or (lambda *a: stdp)
+
+        def one(k, w, s, c, args):
+            return N.train_layer(k, w, s, c, layer, builder(*args), T)
+
+        fn = jax.vmap(one, in_axes=(0, 0, 0, None if shared else 0, 0))
+        return self.run_program(name or f"layer{index + 1}", fn, keys, weight, state, jnp.asarray(cache), rule_args)
+
+    def layer_step(self, index: int, rule: LearningRule):
+        """``step(w, st, latency) -> (w, st)``: one STDP image of layer ``index`` (0 or 1) under ``rule``."""
+        return N.layer_train_step(self.spec.layers[index], rule, self.T)
 
     def propagate(self, index: int, weight: jax.Array, cache: jax.Array, batch_size: int = 64) -> jax.Array:
         """Run frozen layer ``index`` over a cache: per-seed output caches ``(S, N, C', H', W')`` uint8."""

@@ -15,7 +15,9 @@ with ``compare_baseline``, the baseline on the same seeds):
    ``langevin_low`` / ``langevin_high`` quantiles as each weight's range. With
    ``langevin_stop`` > 0 a seed's noisy epochs end early, at the first epoch after which its
    task-1 test accuracy is below ``langevin_stop`` % (the thesis: 80); that epoch's snapshots
-   are dropped, except when it is the first.
+   are dropped, except when it is the first. ``freeze_layers`` / ``langevin_layers`` (default
+   ``decision``) choose the layers: a conv layer gets its own mask, or its own noisy STDP epochs
+   on the task-1 images (:func:`_layer_langevin`), and its transform in its task-2 STDP epochs.
 3. **Task 2** on the *same* outputs (domain-incremental: task-2 class ``i`` → output ``i``):
    with ``retrain_features`` the STDP layers continue learning on task 2 (``task2_epochs1``,
    ``task2_epochs2``; their learning rates carry over, as in the thesis' code), then the decision
@@ -70,6 +72,9 @@ from ..conv import networks as N
 from ..conv import pipeline as P
 from ..conv.stdp import ConvActivity
 
+#: the layers a method may act on (``freeze_layers``, ``langevin_layers``)
+LAYERS = ("conv1", "conv2", "decision")
+CONV_LAYERS = LAYERS[:2]
 METHODS = ("baseline", "inhibition", "freeze-largest", "langevin-ranges", "noise-lr")
 SEQUENCES = {
     "split-mnist": (("mnist-embedded", list(range(5))), ("mnist-embedded", list(range(5, 10))), 5),
@@ -103,12 +108,14 @@ DEFAULTS: dict[str, Any] = {
     "baseline_radius1": 0,
     "baseline_radius2": 0,
     "freeze_percentile": 90.0,
+    "freeze_layers": ["decision"],
     "langevin_epochs": 24,
     "langevin_sigma": 4e-4,
     "langevin_every": 100,
     "langevin_stop": 0.0,
     "langevin_low": [0.1],
     "langevin_high": [0.9],
+    "langevin_layers": ["decision"],
     "noise_lr_std": 0.5,
     **P.NETWORK_DEFAULTS,
 }
@@ -186,6 +193,22 @@ def validate(cfg: Mapping[str, Any]) -> None:
     if len(set(zip(lows, highs))) != len(lows):
         raise ConfigError(f"langevin_low/langevin_high repeat a pair: {list(zip(lows, highs))}")
     methods.check_percentile(cfg["freeze_percentile"])
+    for key, method in (("freeze_layers", "freeze-largest"), ("langevin_layers", "langevin-ranges")):
+        layers = list(cfg[key])
+        if not layers:
+            raise ConfigError(f"{key} is empty; name one or more of {', '.join(LAYERS)}")
+        for layer in layers:
+            if layer not in LAYERS:
+                raise ConfigError(f"unknown layer {layer!r} in {key}; choose one or more of {', '.join(LAYERS)}")
+        if len(set(layers)) != len(layers):
+            raise ConfigError(f"{key}={layers} names a layer twice")
+        if method not in chosen:
+            continue
+        for i, layer in enumerate(CONV_LAYERS):
+            if layer in layers and not (cfg["retrain_features"] and cfg[f"task2_epochs{i + 1}"] > 0):
+                raise ConfigError(f"{key} names {layer}, but {layer} does not learn in task 2 (retrain_features = "
+                                  f"{cfg['retrain_features']}, task2_epochs{i + 1} = {cfg[f'task2_epochs{i + 1}']}), so "
+                                  f"{method} would change nothing there; drop {layer} from {key} or let it learn")
     for key in ("langevin_sigma", "noise_lr_std"):
         if not cfg[key] >= 0:
             raise ConfigError(f"{key} must be >= 0, got {cfg[key]!r}")
@@ -238,25 +261,31 @@ def langevin_probabilities(cfg: Mapping[str, Any]) -> tuple[float, ...]:
     return tuple(sorted({float(p) for p in [*cfg["langevin_low"], *cfg["langevin_high"]]}))
 
 
-def _langevin_ranges(pipe: P.ConvPipeline, cfg, keys, w3, st3, lat_train, y_train, lat_test, y_test, progress=None):
-    """Noisy task-1 epochs recording the weights.
+def _langevin_ranges(pipe: P.ConvPipeline, cfg, keys, w, st, step, bounds, program, tag, lat_train, y_train, evaluate,
+                     progress=None):
+    """Noisy task-1 epochs of one layer, recording its weights.
+
+    ``step(w, st, latency, label) -> (w, st, decision)`` trains the layer on one image
+    (``decision = -1``: no update, so no noise); after it ``σ·N(0, 1)`` is added to every weight of
+    the layer, clamped to ``bounds``. The weights after the update, before the noise, of every
+    ``langevin_every``-th image feed the streaming quantile estimator. ``evaluate(w) -> (S,)``
+    gives the task-1 test accuracy of the network with the layer's weights ``w`` (per seed).
 
     Returns ``(quantiles [n_probs, S, *w.shape], task-1 accuracy per epoch [S, langevin_epochs])``,
-    the quantiles in the order of :func:`langevin_probabilities`: every Langevin arm of the run (e.g. Q1/Q3 and D10/D90) reads
-    its range from the same noisy trajectory. With ``langevin_stop`` a seed whose accuracy falls
-    below it keeps the state of the epoch before (its first epoch is always kept) and takes no
-    further epochs; its later accuracies are NaN (so the epochs it kept are the non-NaN ones). ``progress(epochs_done, epochs)`` is called after
-    every epoch.
+    the quantiles in the order of :func:`langevin_probabilities`: every Langevin arm of the run (e.g.
+    Q1/Q3 and D10/D90) reads its range from the same noisy trajectory. With ``langevin_stop`` a
+    seed whose accuracy falls below it keeps the state of the epoch before (its first epoch is
+    always kept) and takes no further epochs; its later accuracies are NaN (so the epochs it kept
+    are the non-NaN ones). ``progress(epochs_done, epochs)`` is called after every epoch.
     """
     every, sigma, stop = int(cfg["langevin_every"]), float(cfg["langevin_sigma"]), float(cfg["langevin_stop"])
     probs = langevin_probabilities(cfg)
-    rstdp = pipe.rstdp_rule(adaptive=False)  # rates stay at their post-task-1 values
-    noise = methods.langevin_noise(jax.random.PRNGKey(0), sigma)  # the key lives in the carried state
-    step = pipe.decision_step(rstdp)
-    n = int(lat_train.shape[1])
+    noise = methods.langevin_noise(jax.random.PRNGKey(0), sigma, *bounds)  # the key lives in the carried state
+    shared = lat_train.ndim == 4
+    n = int(lat_train.shape[0 if shared else 1])
     chunks = n // every
     if chunks < 1:
-        raise ConfigError(f"langevin_every={every} exceeds the {n} task-1 training images")
+        raise ConfigError(f"langevin_every={every} exceeds the {n} task-1 training images of the noisy epochs")
 
     def one(key, nkey, w, st, qs, cache, labels):
         order = jax.random.permutation(key, n)[: chunks * every].reshape(chunks, every)
@@ -275,15 +304,15 @@ def _langevin_ranges(pipe: P.ConvPipeline, cfg, keys, w3, st3, lat_train, y_trai
         (w, st, nk, qs), _ = jax.lax.scan(outer, (w, st, nkey, qs), order)
         return nk, w, st, qs
 
-    fn = jax.vmap(one, in_axes=(0, 0, 0, 0, 0, 0, None))
+    fn = jax.vmap(one, in_axes=(0, 0, 0, 0, 0, None if shared else 0, None))
     S = keys.shape[0]
-    carry = (P.epoch_keys(keys, 40, 0), w3, st3, jax.vmap(lambda w: quantiles_init(w.shape, probs))(w3))
+    carry = (P.epoch_keys(keys, tag, 0), w, st, jax.vmap(lambda w: quantiles_init(w.shape, probs))(w))
     acc = np.full((S, cfg["langevin_epochs"]), np.nan)
     active = np.ones(S, bool)
     for e in range(cfg["langevin_epochs"]):
-        new = pipe.run_program(f"langevin-{sigma}-{every}-{probs}", fn, P.epoch_keys(keys, 41, e), *carry,
-                               lat_train, jnp.asarray(y_train))
-        got = np.asarray(pipe.evaluate(new[1], lat_test, y_test).accuracy)
+        new = pipe.run_program(f"langevin-{program}-{sigma}-{every}-{probs}", fn, P.epoch_keys(keys, tag + 1, e), *carry,
+                               jnp.asarray(lat_train), jnp.asarray(y_train, jnp.int32))
+        got = np.asarray(evaluate(new[1]))
         keep = active & ((got >= stop) | (e == 0))
         acc[keep, e] = got[keep]
         carry = jax.tree.map(lambda a, b: jnp.where(keep.reshape((S,) + (1,) * (a.ndim - 1)), a, b), new, carry)
@@ -296,15 +325,61 @@ def _langevin_ranges(pipe: P.ConvPipeline, cfg, keys, w3, st3, lat_train, y_trai
     return estimates, acc
 
 
-def _train_features(pipe, keys, state, lat0_stdp, e1, e2, tag, times):
+def _layer_langevin(pipe: P.ConvPipeline, cfg, keys, layer: str, state: P.NetState, w3, st3, lat_t1, lat2_t1, n1,
+                    n_stdp1, y1, yt1, progress=None):
+    """:func:`_langevin_ranges` of one layer (``conv1``, ``conv2`` or ``decision``) after task 1.
+
+    ``decision``: R-STDP with the rates fixed at their post-task-1 values on the task-1 features,
+    noise after every reward/punish update, clamped to [0.2, 0.8] (the thesis). ``conv1`` /
+    ``conv2``: STDP (its state carried over from task 1) on the task-1 STDP images, noise after
+    every image, clamped to [lb, ub] of the STDP rule; the other layers keep their task-1 weights,
+    and the stop rule's accuracy is the whole network's with the noisy layer (features recomputed).
+    """
+    if layer == "decision":
+        step = pipe.decision_step(pipe.rstdp_rule(adaptive=False))  # rates stay at their post-task-1 values
+        return _langevin_ranges(pipe, cfg, keys, w3, st3, step, (0.2, 0.8), "decision", 40, lat2_t1[:, :n1], y1,
+                                lambda w: pipe.evaluate(w, lat2_t1[:, n1:], yt1).accuracy, progress)
+    index = CONV_LAYERS.index(layer)
+    stdp = pipe.layer_step(index, pipe.stdp)
+    step = lambda w, st, lat, label: (*stdp(w, st, lat), jnp.int32(0))  # noqa: E731  (every image updates)
+    bounds = (pipe.stdp_params.get("lb", 0.0), pipe.stdp_params.get("ub", 1.0))
+    train, test = lat_t1[:n_stdp1], lat_t1[n1:]
+    if index == 0:
+        evaluate = lambda w: pipe.evaluate(w3, pipe.features(w, state.w2, test), yt1).accuracy  # noqa: E731
+        w, st = state.w1, state.st1
+    else:
+        train, test = pipe.propagate(0, state.w1, train), pipe.propagate(0, state.w1, test)
+        evaluate = lambda w: pipe.evaluate(w3, pipe.propagate(1, w, test), yt1).accuracy  # noqa: E731
+        w, st = state.w2, state.st2
+    return _langevin_ranges(pipe, cfg, keys, w, st, step, bounds, layer, 42 + 2 * index, train,
+                            np.zeros(len(train) if train.ndim == 4 else train.shape[1], np.int32), evaluate, progress)
+
+
+def _train_features(pipe, keys, state, lat0_stdp, e1, e2, tag, times, rules=None):
+    """``e1`` STDP epochs of layer 1, then ``e2`` of layer 2, from ``state``.
+
+    ``rules`` maps a layer index (0, 1) to ``(name, make_rule, rule_args)``: that layer trains
+    under ``make_rule(*rule_args)``, a chain of the pipeline's STDP rule and a transform (state
+    ``(stdp state, ())``) instead of the plain STDP rule.
+    """
+    rules = rules or {}
+
+    def epoch(index, e, w, st, cache):
+        if index not in rules:
+            return pipe.train_layer_epoch(index, P.epoch_keys(keys, tag + 1 + index, e), w, st, cache)
+        name, make, args = rules[index]
+        w, (st, _) = pipe.train_layer_epoch(index, P.epoch_keys(keys, tag + 1 + index, e), w, (st, ()), cache, name=name,
+                                            make_rule=make, rule_args=args)
+        return w, st
+
     for e in range(e1):
-        (w1, st1), dt = P.timed(pipe.train_layer_epoch, 0, P.epoch_keys(keys, tag + 1, e), state.w1, state.st1, lat0_stdp)
+        (w1, st1), dt = P.timed(epoch, 0, e, state.w1, state.st1, lat0_stdp)
         state = state._replace(w1=w1, st1=st1)
         times["layer1"].append(round(dt, 3))
     if e2:
         lat1 = pipe.propagate(0, state.w1, lat0_stdp)
         for e in range(e2):
-            (w2, st2), dt = P.timed(pipe.train_layer_epoch, 1, P.epoch_keys(keys, tag + 2, e), state.w2, state.st2, lat1)
+            (w2, st2), dt = P.timed(epoch, 1, e, state.w2, state.st2, lat1)
             state = state._replace(w2=w2, st2=st2)
             times["layer2"].append(round(dt, 3))
     return state
@@ -377,50 +452,81 @@ def run_arm(arm: dict, cfg, keys, data, n_out, ctx, cache: dict, times, store: P
 
     # ---- method preparation on task 1
     rstdp2 = pipe.rstdp_rule(adaptive_int=float(cfg["task2_adaptive_int"]), batch_size=n2)
+    make, args, extra_state = (lambda: rstdp2), (), None  # the decision layer's task-2 rule
+    conv_rules: dict[int, tuple] = {}  # layer index -> (program name, make_rule, rule_args) in task 2
+    conv_start: dict[int, jax.Array] = {}  # layer index -> its task-2 start weights, where the method changes them
+    task1_weights = {"conv1": state.w1, "conv2": state.w2, "decision": w3}
     if method == "freeze-largest":
         pct = float(cfg["freeze_percentile"])
-        mask = jax.vmap(lambda w: methods.largest_mask(w, pct))(w3)
-        out["frozen_fraction"] = 100.0 * np.asarray(jnp.mean(mask.reshape(S, -1), axis=1))
-        make, args, extra_state = (lambda m: chain(rstdp2, freeze(m))), (mask,), ()
+        masks = {}
+        for layer in cfg["freeze_layers"]:
+            masks[layer] = jax.vmap(lambda w: methods.largest_mask(w, pct))(task1_weights[layer])
+            out[_layer_metric(layer, "frozen_fraction")] = 100.0 * np.asarray(jnp.mean(masks[layer].reshape(S, -1), axis=1))
+        for index, layer in enumerate(CONV_LAYERS):
+            if layer in masks:
+                conv_rules[index] = (f"t2-freeze-{layer}", lambda m: chain(pipe.stdp, freeze(m)), (masks[layer],))
+        if "decision" in masks:
+            make, args, extra_state = (lambda m: chain(rstdp2, freeze(m))), (masks["decision"],), ()
     elif method == "langevin-ranges":
-        lkey = f"langevin-{dkey}"
         probs = langevin_probabilities(cfg)
-        if lkey not in cache:
-            template = (jnp.stack([w3] * len(probs)), np.zeros((S, cfg["langevin_epochs"])))
-            ranges = store.get(lkey, template)
-            if ranges is None:
-                ranges = _langevin_ranges(pipe, cfg, keys, w3, st3_task1, lat2_t1[:, :n1], y1, lat2_t1[:, n1:], yt1,
-                                          lambda done, total: ctx.progress(done, total, "noisy task-1 epochs"))
-                store.put(lkey, ranges)
-            cache[lkey] = ranges
-        estimates, lang_acc = cache[lkey]
-        low, high = (estimates[probs.index(q)] for q in arm["quantiles"])
-        out["langevin_task1_accuracy"] = lang_acc
-        out["langevin_epochs_run"] = np.sum(~np.isnan(lang_acc), axis=1)
-        out["range_width"] = np.asarray(jnp.mean((high - low).reshape(S, -1), axis=1))
-        w3 = jnp.clip(w3, low, high)
-        make, args, extra_state = (lambda lo, hi: chain(rstdp2, clip_per_weight(lo, hi))), (low, high), ()
+        for layer in cfg["langevin_layers"]:
+            lkey = f"langevin-{dkey}" if layer == "decision" else f"langevin-{layer}-{dkey}"
+            if lkey not in cache:
+                w = task1_weights[layer]
+                ranges = store.get(lkey, (jnp.stack([w] * len(probs)), np.zeros((S, cfg["langevin_epochs"]))))
+                if ranges is None:
+                    ranges = _layer_langevin(pipe, cfg, keys, layer, state, w3, st3_task1, lat_t1, lat2_t1, n1, n_stdp1,
+                                             y1, yt1, lambda done, total: ctx.progress(done, total,
+                                                                                       f"noisy task-1 epochs ({layer})"))
+                    store.put(lkey, ranges)
+                cache[lkey] = ranges
+            estimates, lang_acc = cache[lkey]
+            low, high = (estimates[probs.index(q)] for q in arm["quantiles"])
+            out[_layer_metric(layer, "langevin_task1_accuracy")] = lang_acc
+            out[_layer_metric(layer, "langevin_epochs_run")] = np.sum(~np.isnan(lang_acc), axis=1)
+            out[_layer_metric(layer, "range_width")] = np.asarray(jnp.mean((high - low).reshape(S, -1), axis=1))
+            if layer == "decision":
+                w3 = jnp.clip(w3, low, high)
+                make, args, extra_state = (lambda lo, hi: chain(rstdp2, clip_per_weight(lo, hi))), (low, high), ()
+            else:
+                index = CONV_LAYERS.index(layer)
+                conv_start[index] = (low, high)
+                conv_rules[index] = (f"t2-ranges-{layer}", lambda lo, hi: chain(pipe.stdp, clip_per_weight(lo, hi)),
+                                     (low, high))
     elif noisy:
         std = float(cfg["noise_lr_std"])
         make, args, extra_state = (lambda: chain(rstdp2, methods.noise_lr(jax.random.PRNGKey(0), std))), (), P.epoch_keys(keys, 21, 0)
-    else:
-        make, args, extra_state = (lambda: rstdp2), (), None
     st3 = jax.vmap(rstdp2.init)(w3)
     if extra_state is not None:
         st3 = (st3, extra_state)
 
-    # ---- task 2: features continue on task 2, then the decision layer under the method
-    tkey = f"task2-features-R{r1}-{r2}"  # the STDP layers do not depend on the method: shared by the arms
-    if tkey not in cache:
+    # ---- task 2: features continue on task 2 (under the method where it names conv layers), then the
+    # decision layer learns under the method
+    tkey = f"task2-features-R{r1}-{r2}"  # without conv-layer transforms the STDP layers do not depend on the method
+    if conv_rules:
+        tkey += f"-{arm['label']}-{'+'.join(CONV_LAYERS[i] for i in sorted(conv_rules))}"
+    got = cache.get(tkey)
+    if got is None:
         feats = state
         if cfg["retrain_features"]:
             feats = store.get(tkey, state)
             if feats is None:
-                feats = _train_features(pipe, keys, state, lat_t2[:n_stdp2], cfg["task2_epochs1"], cfg["task2_epochs2"],
-                                        30, times)
+                start = state
+                for index, (low, high) in conv_start.items():  # Langevin: the layer starts inside its ranges
+                    w = jnp.clip((state.w1, state.w2)[index], low, high)
+                    start = start._replace(**{f"w{index + 1}": w})
+                feats = _train_features(pipe, keys, start, lat_t2[:n_stdp2], cfg["task2_epochs1"], cfg["task2_epochs2"],
+                                        30, times, conv_rules)
                 store.put(tkey, feats)
-        cache[tkey] = pipe.features(feats.w1, feats.w2, np.concatenate([lat_t2, lat_t1[n1:]]))
-    lat2_all = cache[tkey]
+        got = (feats, pipe.features(feats.w1, feats.w2, np.concatenate([lat_t2, lat_t1[n1:]])))
+        if not conv_rules:  # shared by the other arms; an arm's own features are dropped after the arm
+            cache[tkey] = got
+    feats, lat2_all = got
+    if method == "freeze-largest":
+        for index, layer in enumerate(CONV_LAYERS):
+            if layer in masks:
+                changed = jnp.where(masks[layer], (feats.w1, feats.w2)[index] != task1_weights[layer], False)
+                out[_layer_metric(layer, "frozen_weights_changed")] = np.asarray(jnp.sum(changed.reshape(S, -1), axis=1))
     lat2_train2, lat2_test2, lat2_test1 = lat2_all[:, :n2], lat2_all[:, n2:n2 + len(yt2)], lat2_all[:, n2 + len(yt2):]
     E = cfg["task2_epochs3"]
     name = f"t2-{method}-{cfg['task2_adaptive_int']}-{cfg['noise_lr_std']}"
@@ -439,9 +545,15 @@ def run_arm(arm: dict, cfg, keys, data, n_out, ctx, cache: dict, times, store: P
         ctx.progress(arm["done"] + e + 1, arm["total"], "task-2 epochs")
     out.update(task2_accuracy=acc2, task1_accuracy=acc1, final_task2=acc2[:, -1], final_task1=acc1[:, -1],
                forgetting=acc_t1 - acc1[:, -1])
-    if method == "freeze-largest":
-        out["frozen_weights_changed"] = np.asarray(jnp.sum(jnp.where(mask, w3 != cache[dkey][0], False).reshape(S, -1), axis=1))
+    if method == "freeze-largest" and "decision" in masks:
+        changed = jnp.where(masks["decision"], w3 != task1_weights["decision"], False)
+        out["frozen_weights_changed"] = np.asarray(jnp.sum(changed.reshape(S, -1), axis=1))
     return out
+
+
+def _layer_metric(layer: str, name: str) -> str:
+    """A per-layer metric's name: plain for the decision layer (the thesis' methods), else ``<layer>_<name>``."""
+    return name if layer == "decision" else f"{layer}_{name}"
 
 
 def method_arms(cfg: Mapping[str, Any]) -> list[dict]:
