@@ -149,19 +149,25 @@ def tasks(cfg: Mapping[str, Any]) -> tuple[tuple[str, list[int] | None], tuple[s
     return out[0], out[1], int(cfg["n_outputs"] or n_out or 10)
 
 
+def _check_choices(cfg: Mapping[str, Any], key: str, allowed: tuple[str, ...], noun: str) -> list[str]:
+    """``cfg[key]`` as a list of distinct names from ``allowed``, or :class:`ConfigError` (empty, unknown, repeated)."""
+    values = list(cfg[key])
+    if not values:
+        raise ConfigError(f"{key} is empty; choose one or more of {', '.join(allowed)}")
+    for v in values:
+        if v not in allowed:
+            raise ConfigError(f"unknown {noun} {v!r} in {key}; choose one or more of {', '.join(allowed)}")
+    if len(set(values)) != len(values):
+        raise ConfigError(f"{key}={values} names a {noun} twice")
+    return values
+
+
 def validate(cfg: Mapping[str, Any]) -> None:
     """Check the config before any data is read or anything is compiled."""
     P.validate_network(cfg)
     if cfg["network"] != "mozafari":
         raise ConfigError("continual needs a network with a decision layer: network = 'mozafari'")
-    chosen = list(cfg["method"])
-    if not chosen:
-        raise ConfigError(f"method is empty; choose one or more of {', '.join(METHODS)}")
-    for m in chosen:
-        if m not in METHODS:
-            raise ConfigError(f"unknown method {m!r}; choose one or more of {', '.join(METHODS)}")
-    if len(set(chosen)) != len(chosen):
-        raise ConfigError(f"method={chosen} names a method twice")
+    chosen = _check_choices(cfg, "method", METHODS, "method")
     if len(chosen) > 1 and ("baseline" in chosen or "inhibition" in chosen):
         raise ConfigError(f"method={chosen}: 'baseline' and 'inhibition' run alone (several methods already share "
                           f"one baseline arm through compare_baseline; 'inhibition' compares radii)")
@@ -194,14 +200,7 @@ def validate(cfg: Mapping[str, Any]) -> None:
         raise ConfigError(f"langevin_low/langevin_high repeat a pair: {list(zip(lows, highs))}")
     methods.check_percentile(cfg["freeze_percentile"])
     for key, method in (("freeze_layers", "freeze-largest"), ("langevin_layers", "langevin-ranges")):
-        layers = list(cfg[key])
-        if not layers:
-            raise ConfigError(f"{key} is empty; name one or more of {', '.join(LAYERS)}")
-        for layer in layers:
-            if layer not in LAYERS:
-                raise ConfigError(f"unknown layer {layer!r} in {key}; choose one or more of {', '.join(LAYERS)}")
-        if len(set(layers)) != len(layers):
-            raise ConfigError(f"{key}={layers} names a layer twice")
+        layers = _check_choices(cfg, key, LAYERS, "layer")
         if method not in chosen:
             continue
         for i, layer in enumerate(CONV_LAYERS):
@@ -454,7 +453,6 @@ def run_arm(arm: dict, cfg, keys, data, n_out, ctx, cache: dict, times, store: P
     rstdp2 = pipe.rstdp_rule(adaptive_int=float(cfg["task2_adaptive_int"]), batch_size=n2)
     make, args, extra_state = (lambda: rstdp2), (), None  # the decision layer's task-2 rule
     conv_rules: dict[int, tuple] = {}  # layer index -> (program name, make_rule, rule_args) in task 2
-    conv_start: dict[int, jax.Array] = {}  # layer index -> its task-2 start weights, where the method changes them
     task1_weights = {"conv1": state.w1, "conv2": state.w2, "decision": w3}
     if method == "freeze-largest":
         pct = float(cfg["freeze_percentile"])
@@ -490,7 +488,6 @@ def run_arm(arm: dict, cfg, keys, data, n_out, ctx, cache: dict, times, store: P
                 make, args, extra_state = (lambda lo, hi: chain(rstdp2, clip_per_weight(lo, hi))), (low, high), ()
             else:
                 index = CONV_LAYERS.index(layer)
-                conv_start[index] = (low, high)
                 conv_rules[index] = (f"t2-ranges-{layer}", lambda lo, hi: chain(pipe.stdp, clip_per_weight(lo, hi)),
                                      (low, high))
     elif noisy:
@@ -511,22 +508,17 @@ def run_arm(arm: dict, cfg, keys, data, n_out, ctx, cache: dict, times, store: P
         if cfg["retrain_features"]:
             feats = store.get(tkey, state)
             if feats is None:
-                start = state
-                for index, (low, high) in conv_start.items():  # Langevin: the layer starts inside its ranges
-                    w = jnp.clip((state.w1, state.w2)[index], low, high)
-                    start = start._replace(**{f"w{index + 1}": w})
-                feats = _train_features(pipe, keys, start, lat_t2[:n_stdp2], cfg["task2_epochs1"], cfg["task2_epochs2"],
+                begin = state
+                if method == "langevin-ranges":  # the layers start inside their ranges (the rules' arguments)
+                    for index, (_, _, (low, high)) in conv_rules.items():
+                        begin = begin._replace(**{f"w{index + 1}": jnp.clip((state.w1, state.w2)[index], low, high)})
+                feats = _train_features(pipe, keys, begin, lat_t2[:n_stdp2], cfg["task2_epochs1"], cfg["task2_epochs2"],
                                         30, times, conv_rules)
                 store.put(tkey, feats)
         got = (feats, pipe.features(feats.w1, feats.w2, np.concatenate([lat_t2, lat_t1[n1:]])))
         if not conv_rules:  # shared by the other arms; an arm's own features are dropped after the arm
             cache[tkey] = got
     feats, lat2_all = got
-    if method == "freeze-largest":
-        for index, layer in enumerate(CONV_LAYERS):
-            if layer in masks:
-                changed = jnp.where(masks[layer], (feats.w1, feats.w2)[index] != task1_weights[layer], False)
-                out[_layer_metric(layer, "frozen_weights_changed")] = np.asarray(jnp.sum(changed.reshape(S, -1), axis=1))
     lat2_train2, lat2_test2, lat2_test1 = lat2_all[:, :n2], lat2_all[:, n2:n2 + len(yt2)], lat2_all[:, n2 + len(yt2):]
     E = cfg["task2_epochs3"]
     name = f"t2-{method}-{cfg['task2_adaptive_int']}-{cfg['noise_lr_std']}"
@@ -545,9 +537,11 @@ def run_arm(arm: dict, cfg, keys, data, n_out, ctx, cache: dict, times, store: P
         ctx.progress(arm["done"] + e + 1, arm["total"], "task-2 epochs")
     out.update(task2_accuracy=acc2, task1_accuracy=acc1, final_task2=acc2[:, -1], final_task1=acc1[:, -1],
                forgetting=acc_t1 - acc1[:, -1])
-    if method == "freeze-largest" and "decision" in masks:
-        changed = jnp.where(masks["decision"], w3 != task1_weights["decision"], False)
-        out["frozen_weights_changed"] = np.asarray(jnp.sum(changed.reshape(S, -1), axis=1))
+    if method == "freeze-largest":
+        task2_weights = {"conv1": feats.w1, "conv2": feats.w2, "decision": w3}
+        for layer, mask in masks.items():
+            changed = jnp.where(mask, task2_weights[layer] != task1_weights[layer], False)
+            out[_layer_metric(layer, "frozen_weights_changed")] = np.asarray(jnp.sum(changed.reshape(S, -1), axis=1))
     return out
 
 
