@@ -9,7 +9,10 @@ deferred one trains. Workloads (training, learning on, vmapped seeds, one proces
 
 * ``method2``: the thesis network (30 neurons, dt 0.1 ms) with segment-supervised STDP / All-LTD;
 * ``method3``: the same, chained with the lazy use-it-or-lose-it decay (the Method 3 experiment);
-* ``dc15``: Diehl & Cook 2015, N = 100, dt 0.5 ms, D&C STDP.
+* ``dc15``: Diehl & Cook 2015, N = 100, dt 0.5 ms, D&C STDP;
+* ``symmetric``: the thesis network with a *third-party* rule, ``symmetric-stdp`` from the example
+  package ``examples/snnjax-symmetric-stdp`` (imported from the source tree when it is not
+  installed), which declares its fast form (``snnjax.deferred.DeferredTrace``).
 
 Each workload is compiled once per path; then the two paths run alternately ``--repeats`` times
 (so both see the same background load) and the script prints the median aggregate images/s of each
@@ -21,9 +24,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import statistics
+import sys
 import time
+from pathlib import Path
 
-RULES = ("method2", "method3", "dc15")
+RULES = ("method2", "method3", "dc15", "symmetric")
 
 
 def workload(name: str):
@@ -34,6 +39,13 @@ def workload(name: str):
 
     if name == "dc15":
         return net.dc15_config(100, min_spikes=0), stdp_dc15(), None
+    if name == "symmetric":
+        try:
+            import snnjax_symmetric_stdp as example
+        except ImportError:
+            sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples" / "snnjax-symmetric-stdp"))
+            import snnjax_symmetric_stdp as example
+        return net.thesis_config(), example.symmetric_stdp(), None
     rule = segment_supervised(n_classes=3)
     if name == "method3":
         rule = chain(rule, use_it_or_lose_it())

@@ -16,6 +16,18 @@ scalar *in the state*, so that a compiled program switches it without being
 rebuilt: :func:`set_kp`). ``k_p`` is independent of ``activity.gain``: the
 thesis' flush runs with learning off (gain 0) but ``k_p = 1``.
 
+When ``k_p`` is 1 matters as much as the formula. The thesis text describes
+the decay acting during training (``k_p = 1`` throughout); applied that way it
+silences the thesis' Method 3 network. The authors' Brian 2 code ran otherwise:
+``k_p`` is the synapse model variable ``test_stop``, which Brian 2 starts at 0
+and the notebooks first set to 1 for the flush (the global ``test_stop = 1`` is
+shadowed by it; Brian 2 warns that the internal variable will be used). So
+training ran with ``k_p = 0`` while ``t_s`` was stamped at every spike, and the
+flush applied ``exp(−((t_flush − t_s)/τ)²)`` once per input: a one-shot pruning
+by recency. The ``use-it-or-lose-it`` experiment's default is that schedule
+(``k_p_train = 0``, ``k_p_flush = 1``, ``k_p_test = 0``; see
+docs/reproductions/method3.md).
+
 Two semantics (``semantics=``):
 
 ``"lazy"`` (the original code)
@@ -55,17 +67,16 @@ Two semantics (``semantics=``):
 
 from __future__ import annotations
 
-import weakref
+import dataclasses
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
+from snnjax.deferred import DeferredRowDecay
 from snnjax.errors import ConfigError
 from snnjax.hookspecs import hookimpl
-from snnjax.plasticity import Activity, LearningRule
-
-from .rules import for_each_event
+from snnjax.plasticity import Activity, LearningRule, for_each_event, part_state, replace_part_state
 
 SEMANTICS = ("lazy", "continuous")
 
@@ -118,20 +129,37 @@ def lazy_factor(t, t_s, k_p, tau):
     return jnp.exp(-k_p * x * x)
 
 
-_LAZY_DECAY: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+@dataclasses.dataclass(frozen=True)
+class LazyUseItOrLoseIt(DeferredRowDecay):
+    """Declared fast form of :func:`use_it_or_lose_it` with the lazy semantics (τ_prun in ms).
+
+    Chained after a rule that declares a :class:`~snnjax.deferred.DeferredTrace`, the
+    network's fast path applies :func:`lazy_factor` to a row where it flushes it, just
+    before the input's spike is transmitted, as the regularizer's ``prepare`` does.
+    """
+
+    tau_prun_ms: float
+
+    def times(self, state: UseItOrLoseItState):
+        return state.t_s
+
+    def strength(self, state: UseItOrLoseItState):
+        return state.k_p
+
+    def with_times(self, state: UseItOrLoseItState, t_s):
+        return state._replace(t_s=t_s)
+
+    def row_factor(self, t_ms, t_s, strength, dtype):
+        return lazy_factor(t_ms, t_s, jnp.asarray(strength, dtype), jnp.asarray(self.tau_prun_ms, dtype))
 
 
 def lazy_decay_tau(rule: LearningRule) -> float | None:
     """τ_prun (ms) if ``rule`` is a :func:`use_it_or_lose_it` with the lazy semantics, else ``None``.
 
-    The network's fast path runs ``chain(trace rule, use_it_or_lose_it(semantics="lazy"))``
-    itself: the decay of a row is applied where the fast path flushes it, just before the
-    input's spike is transmitted (:class:`~snnjax_plugins.rules.LazyTrace`).
+    Read from the form the regularizer declares (``rule.fast``, a :class:`LazyUseItOrLoseIt`).
     """
-    try:
-        return _LAZY_DECAY.get(rule.update)
-    except TypeError:
-        return None
+    form = getattr(rule, "fast", None)
+    return form.tau_prun_ms if isinstance(form, LazyUseItOrLoseIt) else None
 
 
 def use_it_or_lose_it(
@@ -182,13 +210,12 @@ def use_it_or_lose_it(
                 rows = w_.at[idx].get(mode="fill", fill_value=0)
                 return w_.at[idx].set(rows * f[:, None], mode="drop")
 
-            return for_each_event(pre, act.pre_idx, decay_rows, w)
+            return for_each_event(pre, act.pre_idx, decay_rows, w, complete=act.idx_complete)
 
         def update(w, s: UseItOrLoseItState, act: Activity):
             return w, _stamp(s, act, w.dtype)
 
-        _LAZY_DECAY[update] = tau
-        return LearningRule(init, update, prepare)
+        return LearningRule(init, update, prepare, fast=LazyUseItOrLoseIt(tau))
 
     def update_continuous(w, s: UseItOrLoseItState, act: Activity):
         dtype = w.dtype
@@ -239,6 +266,20 @@ def find_state(tree: Any) -> UseItOrLoseItState:
     return found[0]
 
 
+def kp_of(rule: LearningRule, state: Any, name: str):
+    """The ``k_p`` of the use-it-or-lose-it part ``name`` of the chain ``rule`` (by name, no type search)."""
+    return part_state(rule, state, name).k_p
+
+
+def set_kp_of(rule: LearningRule, state: Any, name: str, k_p) -> Any:
+    """A chain's ``state`` with ``k_p`` set in its use-it-or-lose-it part ``name`` (batched states work)."""
+    if isinstance(k_p, (int, float)):
+        k_p = check_kp(k_p)
+    reg = part_state(rule, state, name)
+    new = reg._replace(k_p=jnp.broadcast_to(jnp.asarray(k_p, reg.k_p.dtype), reg.k_p.shape))
+    return replace_part_state(rule, state, name, new)
+
+
 def apply_pending(w, state: UseItOrLoseItState, t_ms, tau_prun_ms: float, k_p=None):
     """Apply the pending lazy decay to every row at time ``t_ms``, as if every input spiked then.
 
@@ -265,9 +306,12 @@ __all__ = [
     "check_kp",
     "default_tau_prun_ms",
     "find_state",
+    "kp_of",
+    "LazyUseItOrLoseIt",
     "lazy_decay_tau",
     "lazy_factor",
     "resolve_tau_prun_ms",
     "set_kp",
+    "set_kp_of",
     "use_it_or_lose_it",
 ]

@@ -18,25 +18,28 @@ of spiking neurons are read and written. Spikes in ``activity.pre`` /
 further chunks by a ``lax.while_loop`` that runs zero times in the usual case.
 Without index lists, the rules use dense masked updates (same results).
 
+Fast form: the hard-bounded trace rules (``stdp``, ``all_ltd``, the merged
+``segment_supervised``, ``stdp_dc15``) declare their deferred form in the
+rule's ``fast`` field (:class:`PairTraceForm`, :class:`DC15Form`, subclasses of
+:class:`snnjax.deferred.DeferredTrace`); the network's fast path reads only that.
+
 ``activity.gain`` scales every learning rate (0 = learning off: weights kept,
 traces still advance, as in the thesis' test phase with ``lr1 = lr2 = 0``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
-import weakref
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax.numpy as jnp
-from jax import lax
 
+from snnjax.deferred import DeferredTrace, fast_form
 from snnjax.errors import ConfigError
 from snnjax.hookspecs import hookimpl
-from snnjax.plasticity import Activity, LearningRule, _identity_prepare, chain_parts
+from snnjax.plasticity import Activity, LearningRule, for_each_event
 
 # ----------------------------------------------------------------------------------------------
 # helpers
@@ -48,56 +51,6 @@ def decay_factor(dt_ms, tau_ms: float, dtype):
     if isinstance(dt_ms, (int, float)):
         return jnp.asarray(math.exp(-dt_ms / tau_ms), dtype)
     return jnp.exp(-jnp.asarray(dt_ms, dtype) / jnp.asarray(tau_ms, dtype))
-
-
-_LISTS_COMPLETE = [False]
-
-
-@contextlib.contextmanager
-def complete_event_lists():
-    """While tracing inside this context, :func:`for_each_event` trusts the index lists to be complete.
-
-    The network uses it: it counts the events that do not fit its padded lists
-    (``PresentationOutput.dropped_events``) instead of looping over them, so the
-    traced step contains no ``while_loop`` (which would make XLA copy the weights
-    every step, and select over all weight matrices under ``vmap``).
-    """
-    old = _LISTS_COMPLETE[0]
-    _LISTS_COMPLETE[0] = True
-    try:
-        yield
-    finally:
-        _LISTS_COMPLETE[0] = old
-
-
-def for_each_event(mask, first_idx, fn: Callable, carry):
-    """Apply ``fn(idx, carry) -> carry`` to the events of ``mask`` in padded chunks.
-
-    ``first_idx`` (length k, padded with ``len(mask)``) holds some of the events
-    of ``mask`` (typically all of them); the rest are found with ``nonzero`` and
-    processed k at a time in a ``lax.while_loop`` that normally runs zero times.
-    Exact for any number of events. Inside :func:`complete_event_lists` only
-    ``first_idx`` is processed (no loop).
-    """
-    n = mask.shape[0]
-    k = first_idx.shape[0]
-    carry = fn(first_idx, carry)
-    if _LISTS_COMPLETE[0]:
-        return carry
-    covered = jnp.zeros((n,), bool).at[first_idx].set(True, mode="drop")
-    remaining = mask & ~covered
-
-    def cond(c):
-        return jnp.any(c[0])
-
-    def body(c):
-        rem, car = c
-        idx = jnp.nonzero(rem, size=k, fill_value=n)[0].astype(first_idx.dtype)
-        car = fn(idx, car)
-        return rem.at[idx].set(False, mode="drop"), car
-
-    _, carry = lax.while_loop(cond, body, (remaining, carry))
-    return carry
 
 
 def _gate(act: Activity, n_post: int, dtype):
@@ -216,7 +169,7 @@ def _trace_rule(p: TraceSTDPParams, lr_fn: Callable) -> LearningRule:
                 w_ = w_.at[idx].set(_bound(p, rows, lr1 * apost[None, :]), mode="drop")
                 return w_, apre_
 
-            w, apre = for_each_event(pre, act.pre_idx, on_pre, (w, apre))
+            w, apre = for_each_event(pre, act.pre_idx, on_pre, (w, apre), complete=act.idx_complete)
 
         # ---- on_post: Apost += a_post; w = bound(w + lr2*Apre) on the columns of spiking neurons
         if act.post_idx is None:
@@ -235,11 +188,12 @@ def _trace_rule(p: TraceSTDPParams, lr_fn: Callable) -> LearningRule:
                 w_ = w_.at[:, idx].set(_bound(p, cols, l2[None, :] * apre[:, None]), mode="drop")
                 return w_, apost_
 
-            w, apost = for_each_event(post, act.post_idx, on_post, (w, apost))
+            w, apost = for_each_event(post, act.post_idx, on_post, (w, apost), complete=act.idx_complete)
         return w, TraceState(apre, apost)
 
-    _LAZY[update] = LazyTrace("trace", p.tau_pre_ms, p.w_min, p.w_max, trace=p, lr_fn=lr_fn) if p.bounds == "hard" else None
-    return LearningRule(init, update)
+    # soft bounds: the increments do not commute with clipping, no deferred form
+    fast = PairTraceForm(p, lr_fn) if p.bounds == "hard" else None
+    return LearningRule(init, update, fast=fast)
 
 
 def _const_lr(p: TraceSTDPParams):
@@ -335,7 +289,7 @@ def stdp_dc15(
                 w_ = w_.at[idx].set(jnp.clip(rows - dep[None, :], lo, hi), mode="drop")
                 return w_, tr.at[idx].set(one, mode="drop")
 
-            w, pre_t = for_each_event(pre, act.pre_idx, on_pre, (w, pre_t))
+            w, pre_t = for_each_event(pre, act.pre_idx, on_pre, (w, pre_t), complete=act.idx_complete)
         pot = npost * post2 if g is None else npost * post2 * g
         if act.post_idx is None:
             w = jnp.where(post[None, :], jnp.clip(w + pre_t[:, None] * pot[None, :], lo, hi), w)
@@ -350,11 +304,11 @@ def stdp_dc15(
                 w_ = w_.at[:, idx].set(jnp.clip(cols + pre_t[:, None] * k[None, :], lo, hi), mode="drop")
                 return w_, p1.at[idx].set(one, mode="drop"), p2.at[idx].set(one, mode="drop")
 
-            w, post1, post2 = for_each_event(post, act.post_idx, on_post, (w, post1, post2))
+            w, post1, post2 = for_each_event(post, act.post_idx, on_post, (w, post1, post2),
+                                              complete=act.idx_complete)
         return w, DC15State(pre_t, post1, post2)
 
-    _LAZY[update] = LazyTrace("dc15", tau_pre_ms, w_min, w_max, dc15=(tau_post1_ms, tau_post2_ms, nu_pre, nu_post))
-    return LearningRule(init, update)
+    return LearningRule(init, update, fast=DC15Form(tau_pre_ms, w_min, w_max, tau_post1_ms, tau_post2_ms, nu_pre, nu_post))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -426,7 +380,7 @@ def segment_supervised(
             check(w)
             return merged.init(w)
 
-        return LearningRule(init, merged.update, merged.prepare)
+        return merged._replace(init=init)
 
     ra, rb = _make(target, target_params), _make(others, others_params)
 
@@ -448,130 +402,117 @@ def segment_supervised(
 
 
 # ----------------------------------------------------------------------------------------------
-# deferred (lazy) on_post form of the hard-bounded trace rules (used by the network's fast path)
+# declared deferred (fast) forms of the hard-bounded trace rules (see snnjax.deferred)
 # ----------------------------------------------------------------------------------------------
-
-_LAZY: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 @dataclasses.dataclass(frozen=True)
-class LazyTrace:
-    r"""Description of a rule that the network may run with *deferred* on_post updates.
+class PairTraceForm(DeferredTrace):
+    r"""Deferred form of the pair-based trace rule with hard bounds (``stdp``, ``all_ltd``, merged segments).
 
-    Covers the trace family with hard bounds (``stdp``, ``all_ltd``, the merged
-    ``segment_supervised``, ``stdp_dc15``). Their on_post increment of ``W[i, j]``
-    is ``lr2_j · Apre_i(t_post)`` (D&C: ``ν_post·g_j·pre_i·post2_j``), and
-    ``Apre_i`` only decays between two spikes of input ``i``. So, between two
-    spikes of ``i``, all increments of row ``i`` have one sign, and the
-    sequential clipped additions equal one clipped addition of their sum. The
-    sum factorises into a per-row coefficient (``Apre_i`` at its last spike,
-    scaled by ``e^{u_i·dt/τ}``) times a per-neuron accumulator
-    ``P_j = Σ_posts x_j·e^{−u_p·dt/τ}`` (``u``: step within a short block). A row
-    is brought up to date ("flushed") just before input ``i`` spikes, which is
-    when Brian's on_pre reads it; every row is flushed at the end of each block,
-    which bounds the exponents (well-conditioned in float32).
-
-    The methods below give the per-neuron pieces; the network does the rest.
+    on_pre of input ``i``: ``a_i ← a_i + a_pre`` (``nearest``: ``← a_pre``), ``W[i, :] += lr1·Apost``;
+    on_post of ``j``: ``W[:, j] += lr2_j·Apre``, so ``x_j = 1`` for a spike. Rates come from ``lr_fn``.
     """
 
-    kind: str  # "trace" | "dc15"
-    tau_pre_ms: float
-    w_min: float
-    w_max: float
-    trace: TraceSTDPParams | None = None
-    lr_fn: Callable | None = None
-    dc15: tuple | None = None  # (tau_post1_ms, tau_post2_ms, nu_pre, nu_post)
-    #: τ_prun (ms) of a chained lazy use-it-or-lose-it decay (the rule is ``chain(trace rule, decay)``
-    #: and its state ``(trace state, UseItOrLoseItState)``), else ``None``
-    decay_tau_ms: float | None = None
+    trace: TraceSTDPParams
+    lr_fn: Callable
+
+    @property
+    def tau_pre_ms(self) -> float:
+        return self.trace.tau_pre_ms
+
+    @property
+    def w_min(self) -> float:
+        return self.trace.w_min
+
+    @property
+    def w_max(self) -> float:
+        return self.trace.w_max
 
     def split(self, state):
-        """Rule state → (presynaptic trace ``[n_pre]``, postsynaptic traces tuple)."""
-        if self.decay_tau_ms is not None:
-            state = state[0]
-        if self.kind == "trace":
-            return state.apre, (state.apost,)
-        return state.pre, (state.post1, state.post2)
-
-    def decay_state(self, state):
-        """The chained decay's :class:`~snnjax_plugins.regularizers.UseItOrLoseItState`, or ``None``."""
-        return state[1] if self.decay_tau_ms is not None else None
+        return state.apre, (state.apost,)
 
     def join(self, apre, post, decay_state=None):
-        base = TraceState(apre, post[0]) if self.kind == "trace" else DC15State(apre, post[0], post[1])
-        return (base, decay_state) if self.decay_tau_ms is not None else base
+        return TraceState(apre, post[0])
 
     def rates(self, gain, gate, n_post: int, dtype):
-        """Per-neuron factors ``(on_pre, on_post)`` for one presentation (gain and gate are constant in it)."""
         gain = jnp.asarray(gain, dtype)
-        if self.kind == "trace":
-            lr1, lr2 = self.lr_fn(Activity(pre=None, post=None, gate=gate), n_post, dtype)
-            return gain * lr1, gain * lr2
-        g = jnp.ones((n_post,), dtype) if gate is None else jnp.asarray(gate, dtype)
-        _, _, nu_pre, nu_post = self.dc15
-        return gain * jnp.asarray(nu_pre, dtype) * g, gain * jnp.asarray(nu_post, dtype) * g
+        lr1, lr2 = self.lr_fn(Activity(pre=None, post=None, gate=gate), n_post, dtype)
+        return gain * lr1, gain * lr2
 
     def decay_post(self, post, dt_ms: float):
-        if self.kind == "trace":
-            return (post[0] * decay_factor(dt_ms, self.trace.tau_post_ms, post[0].dtype),)
-        t1, t2, _, _ = self.dc15
-        return (post[0] * decay_factor(dt_ms, t1, post[0].dtype), post[1] * decay_factor(dt_ms, t2, post[1].dtype))
+        return (post[0] * decay_factor(dt_ms, self.trace.tau_post_ms, post[0].dtype),)
 
     def pre_value(self, a_now):
-        """Presynaptic trace just after a spike, given its decayed value."""
-        if self.kind == "dc15":
-            return jnp.ones_like(a_now)
         a = jnp.asarray(self.trace.a_pre, a_now.dtype)
         return jnp.full_like(a_now, a) if self.trace.pairing == "nearest" else a_now + a
 
     def pre_row_delta(self, post, lr_pre):
-        """The on_pre change added to a spiking input's row (before clipping), ``[n_post]``."""
-        if self.kind == "trace":
-            return lr_pre * post[0]
+        return lr_pre * post[0]
+
+    def post_weight(self, post, spikes):
+        return spikes.astype(post[0].dtype)
+
+    def post_spike(self, post, spikes):
+        a = jnp.asarray(self.trace.a_post, post[0].dtype)
+        new = a if self.trace.pairing == "nearest" else post[0] + a
+        return (jnp.where(spikes, new, post[0]),)
+
+
+@dataclasses.dataclass(frozen=True)
+class DC15Form(DeferredTrace):
+    r"""Deferred form of :func:`stdp_dc15`: set-to-1 traces, on_pre ``W[i, :] −= ν_pre·g·post1``,
+    on_post ``W[:, j] += ν_post·g_j·pre_i·post2_j`` (``x_j = post2_j`` before the spike)."""
+
+    tau_pre_ms: float
+    w_min: float
+    w_max: float
+    tau_post1_ms: float
+    tau_post2_ms: float
+    nu_pre: float
+    nu_post: float
+
+    def split(self, state):
+        return state.pre, (state.post1, state.post2)
+
+    def join(self, apre, post, decay_state=None):
+        return DC15State(apre, post[0], post[1])
+
+    def rates(self, gain, gate, n_post: int, dtype):
+        gain = jnp.asarray(gain, dtype)
+        g = jnp.ones((n_post,), dtype) if gate is None else jnp.asarray(gate, dtype)
+        return gain * jnp.asarray(self.nu_pre, dtype) * g, gain * jnp.asarray(self.nu_post, dtype) * g
+
+    def decay_post(self, post, dt_ms: float):
+        return (post[0] * decay_factor(dt_ms, self.tau_post1_ms, post[0].dtype),
+                post[1] * decay_factor(dt_ms, self.tau_post2_ms, post[1].dtype))
+
+    def pre_value(self, a_now):
+        return jnp.ones_like(a_now)
+
+    def pre_row_delta(self, post, lr_pre):
         return -(lr_pre * post[0])
 
     def post_weight(self, post, spikes):
-        """``x_j``: this step's contribution of neuron ``j``'s spike to the deferred sum (``[n_post]``)."""
-        s = spikes.astype(post[0].dtype)
-        return s if self.kind == "trace" else s * post[1]
+        return spikes.astype(post[0].dtype) * post[1]
 
     def post_spike(self, post, spikes):
-        """Postsynaptic traces after this step's spikes."""
-        if self.kind == "trace":
-            a = jnp.asarray(self.trace.a_post, post[0].dtype)
-            new = a if self.trace.pairing == "nearest" else post[0] + a
-            return (jnp.where(spikes, new, post[0]),)
         one = jnp.ones((), post[0].dtype)
         return (jnp.where(spikes, one, post[0]), jnp.where(spikes, one, post[1]))
 
 
-def lazy_form(rule) -> LazyTrace | None:
-    """The :class:`LazyTrace` description of ``rule`` if it supports deferred on_post updates, else ``None``.
+#: former name of the declared deferred form's base class (kept for callers)
+LazyTrace = DeferredTrace
 
-    The built-in hard-bounded trace rules qualify unchanged, and so does
-    ``chain(such a rule, use_it_or_lose_it(semantics="lazy"))`` (its decay is
-    applied to a row where the row is flushed, before the input's spike is
-    transmitted, as the rule's ``prepare`` does). Any other ``prepare`` hook or
-    :func:`~snnjax.plasticity.chain` runs the general path.
+
+def lazy_form(rule) -> DeferredTrace | None:
+    """The deferred form ``rule`` declares (its ``fast`` field), or ``None``: :func:`snnjax.deferred.fast_form`.
+
+    The built-in hard-bounded trace rules declare one, and so does
+    ``chain(such a rule, use_it_or_lose_it(semantics="lazy"))``; any other
+    composition runs the general path.
     """
-    if not isinstance(rule, LearningRule):
-        return None
-    parts = chain_parts(rule)
-    if parts is not None:
-        from .regularizers import lazy_decay_tau
-
-        if len(parts) != 2:
-            return None
-        base, tau = lazy_form(parts[0]), lazy_decay_tau(parts[1])
-        if base is None or tau is None or base.decay_tau_ms is not None:
-            return None
-        return dataclasses.replace(base, decay_tau_ms=tau)
-    if rule.prepare is not _identity_prepare:
-        return None
-    try:
-        return _LAZY.get(rule.update)
-    except TypeError:
-        return None
+    return fast_form(rule)
 
 
 @hookimpl
@@ -581,8 +522,9 @@ def snnjax_learning_rules():
 
 __all__ = [
     "DC15State",
+    "DC15Form",
     "LazyTrace",
-    "complete_event_lists",
+    "PairTraceForm",
     "lazy_form",
     "TraceSTDPParams",
     "TraceState",

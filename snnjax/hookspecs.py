@@ -39,7 +39,8 @@ def snnjax_neuron_models() -> dict[str, Factory]:
     """Neuron models.
 
     Each factory returns a :class:`snnjax.neurons.NeuronModel` (``init`` and
-    ``step`` pure functions on an explicit state pytree).
+    ``step`` pure functions on an explicit state pytree); models a network runs in
+    Brian 2's schedule also implement :class:`snnjax.neurons.ScheduledNeuronModel`.
     """
 
 
@@ -47,8 +48,8 @@ def snnjax_neuron_models() -> dict[str, Factory]:
 def snnjax_encoders() -> dict[str, Factory]:
     """Input encoders (images → spikes).
 
-    Each factory returns an object with ``encode(key, image, ...)`` that maps an
-    image to a spike raster or spike wave (see :mod:`snnjax.encoding`).
+    Each factory returns a :class:`snnjax.encoding.Encoder`: an object with
+    ``encode(key, image, ...)`` that maps an image to a spike raster or spike wave.
     """
 
 
@@ -57,7 +58,8 @@ def snnjax_learning_rules() -> dict[str, Factory]:
     """Learning rules.
 
     Each factory returns a :class:`snnjax.plasticity.LearningRule`: an
-    ``(init, update)`` pair of pure functions, like an optax transformation.
+    ``(init, update)`` pair of pure functions, like an optax transformation; a
+    trace rule may declare its fast form in ``fast`` (:class:`snnjax.deferred.DeferredTrace`).
     """
 
 
@@ -65,7 +67,8 @@ def snnjax_learning_rules() -> dict[str, Factory]:
 def snnjax_inhibitions() -> dict[str, Factory]:
     """Inhibition schemes (k-WTA, pointwise, lateral radius, ...).
 
-    Each factory returns a pure function on potentials/spikes.
+    Each factory returns a :class:`snnjax.inhibition.Inhibition`: a pure function
+    on potentials (and spikes).
     """
 
 
@@ -74,7 +77,8 @@ def snnjax_regularizers() -> dict[str, Factory]:
     """Regularizers and constraints on weights (freezing masks, ranges, decays).
 
     Each factory returns a :class:`snnjax.plasticity.LearningRule` transform that
-    composes with a rule through :func:`snnjax.plasticity.chain`.
+    composes with a rule through :func:`snnjax.plasticity.chain`; a decay applied
+    to a row at its input's spike may declare :class:`snnjax.deferred.DeferredRowDecay`.
     """
 
 

@@ -16,20 +16,29 @@ An optional third function, ``prepare(weights, state, activity) -> weights``,
 runs *before* the step's spikes are transmitted (a lazily applied decay must act
 before the presynaptic spike reads the weight). It must not change the state.
 
-:func:`chain` composes rules and transforms — masks (:func:`freeze`), bounds
-(:func:`clip`, :func:`clip_per_weight`), decays — into one rule. Transforms see
-the weights as the previous element left them, and ``activity.w_before`` (the
-weights at the start of the step).
+:func:`chain` / :func:`named_chain` compose rules and transforms — masks
+(:func:`freeze`), bounds (:func:`clip`, :func:`clip_per_weight`), decays — into
+one rule. Transforms see the weights as the previous element left them, and
+``activity.w_before`` (the weights at the start of the step). A chain keeps its
+parts on the value (``rule.parts``: ``(name, rule)`` pairs, as optax's
+``named_chain``) and its state is the tuple of the parts' states in that order;
+:func:`part_state` / :func:`replace_part_state` address a part's state by name.
+
+A rule may declare a faster, equivalent form in its ``fast`` field (an instance
+of :class:`snnjax.deferred.DeferredTrace`); a chain declares the composition of
+its parts' forms when one exists (:func:`snnjax.deferred.compose_fast`).
 """
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax.numpy as jnp
+from jax import lax
 from jaxtyping import Array, Bool, Float, Int
+
+from .deferred import compose_fast
 
 State = Any
 
@@ -49,6 +58,9 @@ class Activity(NamedTuple):
             ``n_pre`` (an out-of-range index), for event-driven rules; or ``None``.
         post_idx: same for the postsynaptic neurons; or ``None``.
         w_before: the weights at the start of the step (filled by :func:`chain`).
+        idx_complete: a static Python bool; ``True`` when ``pre_idx``/``post_idx`` hold every
+            spike of ``pre``/``post`` (the engine counts any overflow itself), so that
+            :func:`for_each_event` need not look for more.
     """
 
     pre: Bool[Array, " n_pre"]
@@ -60,6 +72,7 @@ class Activity(NamedTuple):
     pre_idx: Int[Array, " k_pre"] | None = None
     post_idx: Int[Array, " k_post"] | None = None
     w_before: Float[Array, "n_pre n_post"] | None = None
+    idx_complete: bool = False
 
 
 def _identity_prepare(weights, state, activity):
@@ -68,11 +81,22 @@ def _identity_prepare(weights, state, activity):
 
 
 class LearningRule(NamedTuple):
-    """An ``(init, update)`` pair of pure functions (plus an optional ``prepare``)."""
+    """An ``(init, update)`` pair of pure functions, plus an optional ``prepare``.
+
+    Attributes:
+        init, update, prepare: see the module docs.
+        fast: a declared faster form (:class:`snnjax.deferred.DeferredTrace` or
+            :class:`snnjax.deferred.DeferredRowDecay`) that an engine may run instead of
+            ``prepare``/``update`` with the same results up to float rounding; ``None``: none.
+            Whoever replaces ``update`` or ``prepare`` (``rule._replace``) must drop it.
+        parts: for a :func:`chain`, its ``(name, rule)`` pairs in order; else ``None``.
+    """
 
     init: Callable[[Any], State]
     update: Callable[[Any, State, Activity], tuple[Any, State]]
     prepare: Callable[[Any, State, Activity], Any] = _identity_prepare
+    fast: Any = None
+    parts: tuple[tuple[str, LearningRule], ...] | None = None
 
 
 def identity() -> LearningRule:
@@ -83,14 +107,30 @@ def identity() -> LearningRule:
 def chain(*rules: LearningRule) -> LearningRule:
     """Compose rules and transforms left to right into one :class:`LearningRule`.
 
-    The state is the tuple of the children's states. ``prepare`` runs the
-    children's ``prepare`` in order; ``update`` threads the weights through
-    each child's ``update``, with ``activity.w_before`` set to the weights at
-    the start of the step. :func:`chain_parts` gives back the children (an
-    engine may run a composition it recognises by a faster, equivalent path).
+    The parts are named by their position (``"0"``, ``"1"``, ...); :func:`named_chain`
+    takes the names. The state is the tuple of the children's states. ``prepare``
+    runs the children's ``prepare`` in order; ``update`` threads the weights through
+    each child's ``update``, with ``activity.w_before`` set to the weights at the
+    start of the step.
     """
     if not rules:
         return identity()
+    return named_chain(*((str(i), r) for i, r in enumerate(rules)))
+
+
+def named_chain(*named_rules: tuple[str, LearningRule]) -> LearningRule:
+    """:func:`chain` with named parts, e.g. ``named_chain(("stdp", stdp()), ("decay", use_it_or_lose_it()))``.
+
+    The state is still the tuple of the parts' states (in order), so that a
+    compiled program and a checkpoint do not depend on the names; address a part
+    by name with :func:`part`, :func:`part_state` and :func:`replace_part_state`.
+    """
+    names = [n for n, _ in named_rules]
+    if len(set(names)) != len(names) or not all(isinstance(n, str) and n for n in names):
+        from .errors import ConfigError
+
+        raise ConfigError(f"chain part names must be distinct non-empty strings, got {names}")
+    rules = tuple(r for _, r in named_rules)
 
     def init(weights):
         return tuple(r.init(weights) for r in rules)
@@ -108,19 +148,71 @@ def chain(*rules: LearningRule) -> LearningRule:
             new_state.append(s)
         return weights, tuple(new_state)
 
-    _CHAIN_PARTS[update] = tuple(rules)
-    return LearningRule(init, update, prepare)
-
-
-_CHAIN_PARTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+    fast = compose_fast(tuple(r.fast for r in rules))
+    return LearningRule(init, update, prepare, fast=fast, parts=tuple(named_rules))
 
 
 def chain_parts(rule: LearningRule) -> tuple[LearningRule, ...] | None:
     """The rules a :func:`chain` was made of, in order, or ``None`` if ``rule`` is not a chain."""
-    try:
-        return _CHAIN_PARTS.get(rule.update)
-    except TypeError:
-        return None
+    parts = getattr(rule, "parts", None)
+    return None if parts is None else tuple(r for _, r in parts)
+
+
+def _part_index(rule: LearningRule, name: str) -> int:
+    parts = getattr(rule, "parts", None) or ()
+    for i, (n, _) in enumerate(parts):
+        if n == name:
+            return i
+    from .errors import ConfigError
+
+    raise ConfigError(f"this rule has no part named {name!r}; its parts: {[n for n, _ in parts] or 'none (not a chain)'}")
+
+
+def part(rule: LearningRule, name: str) -> LearningRule:
+    """The part of a chain called ``name`` (a :class:`~snnjax.errors.ConfigError` when there is none)."""
+    return rule.parts[_part_index(rule, name)][1]
+
+
+def part_state(rule: LearningRule, state: State, name: str) -> State:
+    """The state of the part ``name`` inside a chain's ``state`` (batched states work unchanged)."""
+    return state[_part_index(rule, name)]
+
+
+def replace_part_state(rule: LearningRule, state: State, name: str, new: State) -> State:
+    """A chain's ``state`` with the state of its part ``name`` replaced by ``new``."""
+    i = _part_index(rule, name)
+    return tuple(new if j == i else s for j, s in enumerate(state))
+
+
+def for_each_event(mask: Bool[Array, " n"], first_idx, fn: Callable, carry, *, complete: bool = False):
+    """Apply ``fn(idx, carry) -> carry`` to the events of ``mask`` in padded chunks.
+
+    ``first_idx`` (length k, padded with ``len(mask)``) holds some of the events
+    of ``mask`` (typically all of them); the rest are found with ``nonzero`` and
+    processed k at a time in a ``lax.while_loop`` that normally runs zero times.
+    Exact for any number of events. With ``complete=True`` (pass
+    ``activity.idx_complete``) only ``first_idx`` is processed: no loop, which
+    would make XLA copy the weights every step and select over them under ``vmap``.
+    """
+    n = mask.shape[0]
+    k = first_idx.shape[0]
+    carry = fn(first_idx, carry)
+    if complete:
+        return carry
+    covered = jnp.zeros((n,), bool).at[first_idx].set(True, mode="drop")
+    remaining = mask & ~covered
+
+    def cond(c):
+        return jnp.any(c[0])
+
+    def body(c):
+        rem, car = c
+        idx = jnp.nonzero(rem, size=k, fill_value=n)[0].astype(first_idx.dtype)
+        car = fn(idx, car)
+        return rem.at[idx].set(False, mode="drop"), car
+
+    _, carry = lax.while_loop(cond, body, (remaining, carry))
+    return carry
 
 
 def clip(low: float, high: float) -> LearningRule:

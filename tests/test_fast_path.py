@@ -81,7 +81,7 @@ def test_lazy_equals_reference_with_use_it_or_lose_it(k_p):
     from snnjax_plugins.regularizers import set_kp, use_it_or_lose_it
 
     rule = chain(segment_supervised(n_classes=3), use_it_or_lose_it(tau_prun_ms=30.0))
-    assert lazy_form(rule) is not None and lazy_form(rule).decay_tau_ms == 30.0
+    assert lazy_form(rule) is not None and lazy_form(rule).row_decay.tau_prun_ms == 30.0
     gate = segment_gate(2, 30, 3)
     w = jax.random.choice(jax.random.key(5), jnp.asarray([0.0, 0.0002, 0.025, 0.0498, 0.05]), (784, 30))
     out = []
@@ -210,3 +210,54 @@ def test_input_chunks_do_not_change_the_dynamics(vmapped):
 def test_k_in_chunk_is_validated():
     with pytest.raises(ConfigError, match="k_in_chunk"):
         dataclasses.replace(DC15, k_in_chunk=0)
+
+
+def _example_plugin():
+    """The example third-party package (examples/snnjax-symmetric-stdp), imported from its source tree."""
+    import importlib
+    import sys
+    from pathlib import Path
+
+    src = str(Path(__file__).resolve().parents[1] / "examples" / "snnjax-symmetric-stdp")
+    if src not in sys.path:
+        sys.path.insert(0, src)
+    return importlib.import_module("snnjax_symmetric_stdp")
+
+
+def test_third_party_rule_declares_its_fast_form_and_it_equals_the_general_path():
+    """A plugin's trace rule opts in by declaring a DeferredTrace; chosen by name, it runs the fast path exactly."""
+    from snnjax.deferred import DeferredTrace, fast_form
+    from snnjax.plugins import build_registry
+
+    mod = _example_plugin()
+    reg = build_registry(extra_plugins=[mod], use_entry_points=False)
+    rule = reg.create("rule", "symmetric-stdp", amplitude=2e-3)
+    assert isinstance(fast_form(rule), DeferredTrace)
+    assert fast_form(chain(rule, reg.create("regularizer", "synaptic-scaling"))) is None  # dense per-step: general
+    w = jax.random.choice(jax.random.key(4), jnp.asarray([0.0, 0.0002, 0.025, 0.0498, 0.05]), (784, 30))
+    a, b = _both(THESIS, rule, _raster(THESIS, 0, 0.03), None, w=w)
+    _assert_same(a, b, atol=1e-7)
+    assert float(jnp.abs(a[0].w - w).max()) > 1e-3  # it learned
+
+
+def test_example_regularizer_and_inhibition_by_name():
+    """The example package's synaptic-scaling drives column sums to the target; global-wta keeps one winner per step."""
+    from snnjax.inhibition import Inhibition
+    from snnjax.plasticity import Activity
+    from snnjax.plugins import build_registry
+
+    reg = build_registry(extra_plugins=[_example_plugin()], use_entry_points=False)
+    scale = reg.create("regularizer", "synaptic-scaling", target=2.0, tau_ms=10.0)
+    w = jax.random.uniform(jax.random.key(0), (50, 4)) * jnp.asarray([0.01, 0.05, 0.1, 0.2])
+    act = Activity(pre=jnp.zeros(50, bool), post=jnp.zeros(4, bool), dt_ms=1.0)
+    s = scale.init(w)
+    err0 = np.abs(np.asarray(w.sum(0)) - 2.0)
+    for _ in range(100):
+        w, s = scale.update(w, s, act)
+    assert np.all(np.abs(np.asarray(w.sum(0)) - 2.0) < 1e-3 * err0)
+    inhibit = reg.create("inhibition", "global-wta")
+    assert isinstance(inhibit, Inhibition)
+    pot = jax.random.normal(jax.random.key(1), (3, 2, 4, 4)).at[2].set(-1.0)
+    out = np.asarray(inhibit(pot))
+    assert [int((o != 0).sum()) for o in out] == [1, 1, 0]
+    np.testing.assert_array_equal(out.reshape(3, -1).max(1)[:2], np.asarray(pot).reshape(3, -1).max(1)[:2])

@@ -111,3 +111,48 @@ def test_every_hook_is_documented():
 
     for hook_name in hookspecs.KINDS.values():
         assert getattr(hookspecs, hook_name).__doc__, hook_name
+
+
+def test_every_hookspec_reference_exists():
+    """Each ``:class:``/``:mod:``/``:func:`` a hookspec's docstring names is importable (the protocols exist)."""
+    import importlib
+    import re
+
+    from snnjax import hookspecs
+
+    refs = set()
+    for hook_name in hookspecs.KINDS.values():
+        refs |= set(re.findall(r":(?:class|mod|func):`~?(snnjax[\w.]*)`", getattr(hookspecs, hook_name).__doc__))
+    assert {"snnjax.neurons.NeuronModel", "snnjax.encoding.Encoder", "snnjax.inhibition.Inhibition"} <= refs
+    for ref in sorted(refs):
+        try:
+            importlib.import_module(ref)
+            continue
+        except ImportError:
+            pass
+        module, _, name = ref.rpartition(".")
+        assert hasattr(importlib.import_module(module), name), ref
+
+
+def test_builtin_plugins_satisfy_their_kind_protocol():
+    """Every built-in neuron model, encoder, inhibition, rule and regularizer (default parameters) has its protocol."""
+    from snnjax.encoding import Encoder
+    from snnjax.inhibition import Inhibition
+    from snnjax.neurons import NeuronModel, ScheduledNeuronModel
+    from snnjax.plasticity import LearningRule
+
+    reg = build_registry()
+    protocols = {"neuron": ScheduledNeuronModel, "encoder": Encoder, "inhibition": Inhibition, "rule": LearningRule,
+                 "regularizer": LearningRule}
+    for kind, proto in protocols.items():
+        built = 0
+        for name in reg.names(kind):
+            try:
+                made = reg.create(kind, name)
+            except PluginError as exc:  # a factory with required parameters (e.g. a mask built from weights)
+                assert "missing" in str(exc) and "required" in str(exc), exc
+                continue
+            assert isinstance(made, proto), (kind, name, type(made))
+            built += 1
+        assert built, f"no built-in {kind} builds with its defaults"
+    assert not isinstance(object(), NeuronModel) and not isinstance(object(), Encoder)

@@ -160,3 +160,60 @@ def test_registered():
     from snnjax.plugins import build_registry
 
     assert {"stdp", "all-ltd", "stdp-dc15", "segment-supervised"} <= set(build_registry().names("rule"))
+
+
+def test_chain_keeps_named_parts_and_state_is_addressable_by_name():
+    from snnjax.plasticity import chain, chain_parts, clip, named_chain, part, part_state, replace_part_state
+    from snnjax_plugins.regularizers import find_state, kp_of, set_kp, set_kp_of, use_it_or_lose_it
+
+    rule_a, decay = stdp(), use_it_or_lose_it(tau_prun_ms=50.0)
+    named = named_chain(("stdp", rule_a), ("decay", decay), ("bound", clip(0.0, 0.04)))
+    assert [n for n, _ in named.parts] == ["stdp", "decay", "bound"] and part(named, "decay") is decay
+    assert chain_parts(chain(rule_a, decay)) == (rule_a, decay) and chain_parts(rule_a) is None
+    assert [n for n, _ in chain(rule_a, decay).parts] == ["0", "1"]
+    w = jnp.full((4, 3), 0.02)
+    s = jax.vmap(named.init)(jnp.stack([w, w]))  # batched over 2 seeds
+    assert part_state(named, s, "decay").t_s.shape == (2, 4)
+    s0 = set_kp_of(named, s, "decay", 0.0)
+    assert np.all(np.asarray(kp_of(named, s0, "decay")) == 0.0)
+    # the name-based setter equals the type-hunting one it sits beside
+    for x, y in zip(jax.tree_util.tree_leaves(s0), jax.tree_util.tree_leaves(set_kp(s, 0.0))):
+        np.testing.assert_array_equal(x, y)
+    assert find_state(s0) is part_state(named, s0, "decay")
+    s1 = replace_part_state(named, s0, "stdp", "marker")
+    assert s1[0] == "marker" and s1[1] is s0[1] and s1[2] is s0[2]
+    with pytest.raises(ConfigError, match="no part named 'nope'.*stdp"):
+        part_state(named, s, "nope")
+    with pytest.raises(ConfigError, match="distinct"):
+        named_chain(("a", rule_a), ("a", decay))
+
+
+def test_fast_form_is_declared_on_the_value():
+    """The fast path is a declared capability (a field of the rule); no side tables, no import cycle."""
+    import ast
+    from pathlib import Path
+
+    from snnjax.deferred import DeferredRowDecay, DeferredTrace, TraceThenRowDecay
+    from snnjax.plasticity import LearningRule, chain
+    from snnjax_plugins.regularizers import use_it_or_lose_it
+
+    r = stdp()
+    assert isinstance(r.fast, DeferredTrace) and isinstance(stdp_dc15().fast, DeferredTrace)
+    assert stdp(bounds="soft").fast is None
+    assert isinstance(use_it_or_lose_it().fast, DeferredRowDecay)
+    assert use_it_or_lose_it(semantics="continuous").fast is None
+    assert isinstance(chain(r, use_it_or_lose_it()).fast, TraceThenRowDecay)
+    # the same functions without the declaration: no fast form (nothing is looked up by identity)
+    assert LearningRule(r.init, r.update, r.prepare).fast is None
+    root = Path(__file__).resolve().parents[1]
+    imports = {}
+    for rel in ("plugins/rules.py", "plugins/regularizers.py", "snnjax/plasticity.py", "snnjax/deferred.py"):
+        text = (root / rel).read_text()
+        assert "weakref" not in text, rel
+        mods = set()
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ImportFrom):
+                mods.add(("." * node.level) + (node.module or ""))
+        imports[rel] = mods
+    assert not any("regularizers" in m for m in imports["plugins/rules.py"])
+    assert not any("rules" in m for m in imports["plugins/regularizers.py"])

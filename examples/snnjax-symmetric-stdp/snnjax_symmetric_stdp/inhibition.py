@@ -1,0 +1,26 @@
+r"""Global winner-take-all: at each time step only the largest potential of the layer survives.
+
+``global_wta()(potentials)`` with time-major potentials ``[T, ...]`` returns
+``potentials`` with every entry but the (first, in flat order) maximum of each
+time step set to 0; with no positive potential in a step the step is all 0.
+A pure function (a :class:`snnjax.inhibition.Inhibition`), traced into the step.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+
+def global_wta():
+    """Global winner-take-all: per time step only the largest positive potential survives."""
+
+    def inhibit(potentials: Float[Array, "T ..."], spikes=None) -> Float[Array, "T ..."]:
+        del spikes
+        t = potentials.shape[0]
+        flat = potentials.reshape(t, -1)
+        winner = jnp.argmax(flat, axis=1)
+        keep = (jnp.arange(flat.shape[1])[None, :] == winner[:, None]) & (flat > 0)
+        return jnp.where(keep, flat, 0).reshape(potentials.shape)
+
+    return inhibit
