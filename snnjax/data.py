@@ -34,7 +34,7 @@ import socket
 import threading
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
@@ -97,10 +97,14 @@ class LoadedSplit(tuple):
     """
 
     origin: str
+    #: structured provenance (e.g. ``{"kind": "idx", "files": [{"path", "sha256"}, ...]}``), recorded in results.json
+    provenance: dict[str, Any]
 
-    def __new__(cls, images: np.ndarray, labels: np.ndarray, origin: str = "") -> LoadedSplit:
+    def __new__(cls, images: np.ndarray, labels: np.ndarray, origin: str = "",
+                provenance: Mapping[str, Any] | None = None) -> LoadedSplit:
         obj = super().__new__(cls, (images, labels))
         obj.origin = origin
+        obj.provenance = dict(provenance or {})
         return obj
 
 
@@ -120,6 +124,7 @@ class Dataset:
     labels: np.ndarray
     name: str
     source: str
+    provenance: Mapping[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -186,6 +191,10 @@ def load(
     result = source.load(split, data_dir=dir_arg)
     images, labels = _check_source_arrays(name, *result)
     origin = getattr(result, "origin", "") or source.locate(dir_arg)
+    provenance = {"dataset": name, "split": split, **(getattr(result, "provenance", None) or {"origin": origin})}
+    for log in _PROVENANCE_LOGS:
+        if provenance not in log:
+            log.append(provenance)
 
     if classes is not None:
         images, labels = _select_classes(name, images, labels, classes)
@@ -199,7 +208,82 @@ def load(
         images, labels = images[:limit], labels[:limit]
     if labels.shape[0] == 0:
         raise DataError(f"dataset {name!r} split {split!r}: the selection is empty")
-    return Dataset(images=np.ascontiguousarray(images), labels=np.ascontiguousarray(labels), name=name, source=origin)
+    return Dataset(images=np.ascontiguousarray(images), labels=np.ascontiguousarray(labels), name=name, source=origin,
+                   provenance=provenance)
+
+
+_PROVENANCE_LOGS: list[list[dict[str, Any]]] = []
+
+
+@contextlib.contextmanager
+def recording_provenance() -> Iterator[list[dict[str, Any]]]:
+    """Collect where every :func:`load` inside the block read its data from.
+
+    Yields a list that fills with one dict per distinct (dataset, split) read:
+    ``{"dataset", "split", "kind": "embedded" | "idx" | "tfds", ...}`` with the
+    file paths and SHA-256 sums (IDX, embedded) or the tfds name, version and
+    directory. ``snnjax run`` stores it as ``results.json["data"]``.
+    """
+    log: list[dict[str, Any]] = []
+    _PROVENANCE_LOGS.append(log)
+    try:
+        yield log
+    finally:
+        _PROVENANCE_LOGS.remove(log)
+
+
+_DIGESTS: dict[tuple[str, int, int], dict[str, str]] = {}
+
+
+def file_digests(path: str | os.PathLike[str]) -> dict[str, str]:
+    """``{"sha256", "md5"}`` hex digests of a file (cached per path, size and mtime)."""
+    import hashlib
+
+    path = Path(path)
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                sha.update(block)
+                md5.update(block)
+        _DIGESTS[key] = {"sha256": sha.hexdigest(), "md5": md5.hexdigest()}
+    return _DIGESTS[key]
+
+
+#: MD5 sums of the published ``.gz`` IDX files → (dataset, file name): files that are
+#: known to belong to one dataset are refused when another dataset is asked for.
+KNOWN_IDX_MD5: dict[str, tuple[str, str]] = {
+    "f68b3c2dcbeaaa9fbdd348bbdeb94873": ("mnist", "train-images-idx3-ubyte.gz"),
+    "d53e105ee54ea40749a09fcbcd1e9432": ("mnist", "train-labels-idx1-ubyte.gz"),
+    "9fb629c4189551a2d022fa330f9573f3": ("mnist", "t10k-images-idx3-ubyte.gz"),
+    "ec29112dd5afa0611ce80d1b7f02629c": ("mnist", "t10k-labels-idx1-ubyte.gz"),
+    "8d4fb7e6c68d591d4c3dfef9ec88bf0d": ("fashion_mnist", "train-images-idx3-ubyte.gz"),
+    "25c81989df183df01b3e8a0aad5dffbe": ("fashion_mnist", "train-labels-idx1-ubyte.gz"),
+    "bef4ecab320f06d8554ea6380940ec79": ("fashion_mnist", "t10k-images-idx3-ubyte.gz"),
+    "bb300cfdad3c16e7a12a480ee83cd310": ("fashion_mnist", "t10k-labels-idx1-ubyte.gz"),
+}
+
+
+def idx_provenance(name: str, paths: Sequence[Path]) -> dict[str, Any]:
+    """Provenance of IDX files read for dataset ``name``; refuses files known to belong to another dataset.
+
+    Raises:
+        DataError: a file's checksum is that of a published file of another dataset
+            (e.g. MNIST digits found where ``fashion_mnist`` was asked for).
+    """
+    files = []
+    for path in paths:
+        digests = file_digests(path)
+        known = KNOWN_IDX_MD5.get(digests["md5"])
+        if known is not None and known[0] != name:
+            raise DataError(f"{path} is the published {known[0]!r} file {known[1]} (by its checksum), not a file of "
+                            f"dataset {name!r}; put the {name} IDX files in their own directory "
+                            f"(e.g. DATA_DIR/{name}/) and pass that as data_dir")
+        files.append({"path": str(Path(path).resolve()), "sha256": digests["sha256"],
+                      **({"published": f"{known[0]}/{known[1]}"} if known else {})})
+    return {"kind": "idx", "files": files}
 
 
 def describe(
@@ -388,13 +472,14 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
 def idx_directories(data_dir: str | None, subdir: str) -> list[Path]:
     """Directories searched for IDX files, in order.
 
-    ``data_dir`` then ``$SNNJAX_IDX_DIR``; each as given and with ``subdir``
-    appended (so one directory can hold ``mnist/``, ``fashion_mnist/``, ...).
+    ``data_dir`` then ``$SNNJAX_IDX_DIR``; each first with ``subdir`` appended,
+    then as given (so one directory can hold ``mnist/``, ``fashion_mnist/``, ...,
+    and a dataset's own sub-directory wins over files at the top level).
     """
     roots = [d for d in (data_dir, os.environ.get(IDX_DIR_ENV)) if d]
     dirs: list[Path] = []
     for root in roots:
-        for cand in (Path(root).expanduser(), Path(root).expanduser() / subdir):
+        for cand in (Path(root).expanduser() / subdir, Path(root).expanduser()):
             if cand.is_dir() and cand not in dirs:
                 dirs.append(cand)
     return dirs
@@ -432,6 +517,9 @@ def read_idx_split(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np
         raise DataError(f"{images_path}: expected uint8 images [N, H, W], got {images.dtype} {images.shape}")
     if labels.ndim != 1:
         raise DataError(f"{labels_path}: expected labels [N], got shape {labels.shape}")
+    if labels.dtype.kind not in "iu":
+        raise DataError(f"{labels_path}: labels must be integers, got {labels.dtype} (an IDX label file holds "
+                        f"uint8 labels); is it the right file?")
     if images.shape[0] != labels.shape[0]:
         raise DataError(
             f"{images_path.name} has {images.shape[0]} images but {labels_path.name} has {labels.shape[0]} labels; "

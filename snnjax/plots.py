@@ -1,13 +1,18 @@
 """Figures of a run: learning curves with seed bands, receptive fields, responses.
 
-Every function takes plain numpy arrays, writes one PNG and returns its path.
-matplotlib runs with the non-interactive ``Agg`` backend.
+Every function takes plain numpy arrays, writes one PNG (atomically) and returns
+its path; a figure that fails is a warning (:func:`never_fatal`), never an
+exception that would lose a run's results. matplotlib runs with the
+non-interactive ``Agg`` backend.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,11 +27,37 @@ def _plt():
 
 
 def _save(plt, fig, path: Path) -> Path:
-    """Lay out ``fig``, write it to ``path`` (PNG, 110 dpi), close it and return the path."""
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    """Lay out ``fig``, write it to ``path`` atomically (PNG, 110 dpi), close it and return the path."""
+    import io
+
+    from .rundir import atomic_write
+
+    try:
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, dpi=110, format="png")
+    finally:
+        plt.close(fig)
+    atomic_write(path, lambda fh: fh.write(buffer.getvalue()))
     return Path(path)
+
+
+def never_fatal(draw: Callable[..., Path]) -> Callable[..., Path]:
+    """A figure that cannot be drawn or written is a warning, never a lost run.
+
+    The wrapped function returns its ``path`` argument either way; the file
+    exists only when the figure was written (``snnjax run`` lists only those).
+    """
+
+    @functools.wraps(draw)
+    def wrapper(path: Path, *args: Any, **kwargs: Any) -> Path:
+        try:
+            return draw(path, *args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - results matter more than a figure
+            warnings.warn(f"figure {path} not drawn: {type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
+            return Path(path)
+
+    return wrapper
 
 
 def _bands(ax, x: np.ndarray, curves: Mapping[str, np.ndarray]) -> None:
@@ -38,6 +69,7 @@ def _bands(ax, x: np.ndarray, curves: Mapping[str, np.ndarray]) -> None:
         ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.25)
 
 
+@never_fatal
 def learning_curves(path: Path, x: Sequence[float], curves: Mapping[str, np.ndarray], *, xlabel: str = "training images",
                     ylabel: str = "test accuracy (%)", title: str = "", marks: Mapping[str, tuple[float, float]] | None = None) -> Path:
     """Mean ± std band over seeds for each curve ``[n_seeds, n_points]``.
@@ -59,6 +91,7 @@ def learning_curves(path: Path, x: Sequence[float], curves: Mapping[str, np.ndar
     return _save(plt, fig, path)
 
 
+@never_fatal
 def learning_curve_panels(path: Path, x: Sequence[float], panels: Mapping[str, Mapping[str, np.ndarray]], *,
                           xlabel: str = "training images", ylabel: str = "test accuracy (%)", title: str = "") -> Path:
     """:func:`learning_curves` side by side, one panel per entry of ``panels`` (title → curves), shared y axis."""
@@ -78,6 +111,7 @@ def learning_curve_panels(path: Path, x: Sequence[float], panels: Mapping[str, M
     return _save(plt, fig, path)
 
 
+@never_fatal
 def receptive_fields(path: Path, panels: Mapping[str, np.ndarray], *, shape: tuple[int, int] = (28, 28),
                      columns: int = 10) -> Path:
     """Tiles of each postsynaptic neuron's input weights (``W[n_pre, n_post]``), one panel per model."""
@@ -101,6 +135,7 @@ def receptive_fields(path: Path, panels: Mapping[str, np.ndarray], *, shape: tup
     return _save(plt, fig, path)
 
 
+@never_fatal
 def grouped_bars(path: Path, groups: Sequence[str], series: Mapping[str, np.ndarray], *, ylabel: str,
                  title: str = "", log: bool = False) -> Path:
     """Bars of mean ± std over seeds; ``series[name]`` is ``[n_seeds, len(groups)]``."""

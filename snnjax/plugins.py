@@ -23,7 +23,7 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .errors import PluginError, did_you_mean
+from .errors import PluginError, SnnjaxError, did_you_mean
 
 ENV_VAR = "SNNJAX_PLUGINS"
 
@@ -48,8 +48,10 @@ class PluginInfo:
 class Registry:
     """All plugins of every kind, by name. Built once; read-only afterwards."""
 
-    def __init__(self, plugins: dict[str, dict[str, PluginInfo]]):
+    def __init__(self, plugins: dict[str, dict[str, PluginInfo]], filter_note: str = ""):
         self._plugins = plugins
+        #: why plugins may be missing (the ``SNNJAX_PLUGINS`` filter and what it left out), or ``""``
+        self.filter_note = filter_note
 
     def kinds(self) -> list[str]:
         return list(hookspecs.KINDS)
@@ -68,8 +70,8 @@ class Registry:
             raise PluginError(
                 f"unknown {kind} plugin {name!r}.{did_you_mean(name, table)} "
                 f"Available {kind} plugins: {avail}. "
-                f"(Third-party plugins appear here once their package is installed; "
-                f"see `snnjax plugins`.)"
+                + (f"{self.filter_note} " if self.filter_note else "")
+                + "(Third-party plugins appear here once their package is installed; see `snnjax plugins`.)"
             )
         return table[name]
 
@@ -79,9 +81,17 @@ class Registry:
 
     def create(self, kind: str, name: str, /, **params: Any) -> Any:
         """Call the factory of ``name`` with ``params`` (unknown params: clear error)."""
-        factory = self.get(kind, name)
+        info = self.info(kind, name)
+        factory = info.factory
         _check_params(factory, kind, name, params)
-        return factory(**params)
+        try:
+            return factory(**params)
+        except SnnjaxError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a broken third-party factory is the plugin's error
+            raise PluginError(f"{kind} plugin {name!r} (from {info.module!r}, {info.distribution}) failed to build: "
+                              f"{type(exc).__name__}: {exc}. Fix or uninstall that plugin, or leave it out with "
+                              f"{ENV_VAR}.") from exc
 
     def all(self) -> list[PluginInfo]:
         return [p for kind in hookspecs.KINDS for p in sorted(self._plugins.get(kind, {}).values(), key=lambda p: p.name)]
@@ -123,10 +133,15 @@ def build_registry(extra_plugins: Iterable[ModuleType | object] = (), *, use_ent
     sources: dict[int, tuple[str, str]] = {}
     only_env = os.environ.get(ENV_VAR)
     only = {s.strip() for s in only_env.split(",") if s.strip()} if only_env else None
+    if only_env is not None and not only:
+        raise PluginError(f"{ENV_VAR}={only_env!r} names no plugin: give comma-separated entry-point or "
+                          f"distribution names (see `snnjax plugins --json`), or unset it")
+    skipped: list[str] = []
     if use_entry_points:
         for ep in sorted(entry_points(group=hookspecs.PROJECT), key=lambda e: e.name):
             dist = ep.dist.name if ep.dist is not None else "?"
             if not _allowed(ep.name, dist, only):
+                skipped.append(ep.name)
                 continue
             try:
                 module = ep.load()
@@ -168,7 +183,19 @@ def build_registry(extra_plugins: Iterable[ModuleType | object] = (), *, use_ent
                         f"and by {modname!r} ({dist}). Uninstall one, or restrict loading with {ENV_VAR}."
                     )
                 table[kind][name] = PluginInfo(kind, name, factory, modname, dist)
-    return Registry(table)
+    note = ""
+    if only is not None:
+        loaded = {p.module for kind in table.values() for p in kind.values()}
+        unknown = sorted(n for n in only if n not in {ep.name for ep in entry_points(group=hookspecs.PROJECT)}
+                         and n not in {ep.dist.name for ep in entry_points(group=hookspecs.PROJECT) if ep.dist})
+        note = (f"{ENV_VAR}={only_env!r} limits the plugins that load"
+                + (f" (it left out the entry points {', '.join(skipped)})" if skipped else "")
+                + (f"; it names {', '.join(map(repr, unknown))}, which no installed package provides" if unknown else "")
+                + ".")
+        if use_entry_points and not loaded and not extra_plugins:
+            raise PluginError(f"{note} Nothing is left to load: unset {ENV_VAR}, or list entry-point or distribution "
+                              f"names (see `snnjax plugins --json` without it)")
+    return Registry(table, note)
 
 
 @functools.cache

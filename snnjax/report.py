@@ -32,7 +32,7 @@ import numpy as np
 
 from .errors import SnnjaxError
 
-__all__ = ["ResultsError", "format_metric", "load_results", "plot_run", "raster", "report"]
+__all__ = ["ResultsError", "check_weights_file", "format_metric", "load_results", "plot_run", "raster", "report"]
 
 #: Receptive fields show at most this many postsynaptic neurons per panel.
 MAX_FIELDS = 100
@@ -97,6 +97,13 @@ def _square(n: int) -> tuple[int, int] | None:
     return (side, side) if side * side == n else None
 
 
+def _never_fatal(draw):
+    from .plots import never_fatal
+
+    return never_fatal(draw)
+
+
+@_never_fatal
 def raster(path: Path, times_ms: np.ndarray, neurons: np.ndarray, *, n_neurons: int | None = None,
            title: str = "") -> Path:
     """A spike raster (one dot per spike) written to ``path``."""
@@ -258,8 +265,29 @@ def plot_run(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Pat
     doc = load_results(run_dir)
     out = Path(out_dir) if out_dir is not None else run_dir
     out.mkdir(parents=True, exist_ok=True)
-    return (_plot_curves(doc, out) + _plot_responses(doc, out) + _plot_weights(run_dir, out)
-            + _plot_raster(run_dir, out))
+    paths = (_plot_curves(doc, out) + _plot_responses(doc, out) + _plot_weights(run_dir, out)
+             + _plot_raster(run_dir, out))
+    return [p for p in paths if p.is_file()]  # a figure that failed was a warning
+
+
+def check_weights_file(path: str | Path, ranks: Sequence[int] = (2, 3)) -> None:
+    """Check a run's ``weights.npz`` before it is used: readable, with an array ``W`` of one of ``ranks``.
+
+    A missing file is left to the caller.
+
+    Raises:
+        ResultsError: the file is damaged (e.g. truncated) or ``W`` is missing or has another rank.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return
+    arrays = _load_npz(path)
+    if "W" not in arrays:
+        raise ResultsError(f"{str(path)!r} has no array 'W' (it holds {', '.join(sorted(arrays)) or 'nothing'})")
+    if arrays["W"].ndim not in ranks:
+        raise ResultsError(f"{str(path)!r}: 'W' must have {' or '.join(map(str, ranks))} dimensions "
+                           f"([n_seeds,] n_pre, n_post), got shape {arrays['W'].shape}; the file is damaged or "
+                           f"not from this kind of run")
 
 
 # --------------------------------------------------------------------------- report

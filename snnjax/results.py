@@ -9,7 +9,11 @@
                          "thesis": str (where the experiment has one)}},
       "extra": {...}, "figures": [...],
       "versions": {"snnjax": ..., "jax": ..., "python": ...},
-      "wall_time_s": float, "complete": bool, "date": iso-8601
+      "wall_time_s": float, "complete": bool, "date": iso-8601,
+      "data": [{"dataset", "split", "kind": "embedded" | "idx" | "tfds", "files": [{"path", "sha256"}], ...}],
+      "artifacts": [file names the run wrote beside it],
+      "stopped_by": "interrupted" | "terminated" | "hangup" | "error" (only when "complete" is false),
+      "null_values": {"metrics/NAME/per_seed": "NaN", ...} (only when some value was NaN or ±inf)
     }
 
 ``seeds`` runs computed seeds ``first_seed, …, first_seed + seeds − 1`` of the
@@ -17,17 +21,17 @@ family ``config["seed"]``; ``per_seed`` lists them in that order. A document
 made by :func:`merge_results` (``snnjax merge``) lists its seeds in
 ``seed_ids`` and its parts in ``merged_from``.
 
-Files are written atomically (a temporary file renamed into place), so a crash
-never leaves a half-written ``results.json``.
+Files are written atomically (:func:`snnjax.rundir.atomic_write`: a temporary
+file, fsync, renamed into place), so a crash never leaves a half-written
+``results.json``; they are strict JSON (NaN and ±inf written as ``null``, listed
+under ``null_values``).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 import platform
-import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -92,20 +96,48 @@ def summarise(per_seed: np.ndarray, x: list | None = None, thesis: str | None = 
     return out
 
 
+def strict_json(data: Any) -> tuple[Any, dict[str, str]]:
+    """``data`` as plain JSON with every NaN/±inf replaced by ``null``.
+
+    Returns the converted data and ``{path: what}`` for each replaced value's
+    container (``path`` like ``metrics/accuracy/per_seed``; ``what`` the
+    non-finite values it held, e.g. ``"NaN"`` or ``"NaN, inf"``), so that
+    strict JSON parsers in any language read the file.
+    """
+    found: dict[str, set[str]] = {}
+
+    def walk(obj: Any, path: str) -> Any:
+        if isinstance(obj, dict):
+            return {k: walk(v, f"{path}/{k}" if path else str(k)) for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [walk(v, path) for v in obj]
+        if isinstance(obj, float) and not np.isfinite(obj):
+            found.setdefault(path or "(root)", set()).add("NaN" if obj != obj else ("inf" if obj > 0 else "-inf"))
+            return None
+        return obj
+
+    out = walk(to_jsonable(data), "")
+    return out, {k: ", ".join(sorted(v)) for k, v in sorted(found.items())}
+
+
+#: Key of a results document that records which values were NaN/inf (written as ``null``).
+NON_FINITE_KEY = "null_values"
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON to ``path`` atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(to_jsonable(data), fh, indent=1, allow_nan=True)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write ``data`` as strict JSON to ``path`` atomically (:func:`snnjax.rundir.atomic_write`).
+
+    NaN and ±inf become ``null``; when ``data`` is a dict, the key
+    ``"null_values"`` then maps each affected entry to the values it held
+    (e.g. ``{"metrics/final_accuracy/per_seed": "NaN"}``).
+    """
+    from .rundir import atomic_write
+
+    doc, replaced = strict_json(data)
+    if replaced and isinstance(doc, dict):
+        doc[NON_FINITE_KEY] = {**(doc.get(NON_FINITE_KEY) or {}), **replaced}
+    text = json.dumps(doc, indent=1, allow_nan=False) + "\n"
+    atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
 
 
 def build_results(experiment: str, n_seeds: int, config: Mapping[str, Any], result: Any, wall_time_s: float,
@@ -140,7 +172,49 @@ def seed_ids(doc: Mapping[str, Any]) -> list[int]:
     return list(range(first, first + int(doc["seeds"])))
 
 
-def merge_results(docs: Sequence[Mapping[str, Any]], names: Sequence[str]) -> dict[str, Any]:
+#: Entries of ``versions`` that must agree between the parts of a merge (unless ``allow_mixed``).
+MERGE_VERSION_KEYS = ("snnjax", "jax", "jaxlib", "numpy", "backend")
+
+
+def _check_part(doc: Mapping[str, Any], name: str) -> list[int]:
+    """The seed ids of one part of a merge, after checking that the part is self-consistent."""
+    if not isinstance(doc.get("metrics"), Mapping) or not doc["metrics"]:
+        raise MergeError(f"{name}: its results.json has no metrics; it is damaged or not from snnjax")
+    try:
+        ids = seed_ids(doc)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MergeError(f"{name}: its results.json has no valid 'seeds'/'first_seed'/'seed_ids' ({exc}); "
+                         f"it is damaged") from exc
+    if "seeds" in doc and int(doc["seeds"]) != len(ids):
+        raise MergeError(f"{name}: 'seeds' is {doc['seeds']} but it lists {len(ids)} seed ids; it is damaged")
+    for metric, m in doc["metrics"].items():
+        if not isinstance(m, Mapping) or not isinstance(m.get("per_seed"), list):
+            raise MergeError(f"{name}: metric {metric!r} has no 'per_seed' values, so its seeds cannot be joined "
+                             f"with others (was it written by an old snnjax, or edited?)")
+        if len(m["per_seed"]) != len(ids):
+            raise MergeError(f"{name}: metric {metric!r} has {len(m['per_seed'])} per-seed rows but the run has "
+                             f"{len(ids)} seed(s); the file is inconsistent (damaged or edited)")
+    return ids
+
+
+def _merged_versions(docs: Sequence[Mapping[str, Any]], names: Sequence[str], allow_mixed: bool) -> dict[str, Any]:
+    """The versions of a merged document: the common ones, or a refusal when they differ."""
+    all_versions = [dict(d.get("versions") or {}) for d in docs]
+    keys = sorted(set().union(*all_versions))
+    mixed = {k: [v.get(k) for v in all_versions] for k in keys if len({v.get(k) for v in all_versions}) > 1}
+    decisive = {k: vals for k, vals in mixed.items() if k in MERGE_VERSION_KEYS}
+    if decisive and not allow_mixed:
+        detail = "; ".join(f"{k}: " + ", ".join(f"{v} ({n})" for v, n in zip(vals, names)) for k, vals in decisive.items())
+        raise MergeError(f"the runs were made with different versions or backends ({detail}); their numbers may "
+                         f"not be comparable. Merge runs of one setup, or pass --allow-mixed (every part's versions "
+                         f"are then kept under merged_from)")
+    out: dict[str, Any] = {k: ("mixed" if k in mixed else all_versions[0].get(k)) for k in keys}
+    if mixed:
+        out["mixed"] = sorted(mixed)
+    return out
+
+
+def merge_results(docs: Sequence[Mapping[str, Any]], names: Sequence[str], *, allow_mixed: bool = False) -> dict[str, Any]:
     """One results document from runs of the same experiment and config on disjoint seeds.
 
     The runs' per-seed values are joined in seed order and mean ± std are
@@ -150,12 +224,19 @@ def merge_results(docs: Sequence[Mapping[str, Any]], names: Sequence[str]) -> di
     each part's whole ``extra``, wall time and versions are kept under
     ``merged_from``; ``wall_time_s`` is the sum of the parts'.
 
+    Parts made with different snnjax/JAX/jaxlib/NumPy versions or backends are
+    refused unless ``allow_mixed``; then ``versions`` says ``"mixed"`` for the
+    entries that differ (listed under ``versions["mixed"]``).
+
     Raises:
         MergeError: fewer than two documents, different experiments or configs,
-            an interrupted run, overlapping seeds, or different metrics or x values.
+            an interrupted run, overlapping seeds, different metrics or x values,
+            different versions (without ``allow_mixed``), or a part whose seeds
+            disagree with its per-seed values.
     """
     if len(docs) < 2:
         raise MergeError("give at least two run directories to merge")
+    ids = [_check_part(d, n) for d, n in zip(docs, names)]
     first = docs[0]
     for doc, name in zip(docs, names):
         if doc.get("experiment") != first.get("experiment"):
@@ -170,7 +251,7 @@ def merge_results(docs: Sequence[Mapping[str, Any]], names: Sequence[str]) -> di
             raise MergeError(f"{name} was interrupted; finish it first with `snnjax run --resume {name}`")
         if set(doc["metrics"]) != set(first["metrics"]):
             raise MergeError(f"{name} and {names[0]} have different metrics; were they made by the same snnjax?")
-    ids = [seed_ids(d) for d in docs]
+    merged_versions = _merged_versions(docs, names, allow_mixed)
     seen: dict[int, str] = {}
     for i, name in zip(ids, names):
         for k in i:
@@ -198,7 +279,7 @@ def merge_results(docs: Sequence[Mapping[str, Any]], names: Sequence[str]) -> di
         "metrics": metrics,
         "extra": shared,
         "figures": [],
-        "versions": first.get("versions", {}),
+        "versions": merged_versions,
         "wall_time_s": round(sum(float(d.get("wall_time_s", 0.0)) for d in docs), 3),
         "complete": True,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -30,8 +30,14 @@ def seed_keys(seed: int, n_seeds: int, first: int = 0) -> jax.Array:
     """
     if first < 0:
         raise ValueError(f"first seed must be >= 0, got {first}")
+    if first + n_seeds > 2**32:
+        raise ValueError(f"seed indices {first}…{first + n_seeds - 1} do not fit the 32 bits of jax.random.fold_in "
+                         f"(indices ≥ 2**32 would silently reuse the keys of low seeds)")
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"seed must be in 0…2**32 − 1, got {seed} (PRNGKey wraps larger seeds onto small ones)")
     base = jax.random.PRNGKey(seed)
-    return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(first, first + n_seeds))
+    indices = np.arange(first, first + n_seeds, dtype=np.uint32)  # exact: checked < 2**32 above
+    return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.asarray(indices))
 
 
 def seed_mesh(n_seeds: int, devices: list | None = None) -> Mesh | None:

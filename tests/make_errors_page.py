@@ -31,6 +31,8 @@ status 2 and leaves no output files behind; the Python API raises a subclass of
 | `PluginError` (also a `LookupError`) | unknown plugin names or parameters, collisions, plugins that fail to import or raise |
 | `DataError`, `DataUnavailableError` | unreadable or empty data; a dataset not available on this machine |
 | `CheckpointError` | a corrupt checkpoint, or one written by another run |
+| `OutputError` (`snnjax.rundir`) | an output path that cannot be written; a run directory in use by another run, or holding another run |
+| `MergeError`, `ResultsError` | runs that cannot be merged; a missing or damaged `results.json` or `weights.npz` |
 
 The table is the bad-input suite, `tests/test_bad_input.py`; the messages are the ones
 that suite's inputs produce (TMP stands for a scratch directory). Regenerate it with

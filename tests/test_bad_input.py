@@ -19,6 +19,7 @@ import pytest
 from snnjax import hookimpl
 from snnjax.cli import main
 from snnjax.errors import CheckpointError, ConfigError, DataError, DataUnavailableError, InputError, PluginError
+from snnjax.results import MergeError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,15 +41,44 @@ CLI_CASES = {
     "zero training images": (["run", "supervised-stdp", "--set", "images_per_round=0"], "images_per_round must be a positive integer"),
     "classes not in the dataset": (["run", "supervised-stdp", "--set", "classes=3,8,42"], "classes [42] are not in dataset"),
     "unknown rule plugin": (["run", "supervised-stdp", "--set", "rule=stdpp"], "unknown rule plugin 'stdpp'"),
+    "rule_params not a table": (["run", "supervised-stdp", "--set", "rule=segment-oja", "--set", "rule_params=[1, 2]"],
+                                "rule_params must be a table"),
+    "rule_params for the thesis' rule": (["run", "supervised-stdp", "--set", "rule_params={'eta_pre': 1e-4}"],
+                                         "rule_params is for a rule other than segment-supervised"),
+    "unknown parameter of a rule": (["run", "supervised-stdp", "--set", "rule=segment-oja", "--set",
+                                     "rule_params={'eta': 1e-4}"], "has no parameter 'eta'"),
+    "rule parameter out of range": (["run", "supervised-stdp", "--set", "rule=segment-oja", "--set",
+                                     "rule_params={'eta_post': 1.5}"], "must be < 1"),
+    "non-positive initial weight range": (["run", "supervised-stdp", "--set", "w_init_high=0"], "w_init_high"),
     "non-positive dt": (["run", "supervised-stdp", "--set", "dt_ms=0"], "dt_ms must be a positive"),
     "unknown dataset": (["run", "supervised-stdp", "--set", "dataset=mnist-embeded"], "Did you mean 'mnist-embedded'"),
     "dataset unavailable offline": (["run", "supervised-stdp", "--set", "dataset=mnist", "--set", "data_dir={tmp}/empty"],
                                     "mnist-embedded"),
     "inconsistent diehl-cook window": (["run", "diehl-cook", "--set", "n_train=10", "--set", "assign_window=20"],
                                        "assign_window=20 exceeds n_train=10"),
+    "use-it-or-lose-it with no decay at all": (["run", "use-it-or-lose-it", "--set", "k_p_flush=0"],
+                                               "needs k_p_flush = 1 and a flush"),
+    "use-it-or-lose-it decaying twice": (["run", "use-it-or-lose-it", "--set", "semantics=continuous", "--set",
+                                          "k_p_train=1", "--set", "flush=exact"], "would apply it twice"),
+    "use-it-or-lose-it with no training pass": (["run", "use-it-or-lose-it", "--set", "passes=0"],
+                                                "passes must be a positive number"),
     "resume a directory that is not a run": (["run", "--resume", "{tmp}/empty"], "config.json"),
     "report without results": (["report", "{tmp}/empty"], "results.json"),
     "plot of a corrupt results file": (["plot", "{tmp}/corrupt"], "not valid JSON"),
+    "negative seed": (["run", "supervised-stdp", "--set", "seed=-1"], "must be an integer in 0…4294967295"),
+    "seed beyond 32 bits": (["run", "supervised-stdp", "--set", "seed=1e20"], "must be an integer in 0…4294967295"),
+    "infinite dt": (["run", "supervised-stdp", "--set", "dt_ms=1e309"], "must be a finite number"),
+    "NaN in a config file": (["run", "supervised-stdp", "--config", "{tmp}/nan.toml"], "must be a finite number"),
+    "first seed beyond 32 bits": (["run", "supervised-stdp", "--first-seed", "4294967296"], "below 2**32"),
+    "config file is a directory": (["run", "supervised-stdp", "--config", "{tmp}/empty"], "is a directory"),
+    "inline table in a config file": (["run", "supervised-stdp", "--config", "{tmp}/inline.toml"],
+                                      "must be an integer"),
+    "key twice in a config file": (["run", "supervised-stdp", "--config", "{tmp}/twice.toml"],
+                                   "both at the top level and in [experiment]"),
+    "resume with a damaged config.json": (["run", "--resume", "{tmp}/damaged"], "'config' must be a table"),
+    "report --out a directory": (["report", "{tmp}/corrupt", "--out", "{tmp}/empty"], "is a directory"),
+    "merge into a file": (["merge", "{tmp}/bad.toml", "{tmp}/empty", "{tmp}/corrupt"], "is an existing file"),
+    "export-nir to a directory": (["export-nir", "{tmp}/empty", "{tmp}/empty"], "is a directory"),
 }
 
 
@@ -59,6 +89,11 @@ def make_scratch(root: Path) -> Path:
     (root / "empty").mkdir()
     (root / "corrupt").mkdir()
     (root / "corrupt" / "results.json").write_text("{not json")
+    (root / "nan.toml").write_text("dt_ms = nan\n")
+    (root / "inline.toml").write_text("n_rounds = {value = 3}\n")
+    (root / "twice.toml").write_text("n_rounds = 3\n[experiment]\nn_rounds = 4\n")
+    (root / "damaged").mkdir()
+    (root / "damaged" / "config.json").write_text('{"experiment": "supervised-stdp", "seeds": 1, "config": [1, 2, 3]}')
     return root
 
 
@@ -131,6 +166,26 @@ def _mismatched_checkpoint(tmp):
     return Checkpointer(tmp, experiment="x", config={"a": 2}, n_seeds=2).load({"w": jnp.zeros(3)})
 
 
+def _raising_factory():
+    from snnjax.plugins import build_registry
+
+    def broken():
+        raise RuntimeError("the factory is broken")
+
+    mod = types.SimpleNamespace(__name__="broken_factory", snnjax_experiments=hookimpl(lambda: {"broken": broken}))
+    return build_registry([mod], use_entry_points=False).create("experiment", "broken")
+
+
+def _mixed_merge(tmp):
+    from snnjax.results import merge_results
+
+    def part(first, jax_version):
+        return {"experiment": "x", "seeds": 1, "first_seed": first, "config": {}, "versions": {"jax": jax_version},
+                "metrics": {"m": {"mean": 1.0, "std": 0.0, "per_seed": [1.0]}}}
+
+    return merge_results([part(0, "0.4.30"), part(1, "0.4.31")], ["A", "B"])
+
+
 def _api_cases():
     from snnjax import data
     from snnjax.plasticity import clip
@@ -167,6 +222,8 @@ def _api_cases():
         "mismatched checkpoint": (_mismatched_checkpoint, CheckpointError, "'config' differs"),
         "segments that do not divide the neurons": (lambda tmp: segment_gate(0, 31, 3), ConfigError, "31"),
         "bounds with low ≥ high": (lambda tmp: clip(0.05, 0.0), ConfigError, "low < high"),
+        "a plugin factory that raises": (lambda tmp: _raising_factory(), PluginError, "failed to build"),
+        "merge of runs with other versions": (_mixed_merge, MergeError, "different versions"),
     }
 
 
