@@ -7,7 +7,8 @@ from pathlib import Path
 import jax
 import pytest
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+#: The reference-simulator outputs (Brian 2, SpykeTorch) the tests reproduce; see ``tests/fixtures/README.md``.
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 @pytest.fixture
@@ -15,9 +16,37 @@ def key():
     return jax.random.PRNGKey(0)
 
 
-@pytest.fixture(scope="session")
-def fixtures_dir() -> Path:
-    path = SHARED / "fixtures"
-    if not path.is_dir():
-        pytest.skip(f"reference fixtures not found at {path} (shared/ must lie beside the checkout)")
+def fixture_path(*parts: str) -> Path:
+    """Path of a reference fixture under ``tests/fixtures``; a missing fixture fails the test (never a skip)."""
+    path = FIXTURES.joinpath(*parts)
+    if not path.exists():
+        pytest.fail(f"reference fixture {path} is missing (it is part of the repository: tests/fixtures/README.md)",
+                    pytrace=False)
     return path
+
+
+class TinyRuns:
+    """The pinned tiny run of each built-in experiment (``tests/test_golden.py``), made at most once per
+    session and shared by every test that only reads its results (``doc(name)``, ``out(name)``)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self._docs: dict[str, dict] = {}
+
+    def out(self, name: str) -> Path:
+        self.doc(name)
+        return self.root / name
+
+    def doc(self, name: str) -> dict:
+        if name not in self._docs:
+            from tests.test_golden import run_tiny
+
+            self._docs[name] = run_tiny(name, self.root / name)
+        return self._docs[name]
+
+    __call__ = doc
+
+
+@pytest.fixture(scope="session")
+def golden_runs(tmp_path_factory) -> TinyRuns:
+    return TinyRuns(tmp_path_factory.mktemp("tiny-runs"))

@@ -182,14 +182,26 @@ def test_streaming_quantile_memory_does_not_grow_with_the_number_of_snapshots():
             return w, quantiles_update(st, w, probs)
         return jax.lax.fori_loop(0, T, body, (jnp.zeros(n), quantiles_init((n,), probs)))[1]
 
-    sizes = []
-    for T in (10, 100_000):
-        mem = jax.jit(trajectory, static_argnums=1).lower(jax.random.PRNGKey(0), T).compile().memory_analysis()
-        if mem is None:
-            pytest.skip("this backend reports no memory analysis")
-        sizes.append((mem.temp_size_in_bytes, mem.output_size_in_bytes))
-    assert sizes[0] == sizes[1]
+    def keep_every_snapshot(key, T):  # the thesis' way, as a control: memory ∝ T
+        def body(i, carry):
+            w, buf = carry
+            w = w + 0.01 * jax.random.normal(jax.random.fold_in(key, i), w.shape)
+            return w, buf.at[i].set(w)
+        return jax.lax.fori_loop(0, T, body, (jnp.zeros(n), jnp.zeros((T, n))))[1]
+
+    def footprint(fn, T):
+        mem = jax.jit(fn, static_argnums=1).lower(jax.random.PRNGKey(0), T).compile().memory_analysis()
+        assert mem is not None, "XLA reports no memory analysis on this backend"
+        return mem.temp_size_in_bytes + mem.output_size_in_bytes, mem.output_size_in_bytes
+
+    # the measurement sees memory that grows with T when there is some...
+    kept_small, kept_large = footprint(keep_every_snapshot, 10)[0], footprint(keep_every_snapshot, 10_000)[0]
+    assert kept_large >= kept_small + (10_000 - 10) * n * 4
+    # ...and the estimator's does not grow at all, up to 100,000 snapshots
+    sizes = [footprint(trajectory, T) for T in (10, 10_000, 100_000)]
+    assert sizes[0] == sizes[1] == sizes[2]
     assert sizes[0][1] <= len(probs) * n * 2 * 5 * 4 + 1024
+    assert sizes[0][0] < kept_large / 10
 
 
 def test_method_plugins_are_registered():
@@ -250,9 +262,20 @@ def test_mnist_then_emnist_letters_on_tfds_mock_data_end_to_end(tmp_path):
     m = res["metrics"]
     assert np.asarray(m["task2_accuracy"]["per_seed"]).shape == (1, 2)
     assert np.asarray(m["task1_accuracy"]["per_seed"]).shape == (1, 2)
-    for k in ("forgetting", "baseline_forgetting", "forgetting_reduction", "task1_after_task1"):
-        assert k in m
+    v = {k: np.asarray(x["per_seed"], dtype=float) for k, x in m.items()}
+    for pre in ("", "baseline_"):
+        np.testing.assert_array_equal(v[f"{pre}final_task1"], v[f"{pre}task1_accuracy"][:, -1])
+        np.testing.assert_array_equal(v[f"{pre}final_task2"], v[f"{pre}task2_accuracy"][:, -1])
+        np.testing.assert_array_equal(v[f"{pre}forgetting"], v[f"{pre}task1_after_task1"] - v[f"{pre}final_task1"])
+        # accuracies are whole test images of 12
+        acc = np.concatenate([v[f"{pre}task1_accuracy"].ravel(), v[f"{pre}task2_accuracy"].ravel()])
+        np.testing.assert_allclose(acc * 12 / 100, np.round(acc * 12 / 100), atol=1e-9)
+    np.testing.assert_array_equal(v["task1_after_task1"], v["baseline_task1_after_task1"])  # shared task 1
+    f = v["forgetting"]
+    np.testing.assert_array_equal(v["forgetting_reduction"],
+                                  np.where(f > 0, v["baseline_forgetting"] / np.where(f > 0, f, 1), np.nan))
     assert m["frozen_weights_changed"]["per_seed"] == [0]
+    assert 0 <= v["frozen_fraction"][0] <= 10.0  # percent: at most the largest 10 % (freeze_percentile 90)
     assert res["extra"]["tasks"]["task2"]["classes"] == list(range(1, 11))
     assert (out / "forgetting.png").stat().st_size > 0
 
@@ -270,18 +293,38 @@ def test_tfds_sequence_offline_is_a_clear_error(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "r").exists()  # nothing left behind
 
 
-def test_interrupted_continual_run_resumes_to_the_same_results(tmp_path, monkeypatch):
+#: The tiny config shared by the CLI tests below; each test adds its method keys. Runs with equal keys
+#: are made once per module (``continual_run``): e.g. the single langevin-ranges run is the reference of
+#: the resume test, one arm of the several-methods test and the one-epoch run of the stop-rule test.
+COMMON = ["n_train=30", "n_test=15", "epochs1=1", "epochs2=1", "epochs3=2", "task2_epochs1=1", "task2_epochs2=0",
+          "task2_epochs3=3", "langevin_every=10", "langevin_sigma=0.01"]
+LANGEVIN_ONE_EPOCH = ("method=langevin-ranges", "langevin_epochs=1")
+
+
+@pytest.fixture(scope="module")
+def continual_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("continual-runs")
+    done: dict[tuple[str, ...], dict] = {}
+
+    def run(*sets: str) -> dict:
+        if sets not in done:
+            out = root / f"run{len(done)}"
+            argv = [a for s in [*COMMON, *sets] for a in ("--set", s)]
+            assert main(["run", "continual", "--quiet", "--seeds", "2", "--out", str(out), *argv]) == 0
+            done[sets] = {**json.loads((out / "results.json").read_text()), "_out": out}
+        return done[sets]
+
+    return run
+
+
+def test_interrupted_continual_run_resumes_to_the_same_results(tmp_path, monkeypatch, continual_run):
     """Ctrl-C in the middle of the method arm (after its task-1 phases, the Langevin ranges and one
     task-2 epoch were kept), then ``--resume``: the metrics equal an uninterrupted run's, bit for bit."""
-    method, stop_after = "langevin-ranges", 6
+    stop_after = 6
     from snnjax.checkpoint import FILENAME, PhaseStore, describe
 
-    sets = ["n_train=30", "n_test=15", "epochs1=1", "epochs2=1", "epochs3=2", "task2_epochs1=1", "task2_epochs2=0",
-            "task2_epochs3=3", f"method={method}", "langevin_epochs=1", "langevin_every=10"]
-    argv = [a for s in sets for a in ("--set", s)]
-    ref, out = tmp_path / "ref", tmp_path / "run"
-    assert main(["run", "continual", "--quiet", "--seeds", "2", "--out", str(ref), *argv]) == 0
-
+    argv = [a for s in [*COMMON, *LANGEVIN_ONE_EPOCH] for a in ("--set", s)]
+    out = tmp_path / "run"
     calls = {"n": 0}
     real_put = PhaseStore.put
 
@@ -296,7 +339,7 @@ def test_interrupted_continual_run_resumes_to_the_same_results(tmp_path, monkeyp
     assert describe(out / FILENAME)["chunk"] == stop_after
     monkeypatch.setattr(PhaseStore, "put", real_put)
     assert main(["run", "--resume", str(out), "--quiet"]) == 0
-    a = json.loads((ref / "results.json").read_text())["metrics"]
+    a = continual_run(*LANGEVIN_ONE_EPOCH)["metrics"]
     b = json.loads((out / "results.json").read_text())["metrics"]
     assert a.keys() == b.keys()
     for name in a:
@@ -304,24 +347,16 @@ def test_interrupted_continual_run_resumes_to_the_same_results(tmp_path, monkeyp
                                       np.asarray(b[name]["per_seed"], dtype=float), err_msg=name)
 
 
-def test_several_methods_in_one_run_equal_their_single_method_runs(tmp_path):
+def test_several_methods_in_one_run_equal_their_single_method_runs(continual_run):
     """``method=freeze-largest,langevin-ranges`` with two quantile pairs: four arms on the same seeds
     sharing task 1, the task-2 features and one Langevin trajectory; each arm's metrics equal the
     metrics of the run of that method alone."""
-    common = ["n_train=30", "n_test=15", "epochs1=1", "epochs2=1", "epochs3=2", "task2_epochs1=1", "task2_epochs2=0",
-              "task2_epochs3=2", "langevin_epochs=1", "langevin_every=10"]
-
-    def run(name, *sets):
-        out = tmp_path / name
-        argv = [a for s in [*common, *sets] for a in ("--set", s)]
-        assert main(["run", "continual", "--quiet", "--seeds", "2", "--out", str(out), *argv]) == 0
-        return json.loads((out / "results.json").read_text())
-
-    both = run("both", "method=freeze-largest,langevin-ranges", "langevin_low=0.25,0.1", "langevin_high=0.75,0.9")
+    both = continual_run("method=freeze-largest,langevin-ranges", "langevin_epochs=1", "langevin_low=0.25,0.1",
+                         "langevin_high=0.75,0.9")
     assert [a["label"] for a in both["extra"]["arms"]] == ["baseline", "freeze-largest", "langevin-ranges 0.25/0.75",
                                                            "langevin-ranges 0.1/0.9"]
-    singles = {"freeze-largest": run("freeze", "method=freeze-largest"),
-               "langevin-ranges 0.1/0.9": run("d10", "method=langevin-ranges")}
+    singles = {"freeze-largest": continual_run("method=freeze-largest", "langevin_epochs=1"),
+               "langevin-ranges 0.1/0.9": continual_run(*LANGEVIN_ONE_EPOCH)}
     m = both["metrics"]
     for label, single in singles.items():
         for name, value in single["metrics"].items():
@@ -331,23 +366,19 @@ def test_several_methods_in_one_run_equal_their_single_method_runs(tmp_path):
     # the quartile range is inside the decile range, weight by weight, so its mean width is smaller
     q, d = (np.asarray(m[f"langevin-ranges {p}:range_width"]["per_seed"]) for p in ("0.25/0.75", "0.1/0.9"))
     assert np.all(q < d)
-    assert (tmp_path / "both" / "forgetting.png").stat().st_size > 0
+    assert (both["_out"] / "forgetting.png").stat().st_size > 0
 
 
-def test_langevin_stop_rule_ends_a_seeds_noisy_epochs_and_drops_the_epoch_below_the_level(tmp_path):
+def test_langevin_stop_rule_ends_a_seeds_noisy_epochs_and_drops_the_epoch_below_the_level(continual_run):
     """``langevin_stop``: a seed whose task-1 accuracy falls below the level after a noisy epoch keeps
     the ranges of the epochs before (the first epoch is always kept) and runs no further epochs."""
-    common = ["n_train=30", "n_test=15", "epochs1=1", "epochs2=1", "epochs3=2", "task2_epochs1=1", "task2_epochs2=0",
-              "task2_epochs3=2", "method=langevin-ranges", "langevin_every=10", "langevin_sigma=0.01"]
 
-    def run(name, *sets):
-        out = tmp_path / name
-        argv = [a for s in [*common, *sets] for a in ("--set", s)]
-        assert main(["run", "continual", "--quiet", "--seeds", "2", "--out", str(out), *argv]) == 0
-        return {k: np.asarray(v["per_seed"], float) for k, v in json.loads((out / "results.json").read_text())["metrics"].items()}
+    def run(*sets):
+        return {k: np.asarray(v["per_seed"], float) for k, v in continual_run(*sets)["metrics"].items()}
 
-    free, stopped, one = run("free", "langevin_epochs=3"), run("stop", "langevin_epochs=3", "langevin_stop=99.9"), \
-        run("one", "langevin_epochs=1")
+    free = run("method=langevin-ranges", "langevin_epochs=3")
+    stopped = run("method=langevin-ranges", "langevin_epochs=3", "langevin_stop=99.9")
+    one = run(*LANGEVIN_ONE_EPOCH)
     assert np.all(free["langevin_task1_accuracy"] < 99.9)  # so the stop rule must end every seed after epoch 1
     np.testing.assert_array_equal(free["langevin_epochs_run"], [3, 3])
     np.testing.assert_array_equal(stopped["langevin_epochs_run"], [1, 1])

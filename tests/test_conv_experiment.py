@@ -17,23 +17,25 @@ def test_registered_once():
     assert names.count("conv-mnist") == 1
 
 
-def test_tiny_end_to_end_run(tmp_path):
-    """2 seeds, 24 training / 12 test images, one epoch of each layer; the real Mozafari network."""
-    out = tmp_path / "run"
-    argv = ["run", "conv-mnist", "--quiet", "--seeds", "2", "--out", str(out), "--set", "n_train=24",
-            "--set", "n_test=12", "--set", "epochs1=1", "--set", "epochs2=1", "--set", "epochs3=1",
-            "--set", "radius1=3", "--set", "radius2=1"]
-    assert main(argv) == 0
-    res = json.loads((out / "results.json").read_text())
+def test_tiny_end_to_end_run(golden_runs):
+    """The pinned tiny run (tests/test_golden.py: 2 seeds, 16 training / 8 test images, one epoch of each layer,
+    non-default k1/radius1 = 4/2, k2/radius2 = 6/2): the config's radii reach the run, and the reported
+    accuracies, confusion counts and silence agree with each other."""
+    res, out = golden_runs.doc("conv-mnist"), golden_runs.out("conv-mnist")
     m = res["metrics"]
+    n_test = res["extra"]["n_test"]
+    assert n_test == 8 and res["extra"]["n_train"] == 16
     acc = np.asarray(m["accuracy"]["per_seed"])
     assert acc.shape == (2, 1) and np.all((acc >= 0) & (acc <= 100))
-    assert np.asarray(m["final_accuracy"]["per_seed"]).shape == (2,)
-    assert np.asarray(m["silence_rate"]["per_seed"]).shape == (2,)
+    np.testing.assert_array_equal(m["final_accuracy"]["per_seed"], acc[:, -1])
+    np.testing.assert_array_equal(m["best_accuracy"]["per_seed"], acc.max(axis=1))
+    # accuracies are whole test images: multiples of 100 / n_test
+    np.testing.assert_allclose(acc * n_test / 100, np.round(acc * n_test / 100), atol=1e-9)
     wall = res["extra"]["wall_s"]
     for layer in ("layer1", "layer2", "decision"):
         assert len(wall[layer]) == 1 and wall[layer][0] > 0
-    assert res["extra"]["radii"] == [3, 1] and res["extra"]["thesis_task1_accuracy"] == 93.6
+    assert res["extra"]["radii"] == [2, 2] and res["extra"]["thesis_task1_accuracy"] is None
+    assert res["config"]["radius1"] == 2 and res["config"]["radius2"] == 2 and res["config"]["k1"] == 4
     diag = res["extra"]["diagnostics"]
     for layer in ("layer1", "layer2"):
         c = np.asarray(diag["convergence"][layer])
@@ -42,8 +44,23 @@ def test_tiny_end_to_end_run(tmp_path):
     ro = np.asarray(diag["feature_readout_accuracy"])
     assert ro.shape == (2,) and np.all((ro >= 0) & (ro <= 100))
     conf = np.asarray(diag["confusion"])
-    assert conf.shape == (10, 11) and conf.sum() == 2 * 12  # every test image of both seeds, once
+    assert conf.shape == (10, 11) and conf.sum() == 2 * n_test  # every test image of both seeds, once
+    # the confusion diagonal holds exactly the correct answers of both seeds, its last column the silences
+    assert np.trace(conf[:, :10]) == round(float(np.sum(acc[:, -1])) * n_test / 100)
+    silence = np.asarray(m["silence_rate"]["per_seed"], dtype=float)
+    assert silence.shape == (2,)
+    assert conf[:, 10].sum() == round(float(np.sum(silence)) * n_test / 100)  # silence rate in percent
     assert (out / "accuracy.png").stat().st_size > 0
+
+
+def test_radii_and_k_from_the_config_reach_the_network_spec():
+    from snnjax_plugins.conv.pipeline import NETWORK_DEFAULTS, network_from_config
+
+    spec = network_from_config({**NETWORK_DEFAULTS, "k1": 4, "radius1": 2, "k2": 6, "radius2": 0})
+    (l1, l2) = spec.layers
+    assert (l1.k, l1.radius, l2.k, l2.radius) == (4, 2, 6, 0)
+    default = network_from_config(NETWORK_DEFAULTS)
+    assert (default.layers[0].radius, default.layers[1].radius) == (NETWORK_DEFAULTS["radius1"], NETWORK_DEFAULTS["radius2"])
 
 
 @pytest.mark.parametrize("sets, match", [

@@ -1,11 +1,9 @@
-"""Golden outputs of the original SpykeTorch (shared fixtures) reproduced by snnjax_plugins.conv.
+"""Golden outputs of the original SpykeTorch (tests/fixtures/spyketorch) reproduced by snnjax_plugins.conv.
 
-See ``shared/fixtures/spyketorch/README.md`` for how each array was produced.
+See ``tests/fixtures/spyketorch/README.md`` for how each array was produced.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -18,14 +16,11 @@ from snnjax_plugins.conv import layers as L
 from snnjax_plugins.conv import networks as N
 from snnjax_plugins.conv import stdp as S
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "spyketorch"
+from tests.conftest import fixture_path
 
 
 def _load(name: str):
-    path = FIXTURES / name
-    if not path.exists():
-        pytest.skip(f"SpykeTorch fixture {path} not found (the shared/ folder must sit beside the repository clone)")
-    return np.load(path)
+    return np.load(fixture_path("spyketorch", name))
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +162,7 @@ def test_last_step_winner_equals_full_k_winners(kw):
 def test_conv_fire_pool(cps):
     d = cps
     spk_in, w = jnp.asarray(d["spk_in"]), jnp.asarray(d["weight"])
-    for impl in ("dot", "xla"):
+    for impl in ("dot", "xla", "nhwc"):
         np.testing.assert_allclose(L.conv(spk_in, w, impl=impl), d["conv_out"], rtol=1e-5, atol=1e-4)
     spk, thp = L.fire(L.conv(spk_in, w), float(d["threshold"]))
     np.testing.assert_array_equal(spk, d["spk_out"])

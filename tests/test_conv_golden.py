@@ -87,6 +87,7 @@ def test_spike_wave_conv_and_pool_by_hand():
     # step t counts the spikes (latency <= t) in each 2x2 window
     np.testing.assert_array_equal(pot[:, 0], [[[2, 1], [1, 1]], [[3, 2], [1, 2]], [[4, 2], [2, 2]]])
     np.testing.assert_array_equal(L.conv(wave, w, impl="xla"), pot)
+    np.testing.assert_array_equal(L.conv(wave, w, impl="nhwc"), pot)  # integer sums: exact in any order
     spk, thp = L.fire(pot, 1.0)
     np.testing.assert_array_equal(spk[:, 0], [[[1, 0], [0, 0]], [[1, 1], [0, 1]], [[1, 1], [1, 1]]])
     np.testing.assert_array_equal(thp[2, 0], [[4, 2], [2, 2]])
@@ -213,6 +214,10 @@ def test_bad_inputs_raise_clear_errors():
             F.latency_to_wave(jnp.zeros((1, 2, 2), jnp.uint8), t)
     with pytest.raises(ConfigError, match="lb < ub"):
         S.spyketorch_stdp(lb=1.0, ub=0.0)
+    with pytest.raises(ConfigError, match="conv_impl"):
+        N.mozafari2019(conv_impl="fft")
+    with pytest.raises(ConfigError, match="conv impl"):
+        L.conv(jnp.zeros((2, 1, 3, 3)), jnp.zeros((1, 1, 2, 2)), impl="fft")
     with pytest.raises(ConfigError, match="unknown network"):
         N.network("lenet")
 

@@ -115,3 +115,30 @@ def test_k_winners_vmaps_over_samples():
     batched = jax.vmap(lambda p: I.k_winners(p, 3, 1))(pots)
     for i in range(3):
         np.testing.assert_array_equal(batched.index[i], I.k_winners(pots[i], 3, 1).index)
+
+
+def _pointwise_then_k_winners(x, k, r):
+    pot = I.pointwise_inhibition(x)
+    spk = jnp.sign(pot)
+    return pot, spk, I.k_winners(pot, k, r, spk)
+
+
+_pk_reference = {(k, r): jax.jit(lambda x, k=k, r=r: _pointwise_then_k_winners(x, k, r)) for k, r in ((1, 0), (3, 1))}
+
+
+@settings(max_examples=40, deadline=None)
+@given(cumulative_potentials(), st.sampled_from([(1, 0), (3, 1)]), st.booleans())
+def test_pointwise_k_winners_is_pointwise_then_k_winners(pot_spk, k_r, noisy):
+    """The fused training path equals pointwise inhibition → sign → k_winners bit for bit (ties included)."""
+    thp, _ = pot_spk
+    x = np.asarray(thp)
+    if noisy:  # non-integer potentials of both signs, too
+        x = x + np.random.default_rng(int(x.sum())).normal(0, 0.5, x.shape).astype(np.float32)
+    x = jnp.asarray(x, jnp.float32)
+    k, r = k_r
+    pot, spk, win = _pk_reference[k_r](x)
+    pot2, spk2, win2 = I.pointwise_k_winners(x, k, r)
+    np.testing.assert_array_equal(pot2, pot)
+    np.testing.assert_array_equal(spk2, spk)
+    np.testing.assert_array_equal(win2.index, win.index)
+    np.testing.assert_array_equal(win2.valid, win.valid)

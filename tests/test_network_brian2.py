@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,8 +12,8 @@ from snnjax_plugins.neurons import DC15_EXC, DC15_INH, ConductanceLIF, conductan
 from snnjax_plugins.rules import TraceSTDPParams, _trace_rule, segment_gate, segment_supervised, stdp_dc15
 from snnjax.plasticity import Activity
 
-FIX = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "brian2"
-pytestmark = pytest.mark.skipif(not FIX.is_dir(), reason=f"Brian 2 fixtures not found at {FIX}")
+from tests.conftest import fixture_path
+
 
 DTYPES = ["float64", "float32"]
 
@@ -28,7 +26,7 @@ def precision(request):
 
 
 def load(name):
-    return np.load(FIX / f"{name}.npz")
+    return np.load(fixture_path("brian2", f"{name}.npz"))
 
 
 def spike_list(raster):

@@ -200,9 +200,17 @@ def test_cli_export_nir(tmp_path, capsys):
     assert main(["export-nir", str(run), str(out), "--seed", "1"]) == 0
     graph = nir.read(out)
     np.testing.assert_array_equal(graph.nodes["s1"].weight, w[1].astype(np.float64).T)
-    # the delays are the ones the run drew (same seed keys as supervised-stdp)
+    # the delays are the ones the run drew, derived here without the CLI's code: seed 1 of the family
+    # is fold_in(PRNGKey(seed), 1); the experiment splits it and initialises the network with the first half
+    init_key = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(0), 1), 2)[0]
+    drawn = net.init_network(init_key, net.thesis_config(n_exc=6, dt_ms=DT_MS), identity())
+    np.testing.assert_allclose(graph.nodes["s2_delay"].delay, np.asarray(drawn.d2) * DT_MS * 1e-3)
     st, cfg = load_run(run, seed_index=1)
-    np.testing.assert_allclose(graph.nodes["s2_delay"].delay, np.asarray(st.d2) * DT_MS * 1e-3)
+    np.testing.assert_array_equal(np.asarray(st.d2), np.asarray(drawn.d2))
+    np.testing.assert_array_equal(np.asarray(st.d3), np.asarray(drawn.d3))
+    other = net.init_network(jax.random.split(jax.random.fold_in(jax.random.PRNGKey(0), 0), 2)[0],
+                             net.thesis_config(n_exc=6, dt_ms=DT_MS), identity())
+    assert not np.array_equal(np.asarray(other.d2), np.asarray(drawn.d2))  # the seed matters: the check can fail
     assert main(["export-nir", str(run), str(tmp_path / "flat.nir"), "--drop-delays"]) == 0
     assert not any(type(n).__name__ == "Delay" for n in nir.read(tmp_path / "flat.nir").nodes.values())
     assert main(["export-nir", str(run), str(out), "--seed", "5"]) == 2

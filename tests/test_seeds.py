@@ -74,4 +74,9 @@ def test_two_device_sharded_run_equals_unsharded():
 def test_a_seed_range_gets_the_keys_of_the_same_seeds_in_a_larger_run():
     whole = jax.random.key_data(seed_keys(3, 6))
     np.testing.assert_array_equal(np.asarray(jax.random.key_data(seed_keys(3, 2, first=4))), np.asarray(whole[4:6]))
-    np.testing.assert_array_equal(np.asarray(jax.random.key_data(seed_keys(3, 6, first=0))), np.asarray(whole))
+    # and each key is fold_in(PRNGKey(seed), i) of its seed index i, whatever the range
+    for i in range(6):
+        want = np.asarray(jax.random.key_data(jax.random.fold_in(jax.random.PRNGKey(3), i)))
+        np.testing.assert_array_equal(np.asarray(whole[i]), want)
+        np.testing.assert_array_equal(np.asarray(jax.random.key_data(seed_keys(3, 1, first=i)))[0], want)
+    assert len({tuple(np.asarray(k).tolist()) for k in whole}) == 6
