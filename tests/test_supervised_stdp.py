@@ -58,3 +58,35 @@ def test_learning_beats_chance_quickly(tmp_path):
     drawn = {p.name for p in plot_run(out)}
     assert {"raster.png", "receptive_fields.png"} <= drawn
     assert results["extra"]["classes_per_seed"] == [[0, 1, 7], [0, 1, 7]]
+
+
+def _numpy_baselines(train_x, train_y, test_x, test_y):
+    """Template (cosine) and 1-NN accuracies (%), written out again independently of snnjax_plugins.readout."""
+    train_x, test_x = train_x.astype(float), test_x.astype(float)
+    classes = sorted(set(train_y.tolist()))
+    templates = np.array([train_x[train_y == c].mean(0) for c in classes])
+    cos = [[t @ x / (np.linalg.norm(t) * np.linalg.norm(x)) for t in templates] for x in test_x]
+    template = np.mean(np.array(classes)[np.argmax(cos, axis=1)] == test_y)
+    nearest = [train_y[np.argmin(((train_x - x) ** 2).sum(1))] for x in test_x]
+    return 100 * template, 100 * np.mean(np.array(nearest) == test_y)
+
+
+def test_baselines_in_results_equal_a_numpy_recomputation(tmp_path):
+    """Per seed and per point of the curve, on the images that seed's network saw ("fresh": 10, then 20)."""
+    out = tmp_path / "run"
+    sets = {"n_rounds": "2", "images_per_round": "10", "n_test": "20", "dt_ms": "0.5", "test_mode": "parallel",
+            "protocol": "fresh"}
+    argv = ["run", "supervised-stdp", "--quiet", "--seeds", "2", "--out", str(out)]
+    for k, v in sets.items():
+        argv += ["--set", f"{k}={v}"]
+    assert main(argv) == 0
+    metrics = json.loads((out / "results.json").read_text())["metrics"]
+    data = prepare_data(resolve(DEFAULTS, ("test", sets)), range(2), get_registry())
+    for point, n_seen in enumerate((10, 20)):
+        for s in range(2):
+            want = _numpy_baselines(data.train_x[s, :n_seen], data.train_seg[s, :n_seen], data.test_x[s],
+                                    data.test_seg[s])
+            got = (metrics["baseline_template_accuracy"]["per_seed"][s][point],
+                   metrics["baseline_1nn_accuracy"]["per_seed"][s][point])
+            np.testing.assert_allclose(got, want)
+    assert metrics["baseline_template_accuracy"]["x"] == metrics["accuracy"]["x"] == [10, 20]

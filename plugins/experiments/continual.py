@@ -41,6 +41,8 @@ A–J, on 10 outputs; ``emnist_transpose`` chooses the orientation) and ``custom
 (``task1_dataset`` / ``task1_classes``, ``task2_dataset`` / ``task2_classes``: any two loadable
 datasets). The ``task*_dataset`` keys also override the datasets of the named sequences.
 
+Pixel baselines (:func:`pixel_baselines`): class-mean template and 1-NN on the same images.
+
 Metrics: ``task1_after_task1``; curves ``task2_accuracy`` and ``task1_accuracy`` over the task-2
 epochs; ``forgetting`` (task-1 accuracy after task 1 minus after task 2, points); the same with a
 ``baseline_`` prefix; ``forgetting_reduction`` = baseline forgetting / method forgetting on the
@@ -68,6 +70,7 @@ from snnjax.plasticity import chain, clip_per_weight, freeze
 from snnjax.quantiles import check_probability, quantiles_estimate, quantiles_init, quantiles_update
 
 from .. import continual as methods
+from .. import readout
 from ..conv import networks as N
 from ..conv import pipeline as P
 from ..conv.stdp import ConvActivity
@@ -627,6 +630,7 @@ def run(ctx: RunContext) -> RunResult:
         results.append(run_arm(arm, cfg, keys, data, n_out, ctx, cache, times, store, partial_metrics))
         partial_metrics.update({f"arm{arm['index']}_{k}": v for k, v in results[-1].items()})
     metrics = arm_metrics(arms, results)
+    metrics.update(pixel_baselines(data, ctx.n_seeds))
     x = list(range(1, E + 1))
     curves_x = {k: x for k, v in metrics.items() if np.ndim(v) == 2}
     for k in metrics:
@@ -643,6 +647,24 @@ def run(ctx: RunContext) -> RunResult:
     result = RunResult(metrics=metrics, curves_x=curves_x, extra=extra)
     result.figures.append(_figure(ctx, result, cfg, arms))
     return result
+
+
+def pixel_baselines(data, n_seeds: int) -> dict[str, np.ndarray]:
+    """Class-mean template and 1-NN accuracies (%) on the pixels of the same images as the network (per seed).
+
+    ``baseline_{template,1nn}_accuracy_task{1,2}``: trained on that task's training images, tested
+    on its test images; ``..._task1_after_both``: trained on both tasks' training images on the
+    shared outputs (task-2 class ``i`` → output ``i``, as the network), tested on task 1. The seeds
+    share the images, so every seed gets the same values.
+    """
+    (x1, y1, xt1, yt1), (x2, y2, xt2, yt2) = data
+    cases = {"task1": (x1, y1, xt1, yt1), "task2": (x2, y2, xt2, yt2),
+             "task1_after_both": (np.concatenate([x1, x2]), np.concatenate([y1, y2]), xt1, yt1)}
+    out = {}
+    for name, (tx, ty, vx, vy) in cases.items():
+        out[f"baseline_template_accuracy_{name}"] = np.full(n_seeds, readout.template_accuracy(tx, ty, vx, vy))
+        out[f"baseline_1nn_accuracy_{name}"] = np.full(n_seeds, readout.nearest_neighbour_accuracy(tx, ty, vx, vy))
+    return out
 
 
 def _figure(ctx: RunContext, result: RunResult, cfg, arms) -> str:

@@ -6,7 +6,9 @@ spikes → raise the intensity and repeat" rule) on ``n_train`` images; assign
 each excitatory neuron the class to which it responded most (mean spike count
 per class) over the last ``assign_window`` training presentations, as D&C did;
 then present ``n_test`` test images with learning and θ frozen and predict the
-class whose assigned neurons fire most on average.
+class whose assigned neurons fire most on average. Beside it, per seed, the
+class-mean template and 1-NN baselines (:mod:`snnjax_plugins.readout`) on the
+same ``n_train`` training images (with their labels) and the same test images.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from snnjax.experiment import Experiment, RunContext, RunResult
 from snnjax.seeds import seed_mesh, shard_seeds
 
 from .. import network as net
+from ..readout import baselines_per_seed
 
 DEFAULTS: dict[str, Any] = {
     "seed": 0,
@@ -124,11 +127,16 @@ def run(ctx: RunContext) -> RunResult:
     test_counts = v_eval(state, k_test, test_x)
     pred = jax.vmap(predict, in_axes=(0, 0, None))(test_counts, assignment, n_classes)
     accuracy = 100.0 * np.mean(np.asarray(pred) == test.labels[None, :], axis=1)
+    # what a classifier that needs no training gets with the labels of the same training images
+    flat_test = test.images.reshape(len(test.labels), -1)
+    base = baselines_per_seed(train_x, train_y, np.broadcast_to(flat_test, (S, *flat_test.shape)),
+                              np.broadcast_to(test.labels, (S, len(test.labels))))
     result = RunResult(
         metrics={
             "test_accuracy": accuracy,
             "mean_presentations_per_image": repeats.mean(axis=1),
             "neurons_never_assigned_spikes": (counts_all[:, window].sum(1) == 0).sum(1).astype(float),
+            **base,
         },
         extra={"n_classes": n_classes, "n_test": int(len(test.labels))},
     )

@@ -22,11 +22,23 @@ presents the test images one after another through the same network, whose
 state (v, conductances, vt) carries over, as the original did; ``"parallel"`` presents every test image from the state at
 the end of the training round (independent presentations, vmapped: much faster;
 training resumes from the end-of-training state).
+
+Beside the spiking network, every test point reports two classifiers that need no training
+(:mod:`snnjax_plugins.readout`), per seed, on the training images that seed's network has seen
+so far (the first ``images_per_round`` with ``"original"``, every image seen with ``"fresh"``)
+and its test images: ``baseline_template_accuracy`` (class-mean template, cosine) and
+``baseline_1nn_accuracy`` (1-NN on the pixels).
+
+``rule`` other than ``"segment-supervised"`` names any rule plugin, built with ``rule_params``
+(and the experiment's ``n_classes`` when its factory takes one), e.g. ``"segment-oja"``
+(:mod:`snnjax_plugins.supervised_rules`). ``w_init_high``: initial weights ``U(0, w_init_high)``
+(the thesis: 0.05).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -40,6 +52,7 @@ from snnjax.experiment import Experiment, RunContext, RunResult
 from snnjax.seeds import seed_mesh, shard_seeds
 
 from .. import network as net
+from ..readout import BASELINE_LABELS, baselines_per_seed
 from ..rules import segment_gate
 
 DEFAULTS: dict[str, Any] = {
@@ -50,9 +63,11 @@ DEFAULTS: dict[str, Any] = {
     "classes": [-1],
     "n_exc": 30,
     "adaptive_threshold": True,
+    "w_init_high": 0.05,
     "rule": "segment-supervised",
     "target_rule": "stdp",
     "other_rule": "all-ltd",
+    "rule_params": {},
     "protocol": "original",
     "n_rounds": 50,
     "images_per_round": 100,
@@ -92,6 +107,16 @@ def validate(cfg: Mapping[str, Any]) -> None:
             raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got {cfg[key]!r}")
     if cfg["dt_ms"] <= 0:
         raise ConfigError(f"dt_ms must be a positive number of ms, got {cfg['dt_ms']}")
+    if not cfg["w_init_high"] > 0:
+        raise ConfigError(f"w_init_high (initial weights are drawn from U(0, w_init_high)) must be > 0, "
+                          f"got {cfg['w_init_high']}")
+    params = cfg["rule_params"]
+    if not isinstance(params, Mapping) or not all(isinstance(k, str) for k in params):
+        raise ConfigError(f"rule_params must be a table of parameter = value (TOML: rule_params = {{eta_pre = 1e-4}}; "
+                          f"--set \"rule_params={{'eta_pre': 1e-4}}\"), got {params!r}")
+    if params and cfg["rule"] == "segment-supervised":
+        raise ConfigError("rule_params is for a rule other than segment-supervised (which takes target_rule and "
+                          "other_rule); set rule = \"segment-oja\" or leave rule_params empty")
 
 
 def _given_classes(cfg: Mapping[str, Any]) -> list[int] | None:
@@ -176,7 +201,7 @@ def _split_for(classes, train, test, rng, cfg):
 def build_model(cfg: Mapping[str, Any], registry: Any):
     """``(NetworkConfig, LearningRule)`` for the config; components by plugin name."""
     form = "vt-copy" if cfg["adaptive_threshold"] else "none"
-    netcfg = net.thesis_config(n_exc=cfg["n_exc"], dt_ms=cfg["dt_ms"])
+    netcfg = net.thesis_config(n_exc=cfg["n_exc"], dt_ms=cfg["dt_ms"], w_init_high=cfg["w_init_high"])
     netcfg = dataclasses.replace(netcfg, exc=dataclasses.replace(netcfg.exc, threshold_form=form))
     if cfg["rule"] == "segment-supervised":
         rule = registry.create("rule", "segment-supervised", n_classes=cfg["n_classes"],
@@ -184,7 +209,14 @@ def build_model(cfg: Mapping[str, Any], registry: Any):
         registry.info("rule", cfg["target_rule"])
         registry.info("rule", cfg["other_rule"])
     else:
-        rule = registry.create("rule", cfg["rule"])
+        params = dict(cfg["rule_params"])
+        try:  # a rule that takes the segment count gets the experiment's
+            takes_classes = "n_classes" in inspect.signature(registry.get("rule", cfg["rule"])).parameters
+        except (TypeError, ValueError):
+            takes_classes = False
+        if takes_classes:
+            params.setdefault("n_classes", cfg["n_classes"])
+        rule = registry.create("rule", cfg["rule"], **params)
     return netcfg, rule
 
 
@@ -256,8 +288,11 @@ def run(ctx: RunContext) -> RunResult:
     acc = np.full((S, len(evals)), np.nan)
     silent = np.full((S, len(evals)), np.nan)
     x = [B * (r + 1) for r in evals]
+    base = baseline_curves(data, [images_seen(r, B, pool, cfg["protocol"]) for r in evals])
     dropped = np.zeros(S, np.int64)  # events beyond the padded per-step lists (exact while 0)
-    start, state, partial = resume_or(ctx, state)
+    # the count is checkpointed with the state, so that a resumed run reports the whole run's count
+    start, (state, dropped), partial = resume_or(ctx, (state, dropped))
+    dropped = np.array(dropped, np.int64)
     done = sum(r < start for r in evals)
     if partial is not None:
         acc[:, :done] = np.asarray(partial.metrics["accuracy"])[:, :done]
@@ -281,10 +316,11 @@ def run(ctx: RunContext) -> RunResult:
             acc[:, done] = np.asarray(a)
             silent[:, done] = np.asarray(s)
             done += 1
-            ctx.partial = _result(acc[:, :done], silent[:, :done], x[:done], data, cfg)
-        save_chunk(ctx, r + 1, state)
+            ctx.partial = _result(acc[:, :done], silent[:, :done], x[:done], data, cfg,
+                                  {k: v[:, :done] for k, v in base.items()})
+        save_chunk(ctx, r + 1, (state, dropped))
         ctx.progress(r + 1, R, "rounds")
-    result = _result(acc, silent, x, data, cfg)
+    result = _result(acc, silent, x, data, cfg, base)
     result.extra["dropped_events_per_seed"] = dropped.tolist()
     if dropped.any():
         import warnings
@@ -301,12 +337,29 @@ def evaluation_rounds(n_rounds: int, every: int) -> list[int]:
     return sorted({0, n_rounds - 1} | {r for r in range(n_rounds) if (r + 1) % every == 0})
 
 
-def _result(acc, silent, x, data, cfg) -> RunResult:
+def images_seen(r: int, images_per_round: int, pool: int, protocol: str) -> int:
+    """How many distinct training images (the first ones of the seed's pool) the network has seen after round ``r``."""
+    if protocol == "original":
+        return images_per_round
+    return min(images_per_round * (r + 1), pool)
+
+
+def baseline_curves(data: SeedData, n_seen: Sequence[int]) -> dict[str, np.ndarray]:
+    """Template and 1-NN baselines ``[S, len(n_seen)]`` (%): per seed, its first ``n_seen[k]`` training
+    images and all its test images (exactly what its network has seen and is tested on at point ``k``)."""
+    cache: dict[int, dict[str, np.ndarray]] = {}
+    for n in set(n_seen):
+        cache[n] = baselines_per_seed(data.train_x, data.train_seg, data.test_x, data.test_seg, n_train=n)
+    return {name: np.stack([cache[n][name] for n in n_seen], axis=1) for name in BASELINE_LABELS}
+
+
+def _result(acc, silent, x, data, cfg, base) -> RunResult:
     metrics = {
         "accuracy": acc,
         "silent_test_images": silent,
         "accuracy_first_round": acc[:, 0],
         "final_accuracy": acc[:, -1],
+        **base,
     }
     extra = {
         "classes_per_seed": data.classes.tolist(),
@@ -314,7 +367,8 @@ def _result(acc, silent, x, data, cfg) -> RunResult:
         "training_pool": int(data.train_x.shape[1]),
         "images_per_round": int(cfg["images_per_round"]),
     }
-    return RunResult(metrics=metrics, curves_x={"accuracy": x, "silent_test_images": x}, extra=extra)
+    curves_x = {"accuracy": x, "silent_test_images": x, **{name: x for name in base}}
+    return RunResult(metrics=metrics, curves_x=curves_x, extra=extra)
 
 
 def _figures(ctx: RunContext, result: RunResult, state, cfg) -> list[str]:
@@ -322,9 +376,12 @@ def _figures(ctx: RunContext, result: RunResult, state, cfg) -> list[str]:
 
     out = []
     marks = {"thesis: ≈80 % after 100 images": (100, 80.0)}
-    label = "STDP + All-LTD" + (" + adaptive threshold" if cfg["adaptive_threshold"] else "")
+    rule = "STDP + All-LTD" if cfg["rule"] == "segment-supervised" else cfg["rule"]
+    label = rule + (" + adaptive threshold" if cfg["adaptive_threshold"] else "")
     out.append(str(plots.learning_curves(ctx.out_dir / "learning_curve.png", result.curves_x["accuracy"],
-                                         {label: result.metrics["accuracy"]}, marks=marks,
+                                         {label: result.metrics["accuracy"],
+                                          **{BASELINE_LABELS[k]: result.metrics[k] for k in BASELINE_LABELS}},
+                                         marks=marks,
                                          title=f"supervised-stdp ({cfg['protocol']} protocol)")))
     w = np.asarray(state.w)
     np.savez_compressed(ctx.out_dir / "weights.npz", W=w)
