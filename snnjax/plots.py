@@ -65,8 +65,12 @@ def _bands(ax, x: np.ndarray, curves: Mapping[str, np.ndarray]) -> None:
     for label, values in curves.items():
         values = np.asarray(values, dtype=float)
         mean, std = np.nanmean(values, axis=0), np.nanstd(values, axis=0)
-        line, = ax.plot(x, mean, label=f"{label} (n={values.shape[0]} seeds)")
-        ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.25)
+        # A curve of one point has no line to draw: mark each point, and show its spread as an error bar.
+        line, = ax.plot(x, mean, marker="o" if len(mean) == 1 else None, label=f"{label} (n={values.shape[0]} seeds)")
+        if len(mean) == 1:
+            ax.errorbar(x, mean, yerr=std, color=line.get_color(), capsize=4, linestyle="none")
+        else:
+            ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.25)
 
 
 @never_fatal

@@ -144,3 +144,23 @@ def test_plot_damaged_npz_is_a_clear_error(run_a):
     (run_a / "weights.npz").write_bytes(b"garbage")
     with pytest.raises(ResultsError, match="weights.npz.*cannot be read"):
         plot_run(run_a)
+
+
+def test_a_one_point_curve_is_drawn_as_a_marker_with_its_spread():
+    """A learning curve of one point (e.g. ``n_rounds=1``) has no line: it must still show up."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from snnjax.plots import _bands
+
+    fig, ax = plt.subplots()
+    _bands(ax, np.asarray([100.0]), {"a": np.asarray([[70.0], [80.0]])})
+    (line,) = ax.get_lines()[:1]
+    assert line.get_marker() == "o"
+    assert len(ax.containers) == 1  # the ± std error bar
+    (bars,) = ax.containers[0].lines[2]
+    (segment,) = bars.get_segments()
+    np.testing.assert_allclose(segment[:, 1], [70.0, 80.0])
+    plt.close(fig)
