@@ -10,11 +10,13 @@ The network runs several presentations with given input rasters (a multi-image
 run: onsets, rests, global time) and records its excitatory spikes; a NumPy
 replay of the rule above on the same pre and post spikes must give the same
 weights. Two networks run as one vmapped batch with ``k_p = 0`` and ``1`` per
-network, as in the experiment.
+network, as in the experiment; a second test runs the authors' schedule (``k_p = 0``
+in training, then a flush with learning off at ``k_p = 1``, the experiment's default).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
@@ -44,8 +46,14 @@ def _rasters(rng, n_images, steps):
     return out
 
 
-def _replay(w0, pre, post, labels, k_p, steps_total):
-    """NumPy replay of the original rule over global steps. ``pre``: [T, N_IN], ``post``: [T, N_EXC]."""
+def _replay(w0, pre, post, labels, k_p, steps_total, learn=None):
+    """NumPy replay of the original rule over global steps. ``pre``: [T, N_IN], ``post``: [T, N_EXC].
+
+    ``k_p``: a number, or one value per step (the original's schedule: 0 in training, 1 in the flush);
+    ``learn``: ``None`` (learning on), or one 0/1 value per step (0: no STDP change, the decay still acts).
+    """
+    k_p = np.broadcast_to(np.asarray(k_p, np.float64), (pre.shape[0],))
+    learn = np.ones(pre.shape[0]) if learn is None else np.asarray(learn, np.float64)
     w = np.array(w0, np.float64)
     apre = np.zeros(N_IN)
     apost = np.zeros(N_EXC)
@@ -59,13 +67,13 @@ def _replay(w0, pre, post, labels, k_p, steps_total):
         apre *= d
         apost *= d
         for i in np.nonzero(pre[n])[0]:
-            w[i] *= math.exp(-((k_p * (t - t_pre[i]) / TAU) ** 2))
+            w[i] *= math.exp(-((k_p[n] * (t - t_pre[i]) / TAU) ** 2))
             apre[i] += A_PRE
-            w[i] = np.clip(w[i] + apost, 0.0, W_MAX)
+            w[i] = np.clip(w[i] + learn[n] * apost, 0.0, W_MAX)
             t_pre[i] = t
         for j in np.nonzero(post[n])[0]:
             apost[j] += A_POST
-            w[:, j] = np.clip(w[:, j] + lr2[j] * apre, 0.0, W_MAX)
+            w[:, j] = np.clip(w[:, j] + learn[n] * lr2[j] * apre, 0.0, W_MAX)
     return w
 
 
@@ -108,3 +116,63 @@ def test_network_weights_follow_the_original_rule_over_images():
     # the decay acted: input 10 fired only in image 0, input 11 never; k_p = 0 kept both
     np.testing.assert_allclose(np.asarray(w[1, 11]), np.asarray(w0[1, 11]))  # never fired: decay still pending
     assert np.max(np.abs(np.asarray(w[1]) - np.asarray(w[0]))) > 1e-3
+
+
+
+def test_original_schedule_prunes_once_at_the_flush():
+    """The authors' code: k_p = 0 over the training images (``t_pre`` still stamped at every spike), then
+    a flush with learning off and k_p = 1. The network equals the NumPy replay of that schedule, its
+    weights before the flush equal the k_p = 0 network's, and the flush prunes each row once by recency."""
+    cfg = net.thesis_config(n_input=N_IN, n_exc=N_EXC, t_present_ms=30.0, t_rest_ms=20.0, k_in=N_IN, k_post=N_EXC,
+                            k_inh=N_EXC, w_init_low=0.03, w_init_high=0.05)
+    flush_cfg = dataclasses.replace(cfg, t_present_ms=5.0, t_rest_ms=0.0)
+    rule = chain(segment_supervised(n_classes=N_CLASSES), use_it_or_lose_it(tau_prun_ms=TAU, semantics="lazy"))
+    labels = np.array([0, 1, 2, 0, 1])
+    rasters = jnp.asarray(_rasters(np.random.default_rng(3), len(labels), cfg.steps_present))
+    rasters = rasters | (jnp.arange(cfg.steps_present)[None, :, None] % 7 == 0) & (jnp.arange(N_IN) < 4)
+    flush_raster = np.zeros((flush_cfg.steps_present, N_IN), bool)
+    flush_raster[np.arange(N_IN) % flush_cfg.steps_present, np.arange(N_IN)] = True  # every input once, staggered
+    flush_raster[-1, 0] = True  # input 0 twice: its second flush spike sees a gap of a few ms only
+
+    def run(key, k_p_flush):
+        st = net.init_network(key, cfg, rule)
+        st = st._replace(rule_state=set_kp(st.rule_state, 0.0))
+        w0 = st.w
+
+        def body(s, x):
+            raster, label = x
+            gate = segment_gate(label, N_EXC, N_CLASSES, s.w.dtype)
+            s, out = net.present_raster(s, raster, cfg, rule, learn=1.0, gate=gate, record=("exc_spikes",))
+            return s, out.monitors["exc_spikes"]
+
+        st, post = jax.lax.scan(body, st, (rasters, jnp.asarray(labels)))
+        trained = st.w
+        st = st._replace(rule_state=set_kp(st.rule_state, k_p_flush))
+        st, out = net.present_raster(st, jnp.asarray(flush_raster), flush_cfg, rule, learn=0.0,
+                                     record=("exc_spikes",))
+        return w0, trained, st.w, post, out.monitors["exc_spikes"]
+
+    keys = jnp.stack([jax.random.PRNGKey(0)] * 2)
+    w0, trained, flushed, post, post_flush = jax.jit(jax.vmap(run))(keys, jnp.asarray([0.0, 1.0]))
+    np.testing.assert_array_equal(np.asarray(trained[0]), np.asarray(trained[1]))  # k_p = 0: the same network
+    steps_total = cfg.steps_total
+    n_train = len(labels) * steps_total
+    pre = np.zeros((len(labels), steps_total, N_IN), bool)
+    pre[:, : cfg.steps_present] = np.asarray(rasters)
+    pre = np.concatenate([pre.reshape(-1, N_IN), flush_raster])
+    k_p = np.r_[np.zeros(n_train), np.ones(len(flush_raster))]
+    learn = np.r_[np.ones(n_train), np.zeros(len(flush_raster))]
+    spikes = np.concatenate([np.asarray(post[1]).reshape(-1, N_EXC), np.asarray(post_flush[1])])
+    assert spikes[:n_train].sum() >= 5  # the neurons fired in training: STDP acted
+    expect = _replay(np.asarray(w0[1]), pre, spikes, np.r_[labels, 0], k_p, steps_total, learn)
+    np.testing.assert_allclose(np.asarray(flushed[1]), expect, rtol=2e-4, atol=2e-6)
+    # without the regularizer the flush (learning off) changes nothing
+    np.testing.assert_array_equal(np.asarray(flushed[0]), np.asarray(trained[0]))
+    # one-shot pruning by recency: row i × exp(−((t_first − t_last)/τ)²), t_last its last training spike
+    t_last = np.array([DT * np.nonzero(pre[:n_train, i])[0].max() if pre[:n_train, i].any() else 0.0
+                       for i in range(N_IN)])
+    t_first = DT * (n_train + np.argmax(flush_raster, axis=0))
+    factor = np.exp(-(((t_first - t_last) / TAU) ** 2))
+    factor[0] *= math.exp(-((DT * (len(flush_raster) - 1) / TAU) ** 2))  # input 0's second flush spike
+    np.testing.assert_allclose(np.asarray(flushed[1]), np.asarray(trained[1]) * factor[:, None], rtol=2e-3, atol=1e-7)
+    assert factor.min() < 0.01 and factor.max() > 0.5  # never-lit inputs vanish, recently lit ones stay

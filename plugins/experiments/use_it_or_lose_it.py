@@ -2,12 +2,44 @@
 
 Protocol (reference-parameters §3): the Method 2 network (adaptive threshold,
 30 excitatory neurons in one segment per known class, STDP on the label's
-segment, All-LTD on the others) is trained for one pass over the training
-images of the known classes (default [7, 4, 6]) twice from the same seeds —
-**without** the regularizer (``k_p = 0``) and **with** it (``k_p = k_p_train``,
-default 1) — then, with learning off, the threshold fixed at −52 mV and
-``k_p = k_p_test`` (default 0), its excitatory response is counted on four
-test sets:
+segment, All-LTD on the others) is trained on the training images of the known
+classes (default [7, 4, 6]; ``passes`` passes, reshuffled per pass and seed)
+from the same seeds **without** the regularizer (``k_p = 0`` throughout) and
+**with** it. The "with" model's decay strength is ``k_p_train`` during
+training, ``k_p_flush`` in the flush after it and ``k_p_test`` at test.
+
+The default is what the authors' code ran (the ``published`` protocol):
+``k_p_train = 0``, ``k_p_flush = 1``, ``k_p_test = 0``. In their Brian 2
+notebooks ``k_p`` is the synapse model variable ``test_stop``, which Brian 2
+starts at 0 and which is first set to 1 for the flush; ``t_s`` is still stamped
+at every input spike during training. The whole regularisation is then a
+one-shot pruning by recency at the flush: at its first flush spike, input
+``i``'s weights are multiplied by ``exp(−((t_flush − t_s[i])/τ_prun)²)``,
+``t_s[i]`` being its last spike in training. ``k_p_train = 1`` is the formula
+applied during training, as the thesis text describes it; it silences this
+network (docs/reproductions/method3.md).
+
+With ``k_p_train = 0`` the two models are the same program on the same draws
+until the flush, so one network per seed is trained and its state is split
+into the two models at the flush (half the training cost). With
+``k_p_train = 1`` both are trained, as one vmapped batch of ``2 × n_seeds``
+networks (``[without × seeds, with × seeds]``); ``k_p`` lives in the
+regularizer's state, so the "without" networks are the same program with
+``k_p = 0``. Seed ``i`` of both models shares its initial weights, delays,
+Poisson draws and image order.
+
+The flush (``flush``): ``"poisson"`` runs ``flush_ms`` of every input at
+``flush_rate_hz``, learning off, each network at its ``k_p`` (the original;
+≈ 4 % of inputs stay silent through 50 ms at 63 Hz and keep their weights);
+``"exact"`` applies the pending decay to every input at once
+(:func:`~snnjax_plugins.regularizers.apply_pending`); ``"auto"`` is
+``"poisson"`` for ``lazy``, and for ``continuous`` ``"exact"`` when
+``k_p_train = 0`` (the one-shot decay) and ``"none"`` when ``k_p_train = 1``
+(its decay is always up to date). Combinations that would decay twice or not at
+all are rejected.
+
+Then, with learning off, the threshold fixed at −52 mV and ``k_p = k_p_test``,
+the excitatory response is counted on four test sets:
 
 * ``noise``: δ-correlated noise, U[0, 1] per pixel, scaled so that its mean
   intensity equals the mean intensity of the dataset's training images (or
@@ -20,23 +52,15 @@ test sets:
   most spikes);
 * ``unknown``: test images of classes the network never saw (default [9, 2, 1]).
 
-Both models are one vmapped program: the batch axis holds ``2 × n_seeds``
-networks (``[without × seeds, with × seeds]``); ``k_p`` lives in the
-regularizer's state, so the "without" networks are the same program with
-``k_p = 0``. Seed ``i`` of both models shares its initial weights, delays,
-Poisson draws and image order.
-
-With the ``lazy`` semantics the thesis' flush follows training (``flush =
-"poisson"``: ``flush_ms`` of every input at ``flush_rate_hz``, learning off,
-``k_p = 1`` for the regularised networks); ``"exact"`` applies the pending decay
-to every input directly; ``"auto"`` is ``"poisson"`` for ``lazy`` and ``"none"``
-for ``continuous`` (whose decay is always up to date).
-
-``test_mode = "parallel"`` (default) presents every test image from the state
-after the flush (independent presentations, vmapped: much faster);
-``"sequential"`` presents each set's images one after another, the network state
-(v, conductances, vt) carrying over within the set, as the original did; every
-set starts from the post-flush state.
+``test_mode = "parallel"`` (default) presents every test image independently
+(vmapped: much faster) from one start state: with ``test_start = "rested"``
+(default) the state after the flush followed by one silent slot of
+``t_rest_ms`` (learning off, no decay), as every test image but the first has in
+the original (each follows the previous image's 150 ms rest); with
+``"flush"`` the state at the flush's last step, conductances and voltages still
+raised by the flush's input. ``"sequential"`` presents each set's images one
+after another, the network state (v, conductances, vt) carrying over within the
+set, as the original did; every set starts from the post-flush state.
 """
 
 from __future__ import annotations
@@ -52,7 +76,7 @@ import numpy as np
 from snnjax.checkpoint import resume_or, save_chunk
 from snnjax.errors import ConfigError, did_you_mean
 from snnjax.experiment import Experiment, RunContext, RunResult
-from snnjax.plasticity import chain, identity
+from snnjax.plasticity import chain
 from snnjax.seeds import seed_mesh, shard_seeds
 
 from .. import network as net
@@ -63,6 +87,7 @@ from .supervised_stdp import predict
 TEST_SETS = ("noise", "blurred", "known", "unknown")
 MODELS = ("without", "with")
 FLUSH = ("auto", "poisson", "exact", "none")
+TEST_START = ("rested", "flush")
 
 DEFAULTS: dict[str, Any] = {
     "seed": 0,
@@ -75,13 +100,16 @@ DEFAULTS: dict[str, Any] = {
     "target_rule": "stdp",
     "other_rule": "all-ltd",
     "n_train": 0,
+    "passes": 1.0,
     "train_chunk": 100,
     "n_test": 300,
     "test_sets": list(TEST_SETS),
     "test_mode": "parallel",
+    "test_start": "rested",
     "semantics": "lazy",
     "tau_prun_ms": 0.0,
-    "k_p_train": 1.0,
+    "k_p_train": 0.0,
+    "k_p_flush": 1.0,
     "k_p_test": 0.0,
     "flush": "auto",
     "flush_ms": 50.0,
@@ -145,12 +173,18 @@ def validate(cfg: Mapping[str, Any]) -> None:
     if cfg["tau_prun_ms"] < 0:
         raise ConfigError(f"tau_prun_ms must be > 0 ms, or 0 for the thesis' rule 5 × n_classes × 500 ms; "
                           f"got {cfg['tau_prun_ms']}")
-    check_kp(cfg["k_p_train"], "k_p_train")
+    passes = cfg["passes"]
+    if isinstance(passes, bool) or not isinstance(passes, (int, float)) or not passes > 0:
+        raise ConfigError(f"passes must be a positive number of passes over the training images (12.5 for the "
+                          f"original's 15,000 presentations of 1,200 images), got {passes!r}")
+    k_p_train = check_kp(cfg["k_p_train"], "k_p_train")
+    k_p_flush = check_kp(cfg["k_p_flush"], "k_p_flush")
     check_kp(cfg["k_p_test"], "k_p_test")
     for key, allowed in (("semantics", SEMANTICS), ("flush", FLUSH), ("test_mode", ("parallel", "sequential")),
-                         ("tie_rule", ("strict", "thesis"))):
+                         ("test_start", TEST_START), ("tie_rule", ("strict", "thesis"))):
         if cfg[key] not in allowed:
             raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got {cfg[key]!r}")
+    check_decay_schedule(cfg["semantics"], k_p_train, k_p_flush, flush_mode(cfg))
     for key in ("flush_ms", "flush_rate_hz", "blur_sigma", "noise_divider"):
         if cfg[key] < 0:
             raise ConfigError(f"{key} must be ≥ 0, got {cfg[key]}")
@@ -160,12 +194,43 @@ def validate(cfg: Mapping[str, Any]) -> None:
         raise ConfigError(f"dt_ms must be a positive number of ms, got {cfg['dt_ms']}")
     if cfg["t_present_ms"] <= 0 or cfg["t_rest_ms"] < 0:
         raise ConfigError(f"t_present_ms must be > 0 and t_rest_ms ≥ 0, got {cfg['t_present_ms']}, {cfg['t_rest_ms']}")
+    silent_flush = int(cfg["flush_ms"] / cfg["dt_ms"] + 0.5) == 0 or cfg["flush_rate_hz"] == 0
+    if k_p_train == 0.0 and flush_mode(cfg) == "poisson" and silent_flush:
+        raise ConfigError(f"with k_p_train = 0 the regularised model decays only at the flush, and a Poisson flush of "
+                          f"flush_ms = {cfg['flush_ms']:g} at flush_rate_hz = {cfg['flush_rate_hz']:g} has no input "
+                          f"spike (no decay at all): give it a duration and a rate, or use flush = 'exact'")
 
 
 def flush_mode(cfg: Mapping[str, Any]) -> str:
+    """The flush that runs: ``cfg["flush"]``, with ``"auto"`` resolved (see the module docs)."""
     if cfg["flush"] != "auto":
         return cfg["flush"]
-    return "poisson" if cfg["semantics"] == "lazy" else "none"
+    if cfg["semantics"] == "lazy":
+        return "poisson"
+    return "exact" if check_kp(cfg["k_p_train"], "k_p_train") == 0.0 else "none"
+
+
+def check_decay_schedule(semantics: str, k_p_train: float, k_p_flush: float, flush: str) -> None:
+    """A :class:`ConfigError` for a "with" model that would decay twice or not at all.
+
+    * ``k_p_train = 0`` (the decay acts only at the flush) needs a flush at ``k_p_flush = 1``;
+      with ``continuous`` semantics that flush must be ``"exact"``: a Poisson flush there
+      would apply only its own 50 ms of decay, not the pending one.
+    * ``continuous`` with ``k_p_train = 1`` has applied its decay as it went: an ``"exact"``
+      flush at ``k_p_flush = 1`` would apply it a second time.
+    """
+    if k_p_train == 0.0:
+        if k_p_flush == 0.0 or flush == "none":
+            raise ConfigError(f"with k_p_train = 0 the regularised model decays only at the flush: it needs "
+                              f"k_p_flush = 1 and a flush (poisson or exact), got k_p_flush = {k_p_flush:g} and "
+                              f"flush = {flush!r} (no decay at all)")
+        if semantics == "continuous" and flush != "exact":
+            raise ConfigError(f"semantics = 'continuous' with k_p_train = 0 needs flush = 'exact' (or 'auto'): the "
+                              f"one-shot decay of the pending time; a {flush!r} flush would apply only the decay of "
+                              f"its own duration")
+    elif semantics == "continuous" and flush == "exact" and k_p_flush == 1.0:
+        raise ConfigError("semantics = 'continuous' with k_p_train = 1 has applied its decay during training: "
+                          "flush = 'exact' with k_p_flush = 1 would apply it twice; use flush = 'auto' or 'none'")
 
 
 # --------------------------------------------------------------------------------------------
@@ -199,6 +264,25 @@ def noise_sets(rng: np.random.Generator, n: int, target_mean: float, cfg: Mappin
     b = (b - lo) / np.maximum(hi - lo, 1e-12)
     out["blurred"] = match(b)
     return out
+
+
+def repeat_passes(x: np.ndarray, seg: np.ndarray, passes: float, rng: np.random.Generator):
+    """The training sequence of ``passes`` passes over ``x[n, 784]`` (labels ``seg[n]``).
+
+    The first pass keeps the given order; each further pass is a fresh permutation
+    drawn from ``rng`` (the seed's own stream, so ``passes = 1`` draws nothing and
+    leaves every other draw of the seed as it was). A fractional last pass takes
+    the first images of its permutation: ``round(passes × n)`` presentations in all
+    (12.5 passes over 1,200 images: 15,000, the original's count). Raises a
+    :class:`ConfigError` when that is 0.
+    """
+    n = len(seg)
+    total = int(round(float(passes) * n))
+    if total < 1:
+        raise ConfigError(f"passes={passes} over {n} training images gives no presentation")
+    orders = [np.arange(n)] + [rng.permutation(n) for _ in range(-(-total // n) - 1)]
+    order = np.concatenate(orders)[:total]
+    return x[order], seg[order]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -242,12 +326,14 @@ def prepare_data(cfg: Mapping[str, Any], seed_ids: Sequence[int], registry: Any)
     for i in seed_ids:
         rng = np.random.default_rng([cfg["seed"], i])
         tx, ts = subset(train, known, rng, cfg["n_train"] or None)
+        tx, ts = repeat_passes(tx, ts, cfg["passes"], np.random.default_rng([cfg["seed"], i, 1]))
         kx, ks = subset(test, known, rng, n_test)
         ux, _ = subset(test, unknown, rng, n_test) if len(unknown) else (kx[:0], None)
         noise = noise_sets(rng, n_test, mean, cfg)
         rows.append((tx, ts, {"noise": noise["noise"], "blurred": noise["blurred"], "known": kx, "unknown": ux}, ks))
-    if cfg["n_train"] and len(rows[0][1]) < cfg["n_train"]:
-        raise ConfigError(f"n_train={cfg['n_train']} but only {len(rows[0][1])} training images of classes "
+    n_distinct = len(rows[0][1]) / float(cfg["passes"])
+    if cfg["n_train"] and n_distinct < cfg["n_train"] - 0.5:
+        raise ConfigError(f"n_train={cfg['n_train']} but only {round(n_distinct)} training images of classes "
                           f"{known.tolist()} exist in {cfg['dataset']!r}")
     test_x = {}
     for s in sets:
@@ -286,10 +372,16 @@ def build_model(cfg: Mapping[str, Any], registry: Any):
 #: test images presented at once per network with ``test_mode = "parallel"`` (memory: each holds its
 #: per-step input table and drive, ≈ 1 MB at dt 0.1 ms; all 300 at once for 64 networks took 12 GB)
 TEST_BATCH = 25
+#: ``fold_in`` data of the key of the silent slot before the parallel test presentations
+REST_KEY = 0x7E57
 
 
 def make_programs(netcfg, rule, tau: float, cfg: Mapping[str, Any]):
-    """Per-network pure functions ``train_chunk``, ``flush`` and ``evaluate`` (vmapped over the batch)."""
+    """Per-network pure functions ``(train_chunk, flush, evaluate, accuracy)``, vmapped over the batch by the run.
+
+    ``evaluate(state, key, images)`` starts from ``state`` (the post-flush state) and, for parallel test
+    presentations with ``test_start = "rested"``, first runs the silent slot (:func:`rest` inside).
+    """
     n_classes = len(cfg["known_classes"])
     v_test = netcfg.exc.v_th_mv
     mode = flush_mode(cfg)
@@ -317,24 +409,32 @@ def make_programs(netcfg, rule, tau: float, cfg: Mapping[str, Any]):
             state = state._replace(w=w, rule_state=(rs[0], new_reg))
         return state
 
-    # At test, learning is off (gain 0: the rules change no weight) and with k_p_test = 0 the regularizer
-    # changes none either, so the weights are constant: the test runs with a rule that does nothing (same
-    # spikes, no trace bookkeeping, and in parallel mode the weights are not copied per image).
+    # At test, learning is off (gain 0: the rules change no weight), and with k_p_test = 0 the regularizer
+    # changes none either, so the weights are constant: the test presentations run without plasticity
+    # (``plastic=False``: the rule is not run, the input drive is computed once per image).
     frozen = check_kp(cfg["k_p_test"]) == 0.0
-    test_rule = identity() if frozen else rule
+    rest_steps = int(netcfg.t_rest_ms / netcfg.dt_ms + 0.5)
+    rest_cfg = dataclasses.replace(netcfg, t_present_ms=rest_steps * netcfg.dt_ms, t_rest_ms=0.0)
+    rested = cfg["test_mode"] == "parallel" and cfg["test_start"] == "rested" and rest_steps > 0
+
+    def rest(state, key):
+        """One silent slot of ``t_rest_ms`` after the flush: no input, learning off, no decay (k_p = 0)."""
+        silence = jnp.zeros((netcfg.n_input,), state.w.dtype)
+        return net.present(state, silence, key, rest_cfg, rule, learn=0.0, fixed_v2_mv=v_test, plastic=False)[0]
 
     def evaluate(state, key, images):
-        if frozen:
-            state = state._replace(rule_state=())
-        else:
-            state = state._replace(rule_state=set_kp(state.rule_state, cfg["k_p_test"]))
+        state = state._replace(rule_state=set_kp(state.rule_state, cfg["k_p_test"]))
+        if rested:
+            state = rest(state, jax.random.fold_in(key, REST_KEY))
         if cfg["test_mode"] == "sequential":
-            _, out = net.present_many(state, images, key, netcfg, test_rule, learn=0.0, fixed_v2_mv=v_test)
+            _, out = net.present_many(state, images, key, netcfg, rule, learn=0.0, fixed_v2_mv=v_test,
+                                      plastic=not frozen)
         else:  # independent presentations, TEST_BATCH at a time (bounded memory, same keys per image)
             keys = jax.random.split(key, images.shape[0])
 
             def one(xk):
-                return net.present(state, xk[0], xk[1], netcfg, test_rule, learn=0.0, fixed_v2_mv=v_test)[1]
+                return net.present(state, xk[0], xk[1], netcfg, rule, learn=0.0, fixed_v2_mv=v_test,
+                                   plastic=not frozen)[1]
 
             out = jax.lax.map(one, (images, keys), batch_size=min(TEST_BATCH, images.shape[0]))
         return out.exc_counts
@@ -357,13 +457,16 @@ def run(ctx: RunContext) -> RunResult:
     netcfg, rule, tau = build_model(cfg, ctx.registry)
     data = prepare_data(cfg, ctx.seed_ids, ctx.registry)
     S, M = ctx.n_seeds, len(MODELS)
-    B = M * S  # batch: [without × S, with × S]
+    B = M * S  # tested networks: [without × S, with × S]
     sets = list(cfg["test_sets"])
     P = data.train_x.shape[1]
     C = cfg["train_chunk"]
     n_chunks = -(-P // C)
     train_chunk, flush, evaluate, accuracy = make_programs(netcfg, rule, tau, cfg)
-    mesh = seed_mesh(B)
+    k_p_train = check_kp(cfg["k_p_train"])
+    shared = k_p_train == 0.0  # both models are the same network until the flush: train it once per seed
+    T = S if shared else B  # trained networks
+    train_mesh, mesh = seed_mesh(T), seed_mesh(B)
     v_train = jax.jit(jax.vmap(train_chunk))
     v_flush = jax.jit(jax.vmap(flush))
     v_eval = jax.jit(jax.vmap(evaluate))
@@ -376,51 +479,62 @@ def run(ctx: RunContext) -> RunResult:
     init_keys, run_keys = jax.vmap(lambda k: jax.random.split(k, 2))(keys).transpose(1, 0, 2)
     init_keys = jnp.concatenate([init_keys] * M)
     run_keys = jnp.concatenate([run_keys] * M)
-    k_p_train = jnp.asarray(np.repeat([0.0, check_kp(cfg["k_p_train"])], S))
+    k_p_flush = jnp.asarray(np.repeat([0.0, check_kp(cfg["k_p_flush"])], S))
 
     def init(k, kp):
         st = net.init_network(k, netcfg, rule)
         return st._replace(rule_state=set_kp(st.rule_state, kp))
 
-    state = jax.jit(jax.vmap(init))(init_keys, k_p_train)
-    # the flush uses k_p = 1 for the regularised networks, as in the original (k_p_train otherwise)
-    k_p_flush = k_p_train
+    tested = jax.jit(jax.vmap(init))(init_keys, jnp.asarray(np.repeat([0.0, k_p_train], S)))
+    trained = jax.tree_util.tree_map(lambda x: x[:T], tested)
 
-    # checkpointed: network states + spikes per set [B, n_sets] + known-set accuracy [B]
+    # checkpointed: the trained networks [T] + the tested networks [B] (the trained ones split at the
+    # flush) + spikes per set [B, n_sets] + known-set accuracy [B]
     # + excitatory spikes per training image, mean over each training chunk [B, n_chunks]
     totals = np.full((B, len(sets)), np.nan)
     acc = np.full((B,), np.nan)
     train_rate = np.full((B, n_chunks), np.nan)
-    start, carry, _ = resume_or(ctx, (state, totals, acc, train_rate))
-    state, totals, acc, train_rate = carry[0], np.array(carry[1]), np.array(carry[2]), np.array(carry[3])
+    start, carry, _ = resume_or(ctx, (trained, tested, totals, acc, train_rate))
+    trained, tested = carry[0], carry[1]
+    totals, acc, train_rate = np.array(carry[2]), np.array(carry[3]), np.array(carry[4])
     n_total = n_chunks + 1 + len(sets)
     for c in range(start, n_total):
-        k_c = shard_seeds(jax.vmap(lambda k: jax.random.fold_in(k, c))(run_keys), mesh)
+        k_c = jax.vmap(lambda k: jax.random.fold_in(k, c))(run_keys)
         if c < n_chunks:
             lo, hi = c * C, min(P, (c + 1) * C)
-            images = shard_seeds(jnp.asarray(both(data.train_x[:, lo:hi])), mesh)
-            segs = shard_seeds(jnp.asarray(both(data.train_seg[:, lo:hi])), mesh)
-            state, counts = v_train(state, k_c, images, segs)
-            train_rate[:, c] = np.asarray(jnp.mean(jnp.sum(counts, axis=-1), axis=-1))
+            images = data.train_x[:, lo:hi] if shared else both(data.train_x[:, lo:hi])
+            segs = data.train_seg[:, lo:hi] if shared else both(data.train_seg[:, lo:hi])
+            trained, counts = v_train(trained, shard_seeds(k_c[:T], train_mesh),
+                                      shard_seeds(jnp.asarray(images), train_mesh),
+                                      shard_seeds(jnp.asarray(segs), train_mesh))
+            rate = np.asarray(jnp.mean(jnp.sum(counts, axis=-1), axis=-1))
+            train_rate[:, c] = both(rate) if shared else rate
             what = f"trained on {hi}/{P} images"
         elif c == n_chunks:
-            state = v_flush(state, k_c, k_p_flush)
+            tested = split_models(trained, M) if shared else trained
+            tested = v_flush(shard_seeds(tested, mesh), shard_seeds(k_c, mesh), k_p_flush)
             what = f"flush ({flush_mode(cfg)})"
         else:
             j = c - n_chunks - 1
             name = sets[j]
-            counts = v_eval(state, k_c, shard_seeds(jnp.asarray(both(data.test_x[name])), mesh))
+            counts = v_eval(tested, shard_seeds(k_c, mesh), shard_seeds(jnp.asarray(both(data.test_x[name])), mesh))
             totals[:, j] = np.asarray(jnp.sum(counts, axis=(1, 2)))
             if name == "known":
                 acc[:] = np.asarray(jax.vmap(accuracy)(counts, jnp.asarray(both(data.known_seg))))
             what = f"tested {name!r}"
         ctx.partial = _result(totals, acc, data, cfg, S, train_rate)
-        save_chunk(ctx, c + 1, (state, totals, acc, train_rate))
+        save_chunk(ctx, c + 1, (trained, tested, totals, acc, train_rate))
         ctx.progress(c + 1, n_total, what)
     result = _result(totals, acc, data, cfg, S, train_rate)
     result.extra["tau_prun_ms"] = tau
-    result.figures.extend(_figures(ctx, result, state, cfg, S))
+    result.figures.extend(_figures(ctx, result, tested, cfg, S))
     return result
+
+
+def split_models(trained, n_models: int = len(MODELS)):
+    """The per-seed networks trained once (``k_p_train = 0``) as ``n_models`` identical copies:
+    ``[S, ...] → [n_models × S, ...]`` on every leaf, models outermost (``[without × S, with × S]``)."""
+    return jax.tree_util.tree_map(lambda x: jnp.concatenate([x] * n_models, axis=0), trained)
 
 
 def _result(totals, acc, data: SeedData, cfg, S: int, train_rate=None) -> RunResult:
@@ -447,6 +561,8 @@ def _result(totals, acc, data: SeedData, cfg, S: int, train_rate=None) -> RunRes
         "training_images": int(data.train_x.shape[1]),
         "mean_intensity": data.mean_intensity,
         "flush": flush_mode(cfg),
+        "passes": float(cfg["passes"]),
+        "shared_training": check_kp(cfg["k_p_train"]) == 0.0,
     }
     if train_rate is not None:
         # excitatory spikes per training image, mean over each chunk of `train_chunk` images: [seed][chunk]
