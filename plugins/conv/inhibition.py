@@ -105,6 +105,41 @@ def k_winners(pot: jax.Array, k: int, radius: int = 0, spikes: jax.Array | None 
     return winners_from_scores(winner_scores(pot, spikes), k, radius)
 
 
+@functools.partial(jax.jit, static_argnames=('k', 'radius'))
+def pointwise_k_winners(x: jax.Array, k: int, radius: int = 0) -> tuple[jax.Array, jax.Array, Winners]:
+    """``(pot, spk, winners)`` of pointwise inhibition, then k-WTA on its output: bit for bit
+    ``pot = pointwise_inhibition(x)``, ``spk = sign(pot)``, ``k_winners(pot, k, radius, spk)``.
+
+    After pointwise inhibition at most one feature per position ``(h, w)`` is non-zero, so the k-WTA
+    score ``Σ_t spk[t]·(pot[e] + V)`` (module docstring) is computed on that feature's ``(T, H, W)``
+    potentials only — an ``F``-th of the work — and scattered back into an ``(F, H, W)`` map of
+    zeros (every other neuron never spikes: its score is exactly 0, and its ``spk·pot[e] = 0``
+    enters ``V`` through the ``max`` with 0).
+    """
+    _check(x)
+    k, radius = check_k_radius(k, radius)
+    t, f = x.shape[0], x.shape[1]
+    m = jnp.max(x, axis=1)  # (T, H, W)
+    idx = jnp.argmax(x, axis=1)
+    first = jnp.clip(t - jnp.sum(m > 0, axis=0), 0, t - 1)
+    winner = jnp.take_along_axis(idx, first[None], axis=0)[0]  # (H, W): the surviving feature
+    keep = jnp.arange(f)[:, None, None] == winner[None]
+    factor = jnp.sign(m[-1])
+    pot = jnp.where(keep[None], x * factor[None, None], jnp.zeros((), x.dtype))
+    spk = jnp.sign(pot)
+    # the surviving feature's potentials (T, H, W), as pointwise_inhibition computes them
+    g = jnp.take_along_axis(x, jnp.broadcast_to(winner[None, None], (t, 1) + winner.shape), axis=1)[:, 0] * factor[None]
+    sg = jnp.sign(g)
+    e = jnp.clip(t - jnp.sum(sg, axis=0), 0, t - 1).astype(jnp.int32)
+    val = jnp.take_along_axis(g, e[None], axis=0)[0]
+    top = jnp.max(sg * val[None])
+    if f > 1:  # the other features' neurons: spk · pot[e] = 0
+        top = jnp.maximum(top, jnp.zeros((), top.dtype))
+    big = t * top
+    score = jnp.where(keep, jnp.sum(sg * (val + big)[None], axis=0)[None], jnp.zeros((), x.dtype))
+    return pot, spk, winners_from_scores(score, k, radius)
+
+
 def last_step_winner(pot_last: jax.Array, timesteps: int) -> Winners:
     """The single k=1 winner of a "no threshold" layer from its last-step potentials ``(F, H, W)`` only.
 

@@ -63,6 +63,7 @@ NETWORK_DEFAULTS: dict[str, Any] = {
     "adaptive_int": 1.0,
     "readout_steps": 300,
     "cache_dir": "",
+    "conv_impl": "dot",
 }
 
 NETWORKS = ("mozafari", "kheradpisheh")
@@ -94,6 +95,7 @@ def validate_network(cfg: Mapping[str, Any]) -> None:
         raise ConfigError(f"rstdp_batch must be >= 0 (0 = the whole training set, as in the thesis), got {cfg['rstdp_batch']!r}")
     if not cfg["adaptive_int"] > 0:
         raise ConfigError(f"adaptive_int must be > 0, got {cfg['adaptive_int']!r}")
+    N.check_conv_impl(cfg.get("conv_impl", "dot"))
     if not _is_int(cfg["readout_steps"]) or cfg["readout_steps"] < 1:
         raise ConfigError(f"readout_steps must be a positive integer, got {cfg['readout_steps']!r}")
 
@@ -101,7 +103,7 @@ def validate_network(cfg: Mapping[str, Any]) -> None:
 def network_from_config(cfg: Mapping[str, Any]) -> N.NetworkSpec:
     """The :class:`~.networks.NetworkSpec` named by ``cfg["network"]`` with its k / radius keys."""
     return N.network(cfg["network"], k1=cfg["k1"], r1=cfg["radius1"], k2=cfg["k2"], r2=cfg["radius2"],
-                     timesteps=cfg["timesteps"])
+                     timesteps=cfg["timesteps"], conv_impl=cfg.get("conv_impl", "dot"))
 
 
 class NetState(NamedTuple):

@@ -29,6 +29,7 @@ from snnjax.errors import ConfigError
 from snnjax.experiment import Experiment, RunContext, RunResult
 
 from ..conv import pipeline as P
+from ..readout import baselines_per_seed
 
 DEFAULTS: dict[str, Any] = {
     "seed": 0,
@@ -212,6 +213,12 @@ def run(ctx: RunContext) -> RunResult:
         save_chunk(ctx, c + 1, state)
         ctx.progress(c + 1, total, "epochs")
     result = _result(acc, train_acc, silence, times, pipe, cfg, S, n_train, n_test, diag)
+    # baselines on the same images (shared by the seeds); the linear readout is the softmax readout of
+    # each seed's own layer-2 features (feature_readout)
+    base = baselines_per_seed(train.images[None], y_train[None], test.images[None], y_test[None])
+    result.metrics.update({k: np.repeat(v, S) for k, v in base.items()})
+    if "feature_readout_accuracy" in diag:
+        result.metrics["baseline_linear_readout_accuracy"] = np.asarray(diag["feature_readout_accuracy"], float)
     result.figures.extend(_figures(ctx, result, cfg))
     return result
 
@@ -223,8 +230,15 @@ def _figures(ctx: RunContext, result: RunResult, cfg) -> list[str]:
     marks = {}
     if thesis is not None and cfg["network"] == "mozafari":
         marks[f"thesis R1/R2={cfg['radius1']}/{cfg['radius2']} (24,000 images)"] = (len(result.curves_x["accuracy"]), thesis)
+    n_points = len(result.curves_x["accuracy"])
+    flat = {label: np.repeat(np.asarray(result.metrics[k], float)[:, None], n_points, axis=1)
+            for k, label in (("baseline_template_accuracy", "class-mean template (pixels)"),
+                             ("baseline_1nn_accuracy", "1-NN (pixels)"),
+                             ("baseline_linear_readout_accuracy", "linear readout of layer-2 features"))
+            if k in result.metrics}
     path = plots.learning_curves(ctx.out_dir / "accuracy.png", result.curves_x["accuracy"],
-                                 {"test": result.metrics["accuracy"], "train (during the epoch)": result.metrics["train_accuracy"]},
+                                 {"test": result.metrics["accuracy"], "train (during the epoch)": result.metrics["train_accuracy"],
+                                  **flat},
                                  xlabel="decision-layer epoch", marks=marks,
                                  title=f"conv-mnist {cfg['network']} R1/R2={cfg['radius1']}/{cfg['radius2']}")
     return [str(path)]
