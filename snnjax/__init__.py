@@ -1,6 +1,15 @@
 """snnjax: spiking neural networks with local learning rules, in JAX."""
 
-from .errors import CheckpointError, ConfigError, DataError, DataUnavailableError, InputError, PluginError, SnnjaxError
+from .api import RunResult, RunStopped, run
+from .errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    DataUnavailableError,
+    InputError,
+    PluginError,
+    SnnjaxError,
+)
 from .hookspecs import hookimpl
 from .plugins import build_registry, get_registry
 
@@ -13,8 +22,11 @@ __all__ = [
     "DataUnavailableError",
     "InputError",
     "PluginError",
+    "RunResult",
+    "RunStopped",
     "SnnjaxError",
     "build_registry",
     "get_registry",
     "hookimpl",
+    "run",
 ]

@@ -15,6 +15,8 @@ false``) and the exit status is 130, 143 or 129. A run directory holds one run
 (:mod:`snnjax.rundir`): a new run into another run's directory is refused unless
 ``--overwrite``, and a second concurrent run into it fails at once. A closed
 stdout (``snnjax plugins | head -3``) ends the command quietly (status 141).
+``snnjax run`` hands its parsed arguments to :func:`snnjax.run` (:mod:`snnjax.api`),
+which calls :func:`execute_run` here: the CLI and the Python API are one run.
 """
 
 from __future__ import annotations
@@ -64,18 +66,24 @@ def _default_out(name: str) -> Path:
 
 
 def prepare_run(name: str, sets: Sequence[str] = (), config_file: str | None = None, seeds: int = 1,
-                registry: Any = None, first_seed: int = 0) -> tuple[Any, dict[str, Any]]:
-    """Resolve the experiment and its config, validating everything (no compile, no data)."""
+                registry: Any = None, first_seed: int = 0,
+                layers: Sequence[tuple[str, Any]] | None = None) -> tuple[Any, dict[str, Any]]:
+    """Resolve the experiment and its config, validating everything (no compile, no data).
+
+    ``layers`` (``(where, mapping)`` pairs, from :func:`snnjax.api.config_layers`) replaces
+    ``config_file`` and ``sets`` when given.
+    """
     from . import config as cfgmod
     from .plugins import get_registry
 
     registry = registry or get_registry()
     experiment = registry.create("experiment", name)
     cfgmod.check_seed_range(seeds, first_seed)
-    layers = []
-    if config_file:
-        layers.append((f"config file {config_file}", cfgmod.load_toml(config_file)))
-    layers.append(("--set", cfgmod.parse_set(sets)))
+    if layers is None:
+        layers = []
+        if config_file:
+            layers.append((f"config file {config_file}", cfgmod.load_toml(config_file)))
+        layers.append(("--set", cfgmod.parse_set(sets)))
     config = cfgmod.resolve(experiment.defaults, *layers)
     validate_config(experiment, config)
     return experiment, config
@@ -136,26 +144,72 @@ def _ignore_stop_signals() -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .plugins import get_registry
-    from .rundir import OutputError, RunLock, check_output_dir, describe_os_error, holds_run
+    """``snnjax run``: the arguments handed to :func:`snnjax.run` (``--dry-run``: only its checks)."""
+    from .api import RunStopped, run
+    from .results import summary_table
 
-    registry = getattr(args, "registry", None) or get_registry()
     if getattr(args, "resume", None):
         if getattr(args, "overwrite", False):
             raise ConfigError("--resume continues a run and --overwrite replaces one: give only one of them")
-        experiment, config = _prepare_resume(args, registry)
-    else:
-        if args.experiment is None:
-            raise ConfigError("snnjax run needs an EXPERIMENT name (see `snnjax plugins`), or --resume DIR")
-        if args.seeds is None:
-            args.seeds = 1
-        if args.first_seed is None:
-            args.first_seed = 0
-        experiment, config = prepare_run(args.experiment, args.set or (), args.config, args.seeds, registry,
-                                         first_seed=args.first_seed)
+    elif args.experiment is None:
+        raise ConfigError("snnjax run needs an EXPERIMENT name (see `snnjax plugins`), or --resume DIR")
     if args.dry_run:
+        experiment, config = _prepare(args, getattr(args, "registry", None))
         print(json.dumps(_run_header(experiment.name, args, config), indent=1))
         return 0
+    resume = getattr(args, "resume", None)
+    out = resume or args.out
+    if resume and args.out is not None and Path(args.out).resolve() != Path(resume).resolve():
+        raise ConfigError(f"--resume continues a run exactly as it started, in its own directory: drop --out "
+                          f"{args.out} (results go to {resume}).")
+    if out is None:
+        out = _default_out(args.experiment)
+    try:
+        done = run(args.experiment, args.config, sets=args.set or (), seeds=args.seeds, first_seed=args.first_seed,
+                   out=out, resume=bool(resume), registry=getattr(args, "registry", None),
+                   overwrite=getattr(args, "overwrite", False), checkpoint_every=getattr(args, "checkpoint_every", 1),
+                   progress=not args.quiet)
+    except RunStopped as exc:
+        return 128 + exc.signum
+    doc = done.results
+    print(f"{doc['experiment']}: {_seeds_text(doc['seeds'], doc['first_seed'])}, {doc['wall_time_s']:.1f} s, "
+          f"results in {done.out_dir}")
+    print(summary_table(doc))
+    return 0
+
+
+def _prepare(args: argparse.Namespace, registry: Any) -> tuple[Any, dict[str, Any]]:
+    """The experiment and its validated config, for a new run or ``--resume`` (fills in args' defaults)."""
+    from .plugins import get_registry
+
+    registry = registry or get_registry()
+    if getattr(args, "resume", None):
+        return _prepare_resume(args, registry)
+    if args.seeds is None:
+        args.seeds = 1
+    if args.first_seed is None:
+        args.first_seed = 0
+    return prepare_run(args.experiment, args.set or (), args.config, args.seeds, registry,
+                       first_seed=args.first_seed, layers=getattr(args, "config_layers", None))
+
+
+def execute_run(args: argparse.Namespace) -> tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The run behind :func:`snnjax.run`: checks, lock, run, ``results.json``; ``(name, config, doc, metrics)``.
+
+    ``args`` holds what ``snnjax run`` parses, plus ``registry`` and ``config_layers``
+    (the ``(where, mapping)`` config layers; ``None``: from ``--config``/``--set``).
+    """
+    from .plugins import get_registry
+    from .rundir import (
+        OutputError,
+        RunLock,
+        check_output_dir,
+        describe_os_error,
+        holds_run,
+    )
+
+    registry = getattr(args, "registry", None) or get_registry()
+    experiment, config = _prepare(args, registry)
     out = Path(args.out) if args.out else _default_out(experiment.name)
     check_output_dir(out, "--out")
     created = _missing_parents(out)
@@ -176,7 +230,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         checkpointer = _make_checkpointer(args, out, experiment.name, config)  # on --resume: checks the checkpoint
         if held and not resume:
             _remove_old_run(out)
-        return _run_in(out, experiment, config, args, registry, checkpointer, resume=resume)
+        doc, metrics = _run_in(out, experiment, config, args, registry, checkpointer, resume=resume)
+        return experiment.name, config, doc, metrics
     finally:
         lock.release()
         _remove_empty(created)
@@ -210,7 +265,7 @@ def _remove_old_run(out: Path) -> None:
 
 
 def _run_in(out: Path, experiment: Any, config: dict[str, Any], args: argparse.Namespace, registry: Any,
-            checkpointer: Any, *, resume: bool) -> int:
+            checkpointer: Any, *, resume: bool) -> tuple[dict[str, Any], dict[str, Any]]:
     """Run ``experiment`` into the locked directory ``out``; keep every finished result whatever happens.
 
     The experiment writes its figures and arrays into a staging directory
@@ -221,8 +276,9 @@ def _run_in(out: Path, experiment: Any, config: dict[str, Any], args: argparse.N
     import shutil
 
     from . import data
+    from .api import RunStopped
     from .experiment import RunContext
-    from .results import build_results, summary_table, write_json_atomic
+    from .results import build_results, write_json_atomic
     from .rundir import OutputError, describe_os_error
 
     for stale in out.glob(".staging-*"):  # left by a killed run (we hold the lock)
@@ -281,7 +337,7 @@ def _run_in(out: Path, experiment: Any, config: dict[str, Any], args: argparse.N
                                1: ("hung up (SIGHUP)", "hangup")}.get(signum, ("stopped", "stopped"))
                 kept = keep_partial(provenance, label)
                 print(f"\n{what}: {kept}", file=sys.stderr)
-                return 128 + signum
+                raise RunStopped(signum, kept) from exc
             except OSError as exc:
                 kept = keep_partial(provenance, "error")
                 raise OutputError(describe_os_error(exc, f"the run's files in {str(out)!r}")
@@ -311,10 +367,7 @@ def _run_in(out: Path, experiment: Any, config: dict[str, Any], args: argparse.N
                 print(f"warning: could not move {p.name} into {out}: {exc}", file=sys.stderr)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-    print(f"{experiment.name}: {_seeds_text(args.seeds, args.first_seed)}, {doc['wall_time_s']:.1f} s, "
-          f"results in {out}")
-    print(summary_table(doc))
-    return 0
+    return doc, dict(result.metrics)
 
 
 def _below(path: Path, root: Path) -> bool:
@@ -398,11 +451,14 @@ def _prepare_resume(args: argparse.Namespace, registry: Any) -> tuple[Any, dict[
     experiment = registry.create("experiment", name)
     where = str(cfg_path)
     config = cfgmod.resolve(experiment.defaults, (where, stored))
-    asked = []
-    if args.config:
-        asked.append((f"config file {args.config}", cfgmod.load_toml(args.config)))
-    if args.set:
-        asked.append(("--set", cfgmod.parse_set(args.set)))
+    asked = getattr(args, "config_layers", None)
+    if asked is None:
+        asked = []
+        if args.config:
+            asked.append((f"config file {args.config}", cfgmod.load_toml(args.config)))
+        if args.set:
+            asked.append(("--set", cfgmod.parse_set(args.set)))
+    asked = [(where, layer) for where, layer in asked if layer]
     if asked:
         wanted = cfgmod.resolve(experiment.defaults, (where, stored), *asked)
         diffs = [f"{k}={wanted[k]!r} conflicts with {k}={config[k]!r}" for k in wanted if wanted[k] != config[k]]
