@@ -62,3 +62,20 @@ def test_continual_pixel_baselines_by_hand():
     # tested on task 2's images, task 1's templates are orthogonal to everything: a tie, class 0 wins
     out = pixel_baselines(((x1, y1, x2, y2), (x2, y2, x2, y2)), n_seeds=1)
     assert out["baseline_template_accuracy_task1"][0] == 50.0
+
+
+def test_use_it_or_lose_it_reports_baselines_on_each_seeds_known_classes(golden_runs):
+    """Seed s: its distinct training images (first pass) against its known-class test images."""
+    from snnjax.config import resolve
+    from snnjax_plugins.experiments import use_it_or_lose_it as uioli
+    from tests.test_golden import CONFIGS
+
+    doc = golden_runs.doc("use-it-or-lose-it")
+    cfg = resolve(uioli.DEFAULTS, ("tiny", doc["config"]))
+    assert CONFIGS["use-it-or-lose-it"][0] == doc["seeds"] == 2
+    d = uioli.prepare_data(cfg, range(2), None)
+    m = doc["metrics"]
+    for s in range(2):
+        args = (d.train_x[s], d.train_seg[s], d.test_x["known"][s], d.known_seg[s])
+        assert m["baseline_template_accuracy"]["per_seed"][s] == template_accuracy(*args)
+        assert m["baseline_1nn_accuracy"]["per_seed"][s] == nearest_neighbour_accuracy(*args)

@@ -80,6 +80,7 @@ from snnjax.plasticity import chain
 from snnjax.seeds import seed_mesh, shard_seeds
 
 from .. import network as net
+from ..readout import baselines_per_seed
 from ..regularizers import SEMANTICS, apply_pending, check_kp, find_state, resolve_tau_prun_ms, set_kp
 from ..rules import segment_gate
 from .supervised_stdp import predict
@@ -554,6 +555,12 @@ def _result(totals, acc, data: SeedData, cfg, S: int, train_rate=None) -> RunRes
         metrics["accuracy_without"] = acc[:S]
         metrics["accuracy_with"] = acc[S:]
         metrics["accuracy_change"] = acc[S:] - acc[:S]
+        # Trivial baselines on the same images: the seed's distinct training images (its first pass) and
+        # its known-class test images, segment indices as labels.
+        n_distinct = min(data.train_x.shape[1], int(round(data.train_x.shape[1] / float(cfg["passes"]))))
+        known_x = data.test_x["known"]
+        metrics.update(baselines_per_seed(data.train_x[:, :n_distinct], data.train_seg[:, :n_distinct],
+                                          known_x, data.known_seg[:, :known_x.shape[1]]))
     extra = {
         "test_sets": sets,
         "models": list(MODELS),
