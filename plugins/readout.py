@@ -1,4 +1,10 @@
-r"""Trivial non-spiking baselines on the exact images a network saw (NumPy, on the host).
+r"""Readouts shared by experiments: the segment vote of a network, and trivial
+non-spiking baselines on the exact images a network saw (NumPy, on the host).
+
+* **segment vote** (:func:`segment_predict`, JAX, traced inside the experiments'
+  programs): the ``n_exc`` excitatory neurons are split into ``n_classes`` equal
+  consecutive segments; the prediction is :math:`\arg\max_c \sum_{i \in c} k_i`
+  with :math:`k_i` the spikes of neuron :math:`i` during the presentation.
 
 Every supervised experiment reports, per seed, what a classifier that needs no
 training at all gets on the same training and test images as that seed's
@@ -23,14 +29,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Float, Int, Shaped
+from jaxtyping import Array, Float, Int, Shaped
 
 __all__ = [
     "BASELINE_LABELS",
     "baselines_per_seed",
     "nearest_neighbour_accuracy",
     "nearest_neighbour_predict",
+    "segment_predict",
     "template_accuracy",
     "template_predict",
 ]
@@ -40,6 +48,25 @@ BASELINE_LABELS = {
     "baseline_template_accuracy": "class-mean template (cosine), same images",
     "baseline_1nn_accuracy": "1-NN on pixels, same images",
 }
+
+
+def segment_predict(counts: Int[Array, "*batch n_exc"], n_classes: int, tie_rule: str) -> Int[Array, "*batch"]:
+    """Segment with the most spikes; ``-1`` for ties or silence under ``"strict"``.
+
+    Args:
+        counts: ``int[..., n_exc]`` spikes per excitatory neuron; ``n_exc`` a multiple of
+            ``n_classes`` (segment ``c`` is neurons ``c·n_exc/n_classes … (c+1)·n_exc/n_classes − 1``).
+        n_classes: number of segments (classes).
+        tie_rule: ``"thesis"`` — the lowest tied segment wins (a silent network votes 0);
+            ``"strict"`` — a tie or a silent network is ``-1`` (counted wrong).
+    """
+    seg = counts.reshape(*counts.shape[:-1], n_classes, -1).sum(-1)
+    best = jnp.argmax(seg, axis=-1)
+    if tie_rule == "thesis":
+        return best
+    top = jnp.max(seg, axis=-1, keepdims=True)
+    unique = (jnp.sum(seg == top, axis=-1) == 1) & (top[..., 0] > 0)
+    return jnp.where(unique, best, -1)
 
 
 def _flat(x) -> np.ndarray:

@@ -27,7 +27,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +84,7 @@ def prepare_run(name: str, sets: Sequence[str] = (), config_file: str | None = N
         if config_file:
             layers.append((f"config file {config_file}", cfgmod.load_toml(config_file)))
         layers.append(("--set", cfgmod.parse_set(sets)))
-    config = cfgmod.resolve(experiment.defaults, *layers)
+    config = cfgmod.resolve(experiment.defaults, *layers, registry=registry)
     validate_config(experiment, config)
     return experiment, config
 
@@ -230,11 +230,29 @@ def execute_run(args: argparse.Namespace) -> tuple[str, dict[str, Any], dict[str
         checkpointer = _make_checkpointer(args, out, experiment.name, config)  # on --resume: checks the checkpoint
         if held and not resume:
             _remove_old_run(out)
-        doc, metrics = _run_in(out, experiment, config, args, registry, checkpointer, resume=resume)
+        with run_precision(config):
+            doc, metrics = _run_in(out, experiment, config, args, registry, checkpointer, resume=resume)
         return experiment.name, config, doc, metrics
     finally:
         lock.release()
         _remove_empty(created)
+
+
+def run_precision(config: Mapping[str, Any]) -> Any:
+    """The float precision of a run, as a context: ``x64 = true`` computes in float64.
+
+    An experiment that declares an ``x64`` key gets its body run (every trace and
+    compile included) under ``jax.enable_x64(config["x64"])``; the process-wide
+    setting is restored when the run ends, so a later run in the same process is not
+    affected. Without the key the process setting is left as it is (float32 by default).
+    """
+    import contextlib
+
+    import jax
+
+    if "x64" not in config:
+        return contextlib.nullcontext()
+    return jax.enable_x64(bool(config["x64"]))
 
 
 def _remove_empty(dirs: Sequence[Path]) -> None:
@@ -450,7 +468,7 @@ def _prepare_resume(args: argparse.Namespace, registry: Any) -> tuple[Any, dict[
         raise ConfigError(f"{again}, in its own directory: drop --out {args.out} (results go to {run_dir}).")
     experiment = registry.create("experiment", name)
     where = str(cfg_path)
-    config = cfgmod.resolve(experiment.defaults, (where, stored))
+    config = cfgmod.resolve(experiment.defaults, (where, stored), registry=registry)
     asked = getattr(args, "config_layers", None)
     if asked is None:
         asked = []
@@ -460,7 +478,7 @@ def _prepare_resume(args: argparse.Namespace, registry: Any) -> tuple[Any, dict[
             asked.append(("--set", cfgmod.parse_set(args.set)))
     asked = [(where, layer) for where, layer in asked if layer]
     if asked:
-        wanted = cfgmod.resolve(experiment.defaults, (where, stored), *asked)
+        wanted = cfgmod.resolve(experiment.defaults, (where, stored), *asked, registry=registry)
         diffs = [f"{k}={wanted[k]!r} conflicts with {k}={config[k]!r}" for k in wanted if wanted[k] != config[k]]
         if diffs:
             raise ConfigError(f"{again}: " + "; ".join(diffs) + f" in {where}. Drop the conflicting --set/--config, "

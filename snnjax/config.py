@@ -5,6 +5,13 @@ experiment's defaults. Values keep the type of their default: ``--set
 n_train=100`` gives an ``int``, ``--set classes=3,8,6`` (or ``[3, 8, 6]``) a
 list. Unknown keys get a :class:`~snnjax.errors.ConfigError` with a "did you
 mean".
+
+A key whose default is a :func:`plugin_key` chooses a plugin by name, with
+parameters: ``rule = "stdp"``, a table ``[rule] name = "segment-oja", eta_pre =
+1e-4`` or dotted ``--set rule.eta_pre=1e-4`` (the same merge); a
+:func:`plugin_list` key holds a chain (``[[regularizers]]``; ``--set
+regularizers=a,b``; ``--set regularizers.0.k_p=1``). Given the run's registry,
+:func:`resolve` checks every choice (:func:`snnjax.plugins.check_choice`).
 """
 
 from __future__ import annotations
@@ -161,12 +168,126 @@ def check_seed_range(n_seeds: Any, first_seed: Any) -> None:
                           f"folded into 32-bit JAX keys)")
 
 
-def resolve(defaults: Mapping[str, Any], *layers: tuple[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """Merge ``layers`` (each ``(where, mapping)``) over ``defaults``, checking keys and types."""
-    config = dict(defaults)
+class PluginKey(str):
+    """A default naming one plugin of ``kind``: the key takes a name or a table ``{name, param = value}``.
+
+    It is a ``str`` (the default plugin's name), so a config built from the defaults is
+    unchanged; :func:`resolve` reads a table (TOML ``[rule]``) or dotted ``--set rule.eta_pre=1e-4``
+    as a plugin choice and :func:`snnjax.plugins.check_choice` checks it against the run's registry.
+    """
+
+    kind: str
+
+    def __new__(cls, kind: str, name: str) -> "PluginKey":
+        obj = super().__new__(cls, name)
+        obj.kind = kind
+        return obj
+
+
+class PluginList(list):
+    """A default holding a chain of plugins of ``kind`` (TOML ``[[regularizers]]``, an array of tables)."""
+
+    kind: str
+
+    def __init__(self, kind: str, items: Iterable[Any] = ()):
+        super().__init__(items)
+        self.kind = kind
+
+
+def plugin_key(kind: str, name: str) -> PluginKey:
+    """The default of a config key that chooses one plugin of ``kind`` by name (with parameters)."""
+    return PluginKey(kind, name)
+
+
+def plugin_list(kind: str) -> PluginList:
+    """The default (empty) of a config key that chooses a chain of plugins of ``kind``."""
+    return PluginList(kind)
+
+
+def _as_choice(key: str, value: Any, where: str) -> Any:
+    """A plugin choice in canonical form: ``"name"`` or ``{"name": ..., param: value, ...}``."""
+    if isinstance(value, str):
+        return str(value).strip()
+    if isinstance(value, Mapping):
+        bad = [k for k in value if not isinstance(k, str)]
+        if bad:
+            raise ConfigError(f"config key {key!r} ({where}): parameter names must be strings, got {bad[0]!r}")
+        return dict(value)
+    raise ConfigError(f"config key {key!r} ({where}) takes a plugin name or a table {{name = \"...\", "
+                      f"parameter = value, ...}}, got {value!r}")
+
+
+def _merge_choice(key: str, current: Any, path: list[str], value: Any, where: str) -> Any:
+    """``current`` with ``value`` set at ``path`` (``[]``: replaced; ``["eta_pre"]``: one parameter)."""
+    if not path:
+        if isinstance(value, Mapping):  # a table merges into the current choice (as dotted keys do)
+            base = {"name": current} if isinstance(current, str) else dict(current)
+            base.update(_as_choice(key, value, where))
+            return base
+        if isinstance(value, str) and value.strip().startswith("{"):
+            return _merge_choice(key, current, path, _parse_literal(key, value, {}), where)
+        return _as_choice(key, value, where)
+    if len(path) > 1:
+        raise ConfigError(f"config key {key + '.' + '.'.join(path)!r} ({where}) is nested too deep: a plugin "
+                          f"parameter is {key}.PARAMETER")
+    base = {"name": current} if isinstance(current, str) else dict(current)
+    base[path[0]] = value.strip() if path[0] == "name" and isinstance(value, str) else value
+    return base
+
+
+def _merge_list(key: str, current: list[Any], path: list[str], value: Any, where: str) -> list[Any]:
+    if not path:
+        if isinstance(value, str):
+            value = _parse_literal(key, value, []) if value.strip().startswith("[") else \
+                [p.strip() for p in value.split(",") if p.strip()]
+        if isinstance(value, Mapping):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key {key!r} ({where}) takes a list of plugins (TOML [[{key}]] tables, or "
+                              f"--set {key}=name1,name2), got {value!r}")
+        return [_as_choice(key, v, where) for v in value]
+    index, rest = path[0], path[1:]
+    if not index.isdigit() or int(index) > len(current):
+        raise ConfigError(f"config key {key + '.' + '.'.join(path)!r} ({where}): {key}.N.PARAMETER needs an index "
+                          f"N in 0…{len(current)} ({key} holds {len(current)} plugin(s))")
+    out = list(current)
+    if int(index) == len(current):
+        out.append({})
+    out[int(index)] = _merge_choice(f"{key}.{index}", out[int(index)], rest, value, where)
+    return out
+
+
+def resolve(defaults: Mapping[str, Any], *layers: tuple[str, Mapping[str, Any]],
+            registry: Any = None) -> dict[str, Any]:
+    """Merge ``layers`` (each ``(where, mapping)``) over ``defaults``, checking keys and types.
+
+    Plugin-choice keys (defaults made by :func:`plugin_key` / :func:`plugin_list`) take a name,
+    a table ``{name = ..., param = value}`` or dotted keys ``rule.eta_pre`` / ``regularizers.0.k_p``;
+    with ``registry`` each choice is then checked against it (name, parameter names and types,
+    see :func:`snnjax.plugins.check_choice`) and its parameters take the types of the factory's
+    defaults.
+    """
+    config = {k: (list(v) if isinstance(v, PluginList) else str(v) if isinstance(v, PluginKey) else v)
+              for k, v in defaults.items()}
     for where, layer in layers:
         for key, value in layer.items():
-            if key not in defaults:
+            base, _, rest = key.partition(".")
+            default = defaults.get(base)
+            if isinstance(default, PluginKey):
+                config[base] = _merge_choice(base, config[base], rest.split(".") if rest else [], value, where)
+            elif isinstance(default, PluginList):
+                config[base] = _merge_list(base, config[base], rest.split(".") if rest else [], value, where)
+            elif key not in defaults:
                 raise _unknown(key, defaults, where)
-            config[key] = _coerce(key, value, defaults[key])
+            else:
+                config[key] = _coerce(key, value, defaults[key])
+    if registry is not None:
+        from .plugins import check_choice
+
+        for key, default in defaults.items():
+            if isinstance(default, PluginKey):
+                config[key] = check_choice(registry, default.kind, config[key], key)
+            elif isinstance(default, PluginList):
+                config[key] = [check_choice(registry, default.kind, v, f"{key}.{i}")
+                               for i, v in enumerate(config[key])]
     return config

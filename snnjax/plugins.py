@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import inspect
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from types import ModuleType
@@ -115,6 +115,96 @@ def _check_params(factory: Any, kind: str, name: str, params: dict[str, Any]) ->
                 f"{kind} plugin {name!r} has no parameter {key!r}.{did_you_mean(key, allowed)} "
                 f"Its parameters: {', '.join(allowed) or '(none)'}"
             )
+
+
+def choice_name(choice: Any) -> str:
+    """The plugin name of a config choice (``"name"`` or ``{"name": ..., ...}``)."""
+    return choice if isinstance(choice, str) else choice["name"]
+
+
+def choice_params(choice: Any) -> dict[str, Any]:
+    """The parameters of a config choice (``{}`` for a plain name)."""
+    return {} if isinstance(choice, str) else {k: v for k, v in choice.items() if k != "name"}
+
+
+def check_choice(registry: Registry, kind: str, choice: Any, key: str) -> Any:
+    """Check a plugin choice of config key ``key`` against ``registry``; return it with typed parameters.
+
+    The name must be a registered ``kind`` plugin (a "did you mean" otherwise); every
+    parameter must be one the factory takes, and takes the type of the factory's default
+    (an ``int`` where the default is a ``float`` becomes a ``float``; a string from ``--set``
+    is read as that type). Nothing is built. Returns ``"name"`` when there are no
+    parameters, else ``{"name": name, **params}``.
+    """
+    from .config import _coerce, _parse_literal
+    from .errors import ConfigError
+
+    if isinstance(choice, dict) and "name" not in choice:
+        raise ConfigError(f"config key {key!r} gives parameters {', '.join(map(repr, choice))} but no plugin name: "
+                          f"add name = \"...\" (--set {key}.name=...)")
+    name = choice_name(choice)
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"config key {key!r}: a {kind} plugin name must be a non-empty string, got {name!r}")
+    try:
+        factory = registry.get(kind, name)
+    except PluginError as exc:
+        raise ConfigError(f"config key {key!r}: {exc}") from None
+    params = choice_params(choice)
+    if not params:
+        return name
+    try:
+        sig = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return {"name": name, **params}
+    takes = {p: v for p, v in sig.parameters.items()
+             if v.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)}
+    open_ended = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+    typed: dict[str, Any] = {}
+    for param, value in params.items():
+        if param not in takes:
+            if open_ended:  # a factory taking **params: no type to go by
+                typed[param] = _parse_literal(f"{key}.{param}", value, None) if isinstance(value, str) else value
+                continue
+            raise ConfigError(f"config key {key!r}: {kind} plugin {name!r} has no parameter {param!r}."
+                              f"{did_you_mean(param, list(takes))} Its parameters: {', '.join(takes) or '(none)'}")
+        default = takes[param].default
+        if default is inspect.Parameter.empty or default is None:  # no type to go by: a literal, else text
+            typed[param] = _parse_literal(f"{key}.{param}", value, None) if isinstance(value, str) else value
+        else:
+            typed[param] = _coerce(f"{key}.{param}", value, default)
+    return {"name": name, **typed}
+
+
+def create_choice(registry: Registry, kind: str, choice: Any, /, **context: Any) -> Any:
+    """Build a checked plugin choice; ``context`` (e.g. ``n_classes``) fills parameters its factory takes.
+
+    A ``context`` value is passed only where the factory has that parameter and the
+    choice does not set it.
+    """
+    name, params = choice_name(choice), choice_params(choice)
+    try:
+        takes = inspect.signature(registry.get(kind, name)).parameters
+    except (TypeError, ValueError):
+        takes = {}
+    for param, value in context.items():
+        if param in takes and param not in params:
+            params[param] = value
+    return registry.create(kind, name, **params)
+
+
+def chain_parts(rule: Any, reg_choices: Sequence[Any], regs: Sequence[Any]) -> list[tuple[str, Any]]:
+    """``(name, rule)`` parts for :func:`snnjax.plasticity.named_chain`: the rule, then each regularizer.
+
+    Parts are named by their plugin names (``rule`` for the rule); a name that repeats gets
+    ``#2``, ``#3``, ... so that :func:`snnjax.plasticity.part` finds each.
+    """
+    parts: list[tuple[str, Any]] = [("rule", rule)]
+    seen: dict[str, int] = {"rule": 1}
+    for choice, reg in zip(reg_choices, regs):
+        name = choice_name(choice)
+        seen[name] = seen.get(name, 0) + 1
+        parts.append((name if seen[name] == 1 else f"{name}#{seen[name]}", reg))
+    return parts
 
 
 def _allowed(ep_name: str, dist: str, only: set[str] | None) -> bool:

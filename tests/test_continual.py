@@ -14,7 +14,7 @@ from snnjax.errors import ConfigError
 from snnjax.plasticity import chain
 from snnjax.plugins import get_registry
 from snnjax.quantiles import p2_estimate, p2_init, p2_update, quantiles_estimate, quantiles_init, quantiles_update
-from snnjax_plugins import continual as methods
+from snnjax_plugins import continual_transforms as methods
 from snnjax_plugins.conv import networks as N
 from snnjax_plugins.conv import pipeline as P
 from snnjax_plugins.conv.stdp import r_stdp

@@ -10,7 +10,8 @@ import numpy as np
 from snnjax.cli import main
 from snnjax.config import resolve
 from snnjax.plugins import get_registry
-from snnjax_plugins.experiments.supervised_stdp import DEFAULTS, predict, prepare_data
+from snnjax_plugins.experiments.supervised_stdp import DEFAULTS, prepare_data
+from snnjax_plugins.readout import segment_predict as predict
 
 
 def test_predict_strict_and_thesis_tie_rules():

@@ -9,6 +9,12 @@ then present ``n_test`` test images with learning and θ frozen and predict the
 class whose assigned neurons fire most on average. Beside it, per seed, the
 class-mean template and 1-NN baselines (:mod:`snnjax_plugins.readout`) on the
 same ``n_train`` training images (with their labels) and the same test images.
+
+``rule`` takes a rule plugin's name or a table with its parameters (TOML ``[rule]
+name = "stdp-dc15", nu_post = 5e-3``; ``--set rule.nu_post=5e-3``); ``regularizers`` (TOML
+``[[regularizers]]``, default none) are regularizer plugins chained after it
+(:func:`snnjax.plasticity.named_chain`); a regularizer that takes ``n_classes`` or ``image_ms``
+gets 10 and the presentation + rest time.
 """
 
 from __future__ import annotations
@@ -21,7 +27,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from snnjax.config import plugin_key, plugin_list
 from snnjax.errors import ConfigError
+from snnjax.plasticity import named_chain
+from snnjax.plugins import chain_parts, create_choice
 from snnjax.checkpoint import resume_or, save_chunk
 from snnjax.experiment import Experiment, RunContext, RunResult
 from snnjax.seeds import seed_mesh, shard_seeds
@@ -38,7 +47,8 @@ DEFAULTS: dict[str, Any] = {
     "n_test": 1000,
     "assign_window": 1000,
     "chunk": 250,
-    "rule": "stdp-dc15",
+    "rule": plugin_key("rule", "stdp-dc15"),
+    "regularizers": plugin_list("regularizer"),
     "dt_ms": 0.5,
 }
 
@@ -75,8 +85,12 @@ def run(ctx: RunContext) -> RunResult:
 
     cfg = ctx.config
     reg = ctx.registry
-    rule = reg.create("rule", cfg["rule"])
+    rule = create_choice(reg, "rule", cfg["rule"])
     netcfg = net.dc15_config(n_exc=cfg["n_exc"], dt_ms=cfg["dt_ms"])
+    if cfg["regularizers"]:
+        image_ms = netcfg.t_present_ms + netcfg.t_rest_ms
+        regs = [create_choice(reg, "regularizer", c, n_classes=10, image_ms=image_ms) for c in cfg["regularizers"]]
+        rule = named_chain(*chain_parts(rule, cfg["regularizers"], regs))
     test_cfg = dataclasses.replace(netcfg, exc=dataclasses.replace(netcfg.exc, theta_plus_mv=0.0))
     kw = {"data_dir": cfg["data_dir"] or None, "registry": reg}
     train = data.load(cfg["dataset"], "train", **kw)

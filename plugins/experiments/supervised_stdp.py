@@ -29,16 +29,21 @@ so far (the first ``images_per_round`` with ``"original"``, every image seen wit
 and its test images: ``baseline_template_accuracy`` (class-mean template, cosine) and
 ``baseline_1nn_accuracy`` (1-NN on the pixels).
 
-``rule`` other than ``"segment-supervised"`` names any rule plugin, built with ``rule_params``
-(and the experiment's ``n_classes`` when its factory takes one), e.g. ``"segment-oja"``
-(:mod:`snnjax_plugins.supervised_rules`). ``w_init_high``: initial weights ``U(0, w_init_high)``
+``rule`` other than ``"segment-supervised"`` names any rule plugin, built with its parameters
+(a table ``[rule] name = "segment-oja", eta_pre = 1e-4``, dotted ``--set rule.eta_pre=1e-4``, or the
+older ``rule_params``) and the experiment's ``n_classes`` when its factory takes one, e.g.
+``"segment-oja"`` (:mod:`snnjax_plugins.supervised_rules`). ``target_rule`` and ``other_rule``
+take a name or a table the same way (their parameters go to ``target_params`` / ``others_params``).
+``regularizers`` (TOML ``[[regularizers]]``, default none) are regularizer plugins chained after the
+rule (:func:`snnjax.plasticity.named_chain`, parts ``rule``, then each regularizer's name); a
+factory that takes ``n_classes`` or ``image_ms`` (presentation + rest, 500 ms) gets the experiment's.
+``w_init_high``: initial weights ``U(0, w_init_high)``
 (the thesis: 0.05).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -46,13 +51,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from snnjax.config import plugin_key, plugin_list
 from snnjax.errors import ConfigError
+from snnjax.plasticity import named_chain
+from snnjax.plugins import chain_parts, choice_name, choice_params, create_choice
 from snnjax.checkpoint import resume_or, save_chunk
 from snnjax.experiment import Experiment, RunContext, RunResult
 from snnjax.seeds import seed_mesh, shard_seeds
 
 from .. import network as net
 from ..readout import BASELINE_LABELS, baselines_per_seed
+from ..readout import segment_predict as predict
 from ..rules import segment_gate
 
 DEFAULTS: dict[str, Any] = {
@@ -64,10 +73,11 @@ DEFAULTS: dict[str, Any] = {
     "n_exc": 30,
     "adaptive_threshold": True,
     "w_init_high": 0.05,
-    "rule": "segment-supervised",
-    "target_rule": "stdp",
-    "other_rule": "all-ltd",
+    "rule": plugin_key("rule", "segment-supervised"),
+    "target_rule": plugin_key("rule", "stdp"),
+    "other_rule": plugin_key("rule", "all-ltd"),
     "rule_params": {},
+    "regularizers": plugin_list("regularizer"),
     "protocol": "original",
     "n_rounds": 50,
     "images_per_round": 100,
@@ -114,9 +124,13 @@ def validate(cfg: Mapping[str, Any]) -> None:
     if not isinstance(params, Mapping) or not all(isinstance(k, str) for k in params):
         raise ConfigError(f"rule_params must be a table of parameter = value (TOML: rule_params = {{eta_pre = 1e-4}}; "
                           f"--set \"rule_params={{'eta_pre': 1e-4}}\"), got {params!r}")
-    if params and cfg["rule"] == "segment-supervised":
+    if params and choice_name(cfg["rule"]) == "segment-supervised":
         raise ConfigError("rule_params is for a rule other than segment-supervised (which takes target_rule and "
                           "other_rule); set rule = \"segment-oja\" or leave rule_params empty")
+    both = sorted(set(params) & set(choice_params(cfg["rule"])))
+    if both:
+        raise ConfigError(f"rule parameter(s) {', '.join(map(repr, both))} given both in rule and in rule_params; "
+                          f"keep one (rule.PARAMETER is the newer form)")
 
 
 def _given_classes(cfg: Mapping[str, Any]) -> list[int] | None:
@@ -203,36 +217,33 @@ def build_model(cfg: Mapping[str, Any], registry: Any):
     form = "vt-copy" if cfg["adaptive_threshold"] else "none"
     netcfg = net.thesis_config(n_exc=cfg["n_exc"], dt_ms=cfg["dt_ms"], w_init_high=cfg["w_init_high"])
     netcfg = dataclasses.replace(netcfg, exc=dataclasses.replace(netcfg.exc, threshold_form=form))
-    if cfg["rule"] == "segment-supervised":
-        rule = registry.create("rule", "segment-supervised", n_classes=cfg["n_classes"],
-                               target=cfg["target_rule"], others=cfg["other_rule"])
-        registry.info("rule", cfg["target_rule"])
-        registry.info("rule", cfg["other_rule"])
-    else:
-        params = dict(cfg["rule_params"])
-        try:  # a rule that takes the segment count gets the experiment's
-            takes_classes = "n_classes" in inspect.signature(registry.get("rule", cfg["rule"])).parameters
-        except (TypeError, ValueError):
-            takes_classes = False
-        if takes_classes:
-            params.setdefault("n_classes", cfg["n_classes"])
-        rule = registry.create("rule", cfg["rule"], **params)
+    if choice_name(cfg["rule"]) == "segment-supervised":
+        kw = {"n_classes": cfg["n_classes"], **choice_params(cfg["rule"])}
+        for role, key in (("target", "target_rule"), ("others", "other_rule")):
+            kw.setdefault(role, _segment_part(registry, cfg[key]))
+            if choice_params(cfg[key]):
+                kw.setdefault(f"{role}_params", choice_params(cfg[key]))
+        rule = registry.create("rule", "segment-supervised", **kw)
+    else:  # a rule that takes the segment count gets the experiment's
+        choice = {"name": choice_name(cfg["rule"]), **dict(cfg["rule_params"]), **choice_params(cfg["rule"])}
+        rule = create_choice(registry, "rule", choice, n_classes=cfg["n_classes"])
+    if cfg["regularizers"]:
+        image_ms = netcfg.t_present_ms + netcfg.t_rest_ms
+        regs = [create_choice(registry, "regularizer", c, n_classes=cfg["n_classes"], image_ms=image_ms)
+                for c in cfg["regularizers"]]
+        rule = named_chain(*chain_parts(rule, cfg["regularizers"], regs))
     return netcfg, rule
 
 
-def predict(counts: jnp.ndarray, n_classes: int, tie_rule: str) -> jnp.ndarray:
-    """Segment with the most spikes; ``-1`` for ties or silence under ``"strict"``.
+def _segment_part(registry: Any, choice: Any) -> Any:
+    """A segment's rule for ``segment-supervised``: the built-in trace rules by name (so two of them merge
+    into one rule with per-column rates), any other rule built here from the run's registry."""
+    from .. import rules
 
-    Args:
-        counts: ``int[..., n_exc]`` spikes per excitatory neuron.
-    """
-    seg = counts.reshape(*counts.shape[:-1], n_classes, -1).sum(-1)
-    best = jnp.argmax(seg, axis=-1)
-    if tie_rule == "thesis":
-        return best
-    top = jnp.max(seg, axis=-1, keepdims=True)
-    unique = (jnp.sum(seg == top, axis=-1) == 1) & (top[..., 0] > 0)
-    return jnp.where(unique, best, -1)
+    name = choice_name(choice)
+    if registry.get("rule", name) in (rules.stdp, rules.all_ltd):
+        return name
+    return create_choice(registry, "rule", choice)
 
 
 def make_programs(netcfg, rule, cfg: Mapping[str, Any]):
@@ -265,8 +276,6 @@ def make_programs(netcfg, rule, cfg: Mapping[str, Any]):
 
 def run(ctx: RunContext) -> RunResult:
     cfg = ctx.config
-    if cfg["x64"]:
-        jax.config.update("jax_enable_x64", True)
     netcfg, rule = build_model(cfg, ctx.registry)
     data = prepare_data(cfg, ctx.seed_ids, ctx.registry)
     S, R, B = ctx.n_seeds, cfg["n_rounds"], cfg["images_per_round"]
@@ -376,7 +385,7 @@ def _figures(ctx: RunContext, result: RunResult, state, cfg) -> list[str]:
 
     out = []
     marks = {"thesis: ≈80 % after 100 images": (100, 80.0)}
-    rule = "STDP + All-LTD" if cfg["rule"] == "segment-supervised" else cfg["rule"]
+    rule = "STDP + All-LTD" if choice_name(cfg["rule"]) == "segment-supervised" else choice_name(cfg["rule"])
     label = rule + (" + adaptive threshold" if cfg["adaptive_threshold"] else "")
     out.append(str(plots.learning_curves(ctx.out_dir / "learning_curve.png", result.curves_x["accuracy"],
                                          {label: result.metrics["accuracy"],

@@ -82,8 +82,8 @@ from snnjax.seeds import seed_mesh, shard_seeds
 from .. import network as net
 from ..readout import baselines_per_seed
 from ..regularizers import SEMANTICS, apply_pending, check_kp, find_state, resolve_tau_prun_ms, set_kp
+from ..readout import segment_predict as predict
 from ..rules import segment_gate
-from .supervised_stdp import predict
 
 TEST_SETS = ("noise", "blurred", "known", "unknown")
 MODELS = ("without", "with")
@@ -453,8 +453,6 @@ def make_programs(netcfg, rule, tau: float, cfg: Mapping[str, Any]):
 
 def run(ctx: RunContext) -> RunResult:
     cfg = ctx.config
-    if cfg["x64"]:
-        jax.config.update("jax_enable_x64", True)
     netcfg, rule, tau = build_model(cfg, ctx.registry)
     data = prepare_data(cfg, ctx.seed_ids, ctx.registry)
     S, M = ctx.n_seeds, len(MODELS)

@@ -1,0 +1,111 @@
+"""Langevin ranges of the ``continual`` experiment: noisy task-1 epochs of one layer whose
+weights feed a streaming per-weight quantile estimator (P², bounded memory).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from snnjax.errors import ConfigError
+from snnjax.quantiles import quantiles_estimate, quantiles_init, quantiles_update
+
+from ... import continual_transforms as methods
+from ...conv import pipeline as P
+from ...conv.stdp import ConvActivity
+from .config import CONV_LAYERS, langevin_probabilities
+
+
+def _langevin_ranges(pipe: P.ConvPipeline, cfg, keys, w, st, step, bounds, program, tag, lat_train, y_train, evaluate,
+                     progress=None):
+    """Noisy task-1 epochs of one layer, recording its weights.
+
+    ``step(w, st, latency, label) -> (w, st, decision)`` trains the layer on one image
+    (``decision = -1``: no update, so no noise); after it ``σ·N(0, 1)`` is added to every weight of
+    the layer, clamped to ``bounds``. The weights after the update, before the noise, of every
+    ``langevin_every``-th image feed the streaming quantile estimator. ``evaluate(w) -> (S,)``
+    gives the task-1 test accuracy of the network with the layer's weights ``w`` (per seed).
+
+    Returns ``(quantiles [n_probs, S, *w.shape], task-1 accuracy per epoch [S, langevin_epochs])``,
+    the quantiles in the order of :func:`langevin_probabilities`: every Langevin arm of the run (e.g.
+    Q1/Q3 and D10/D90) reads its range from the same noisy trajectory. With ``langevin_stop`` a
+    seed whose accuracy falls below it keeps the state of the epoch before (its first epoch is
+    always kept) and takes no further epochs; its later accuracies are NaN (so the epochs it kept
+    are the non-NaN ones). ``progress(epochs_done, epochs)`` is called after every epoch.
+    """
+    every, sigma, stop = int(cfg["langevin_every"]), float(cfg["langevin_sigma"]), float(cfg["langevin_stop"])
+    probs = langevin_probabilities(cfg)
+    noise = methods.langevin_noise(jax.random.PRNGKey(0), sigma, *bounds)  # the key lives in the carried state
+    shared = lat_train.ndim == 4
+    n = int(lat_train.shape[0 if shared else 1])
+    chunks = n // every
+    if chunks < 1:
+        raise ConfigError(f"langevin_every={every} exceeds the {n} task-1 training images of the noisy epochs")
+
+    def one(key, nkey, w, st, qs, cache, labels):
+        order = jax.random.permutation(key, n)[: chunks * every].reshape(chunks, every)
+
+        def inner(carry, idx):
+            w, st, nk, _ = carry
+            w_mid, st, decision = step(w, st, cache[idx], labels[idx])
+            w, nk = noise.update(w_mid, nk, ConvActivity(None, None, None, decision))
+            return (w, st, nk, w_mid), None
+
+        def outer(carry, idxs):
+            w, st, nk, qs = carry
+            (w, st, nk, w_mid), _ = jax.lax.scan(inner, (w, st, nk, w), idxs)
+            return (w, st, nk, quantiles_update(qs, w_mid, probs)), None
+
+        (w, st, nk, qs), _ = jax.lax.scan(outer, (w, st, nkey, qs), order)
+        return nk, w, st, qs
+
+    fn = jax.vmap(one, in_axes=(0, 0, 0, 0, 0, None if shared else 0, None))
+    S = keys.shape[0]
+    carry = (P.epoch_keys(keys, tag, 0), w, st, jax.vmap(lambda w: quantiles_init(w.shape, probs))(w))
+    acc = np.full((S, cfg["langevin_epochs"]), np.nan)
+    active = np.ones(S, bool)
+    for e in range(cfg["langevin_epochs"]):
+        new = pipe.run_program(f"langevin-{program}-{sigma}-{every}-{probs}", fn, P.epoch_keys(keys, tag + 1, e), *carry,
+                               jnp.asarray(lat_train), jnp.asarray(y_train, jnp.int32))
+        got = np.asarray(evaluate(new[1]))
+        keep = active & ((got >= stop) | (e == 0))
+        acc[keep, e] = got[keep]
+        carry = jax.tree.map(lambda a, b: jnp.where(keep.reshape((S,) + (1,) * (a.ndim - 1)), a, b), new, carry)
+        active = keep
+        if progress is not None:
+            progress(e + 1, cfg["langevin_epochs"])
+        if not active.any():
+            break
+    estimates = jax.vmap(lambda q: jnp.stack(quantiles_estimate(q, probs)), out_axes=1)(carry[3])
+    return estimates, acc
+
+
+def _layer_langevin(pipe: P.ConvPipeline, cfg, keys, layer: str, state: P.NetState, w3, st3, lat_t1, lat2_t1, n1,
+                    n_stdp1, y1, yt1, progress=None):
+    """:func:`_langevin_ranges` of one layer (``conv1``, ``conv2`` or ``decision``) after task 1.
+
+    ``decision``: R-STDP with the rates fixed at their post-task-1 values on the task-1 features,
+    noise after every reward/punish update, clamped to [0.2, 0.8] (the thesis). ``conv1`` /
+    ``conv2``: STDP (its state carried over from task 1) on the task-1 STDP images, noise after
+    every image, clamped to [lb, ub] of the STDP rule; the other layers keep their task-1 weights,
+    and the stop rule's accuracy is the whole network's with the noisy layer (features recomputed).
+    """
+    if layer == "decision":
+        step = pipe.decision_step(pipe.rstdp_rule(adaptive=False))  # rates stay at their post-task-1 values
+        return _langevin_ranges(pipe, cfg, keys, w3, st3, step, (0.2, 0.8), "decision", 40, lat2_t1[:, :n1], y1,
+                                lambda w: pipe.evaluate(w, lat2_t1[:, n1:], yt1).accuracy, progress)
+    index = CONV_LAYERS.index(layer)
+    stdp = pipe.layer_step(index, pipe.stdp)
+    step = lambda w, st, lat, label: (*stdp(w, st, lat), jnp.int32(0))  # noqa: E731  (every image updates)
+    bounds = (pipe.stdp_params.get("lb", 0.0), pipe.stdp_params.get("ub", 1.0))
+    train, test = lat_t1[:n_stdp1], lat_t1[n1:]
+    if index == 0:
+        evaluate = lambda w: pipe.evaluate(w3, pipe.features(w, state.w2, test), yt1).accuracy  # noqa: E731
+        w, st = state.w1, state.st1
+    else:
+        train, test = pipe.propagate(0, state.w1, train), pipe.propagate(0, state.w1, test)
+        evaluate = lambda w: pipe.evaluate(w3, pipe.propagate(1, w, test), yt1).accuracy  # noqa: E731
+        w, st = state.w2, state.st2
+    return _langevin_ranges(pipe, cfg, keys, w, st, step, bounds, layer, 42 + 2 * index, train,
+                            np.zeros(len(train) if train.ndim == 4 else train.shape[1], np.int32), evaluate, progress)
