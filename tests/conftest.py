@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import jax
+import jax.monitoring
 import pytest
 
 #: The reference-simulator outputs (Brian 2, SpykeTorch) the tests reproduce; see ``tests/fixtures/README.md``.
@@ -14,6 +15,26 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 @pytest.fixture
 def key():
     return jax.random.PRNGKey(0)
+
+
+#: The JAX monitoring events of a compile or a trace.
+COMPILE_EVENTS = ("/jax/core/compile/backend_compile_duration", "/jax/core/compile/jaxpr_trace_duration")
+
+
+@pytest.fixture
+def compiles():
+    """The names of the compile/trace events JAX reports while the test runs (``[]``: nothing compiled)."""
+    seen: list[str] = []
+
+    def listener(name, duration, **kw):
+        if name in COMPILE_EVENTS:
+            seen.append(name)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield seen
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
 
 
 def fixture_path(*parts: str) -> Path:

@@ -9,7 +9,6 @@ import re
 import types
 from pathlib import Path
 
-import jax.monitoring
 import numpy as np
 import pytest
 
@@ -23,7 +22,6 @@ from snnjax.rundir import OutputError
 
 TINY = {"n_rounds": 1, "images_per_round": 5, "n_test": 5, "n_exc": 9}
 SEEDS = 2
-COMPILE_EVENTS = ("/jax/core/compile/backend_compile_duration", "/jax/core/compile/jaxpr_trace_duration")
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,20 +87,6 @@ def test_a_second_run_into_the_same_directory_is_refused(tiny_runs):
         snnjax.run("supervised-stdp", TINY, out=root / "api")
     assert (root / "api" / "results.json").read_bytes() == before
 
-
-@pytest.fixture
-def compiles():
-    seen: list[str] = []
-
-    def listener(name, duration, **kw):
-        if name in COMPILE_EVENTS:
-            seen.append(name)
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
-        yield seen
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
 
 
 def test_a_bad_config_is_the_cli_error_before_any_compile(tmp_path, capsys, compiles):

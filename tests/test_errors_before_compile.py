@@ -3,28 +3,11 @@ to a config error, for every built-in experiment (counted with JAX's compile-eve
 
 from __future__ import annotations
 
-import jax.monitoring
 import pytest
 
 from snnjax.cli import main
 
-COMPILE_EVENTS = ("/jax/core/compile/backend_compile_duration", "/jax/core/compile/jaxpr_trace_duration")
 
-
-@pytest.fixture
-def compiles():
-    """The names of the compile/trace events JAX reports while the test runs."""
-    seen: list[str] = []
-
-    def listener(name, duration, **kw):
-        if name in COMPILE_EVENTS:
-            seen.append(name)
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
-        yield seen
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
 
 
 @pytest.mark.parametrize("experiment, sets", [

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import types
 
-import jax.monitoring
 import numpy as np
 import pytest
 
@@ -15,7 +14,6 @@ from snnjax.config import plugin_key, plugin_list, resolve
 from snnjax.errors import ConfigError
 from snnjax.plugins import build_registry, get_registry
 
-COMPILE_EVENTS = ("/jax/core/compile/backend_compile_duration", "/jax/core/compile/jaxpr_trace_duration")
 
 #: a supervised-stdp run small enough for a test (6 neurons, 3 training and 3 test images)
 TINY = {"n_exc": 6, "n_rounds": 1, "images_per_round": 3, "n_test": 3, "classes": [0, 1, 2]}
@@ -42,20 +40,6 @@ SETS = ["n_exc=6", "n_rounds=1", "images_per_round=3", "n_test=3", "classes=0,1,
         "rule.name=segment-oja", "rule.eta_pre=2e-4", "rule.eta_post=0.1",
         "regularizers=use-it-or-lose-it", "regularizers.0.k_p=1", "regularizers.0.tau_prun_ms=700"]
 
-
-@pytest.fixture
-def compiles():
-    seen: list[str] = []
-
-    def listener(name, duration, **kw):
-        if name in COMPILE_EVENTS:
-            seen.append(name)
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
-        yield seen
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
 
 
 def test_a_table_and_dotted_keys_resolve_alike_with_the_factories_types():
@@ -135,8 +119,8 @@ def test_toml_tables_and_dotted_sets_give_the_same_config_and_metrics(tmp_path):
     for key in from_toml.metrics:
         np.testing.assert_array_equal(from_toml.metrics[key], from_sets.metrics[key])
     # and the choice is used: without the regularizer the network learns otherwise
-    plain = snnjax.run("supervised-stdp", {**TINY, "rule": {"name": "segment-oja", "eta_pre": 2e-4,
-                                                            "eta_post": 0.1}}, seeds=2, out=tmp_path / "plain")
+    snnjax.run("supervised-stdp", {**TINY, "rule": {"name": "segment-oja", "eta_pre": 2e-4,
+               "eta_post": 0.1}}, seeds=2, out=tmp_path / "plain")
     w_chain = np.load(tmp_path / "toml" / "weights.npz")["W"]
     w_plain = np.load(tmp_path / "plain" / "weights.npz")["W"]
     assert not np.array_equal(w_chain, w_plain)
