@@ -24,10 +24,22 @@ learning rule (``chain(r_stdp(...), transform)``); all of them are pure and run 
 
 The keys of the noisy transforms live in their state, so a run stays a pure function of
 ``(key, config, data)``.
+
+**Any registered regularizer as a method.** The ``continual`` experiment's ``method`` also takes any
+``snnjax_regularizers`` plugin by name, with parameters (``--set method=NAME``, or a TOML
+``[[method]]`` table ``name = "NAME"`` plus parameters); :func:`method_transform` builds it, per seed,
+inside the task-2 decision-layer program and chains it after R-STDP. Its factory gets, where it has a
+parameter of that name and the table does not set it: ``weights`` (the seed's decision weights after
+task 1, ``[200, 250, 5, 5]``), ``key`` (a per-seed ``jax.random`` key), ``lb`` / ``ub`` (R-STDP's weight
+bounds, 0.2 / 0.8) and ``n_classes`` (the shared outputs). A third-party regularizer becomes a
+continual method by being installed: a factory returning a :class:`~snnjax.plasticity.LearningRule`
+transform whose ``update(w, state, activity)`` reads ``activity.w_before`` / ``activity.decision``
+(:class:`snnjax_plugins.conv.stdp.ConvActivity`) as it needs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -36,9 +48,11 @@ import jax.numpy as jnp
 from snnjax.errors import ConfigError
 from snnjax.hookspecs import hookimpl
 from snnjax.plasticity import LearningRule, clip_per_weight, freeze
+from snnjax.plugins import create_choice
 from snnjax.quantiles import check_open_interval
 
-__all__ = ["check_percentile", "largest_mask", "freeze_largest", "langevin_ranges", "langevin_noise", "noise_lr"]
+__all__ = ["check_percentile", "largest_mask", "freeze_largest", "langevin_ranges", "langevin_noise", "noise_lr",
+           "method_transform"]
 
 
 def check_percentile(p: Any) -> float:
@@ -98,6 +112,21 @@ def noise_lr(key: jax.Array, std_fraction: float = 0.5, lb: float = 0.2, ub: flo
         return jnp.clip(before + (w - before) * factor, lb, ub), key
 
     return LearningRule(lambda w: key, update)
+
+
+def method_transform(registry: Any, choice: Any, **context: Any) -> Callable[[jax.Array, jax.Array], LearningRule]:
+    """``make(weights, key) -> LearningRule``: the regularizer ``choice`` built through ``registry``.
+
+    ``weights`` (one seed's task-1 decision weights) and ``key`` (that seed's key) are per-seed values,
+    passed inside the vmapped program; ``context`` (``lb``, ``ub``, ``n_classes``) is the same for every
+    seed. Each reaches the factory only where it takes a parameter of that name that the choice does
+    not set (:func:`snnjax.plugins.create_choice`).
+    """
+
+    def make(weights: jax.Array, key: jax.Array) -> LearningRule:
+        return create_choice(registry, "regularizer", choice, weights=weights, key=key, **context)
+
+    return make
 
 
 @hookimpl

@@ -50,6 +50,8 @@ from snnjax.data import LoadedSplit, Split
 from snnjax.errors import DataError, DataUnavailableError
 from snnjax.hookspecs import hookimpl
 
+from . import dataset_readers as readers
+
 # ---------------------------------------------------------------------------
 # mnist-embedded
 # ---------------------------------------------------------------------------
@@ -193,7 +195,7 @@ class TfdsIdxSource:
     def _read_tfds(self, split: Split, data_dir: str | None, reasons: list[str]) -> _Found | None:
         """Data already prepared by tfds, or ``None`` (the reason appended to ``reasons``)."""
         try:
-            images, labels = data.read_tfds_split(self.name, split, data_dir)
+            images, labels = readers.read_tfds_split(self.name, split, data_dir)
         except Exception as exc:  # noqa: BLE001 - tfds signals "not prepared" with many exception types
             reasons.append(f"no prepared tfds data ({type(exc).__name__}: {_first_line(exc)})")
             return None
@@ -201,18 +203,18 @@ class TfdsIdxSource:
             self._tfds_provenance(data_dir)
 
     def _tfds_provenance(self, data_dir: str | None) -> dict:
-        prepared = data.tfds_prepared_path(self.name, data_dir)
+        prepared = readers.tfds_prepared_path(self.name, data_dir)
         version = Path(prepared).name if prepared else None
         return {"kind": "tfds", "name": self.name, "version": version, "data_dir": data_dir, "path": prepared}
 
     def _read_idx(self, split: Split, data_dir: str | None, reasons: list[str]) -> _Found | None:
         """IDX files from the searched directories, or ``None``; corrupt files raise DataError."""
-        pair = data.find_idx_split(data.idx_directories(data_dir, self.idx_subdir), self.idx_prefixes[split])
+        pair = readers.find_idx_split(readers.idx_directories(data_dir, self.idx_subdir), self.idx_prefixes[split])
         if pair is None:
             reasons.append(f"no IDX files {self._idx_names(split)} in {self._idx_dirs_text(data_dir)}")
             return None
         provenance = data.idx_provenance(self.name, pair)  # refuses files known to be another dataset's
-        images, labels = data.read_idx_split(*pair)
+        images, labels = readers.read_idx_split(*pair)
         if images.shape[1:] != (28, 28):
             raise DataError(f"dataset {self.name!r}: {pair[0]} holds images of {images.shape[1]}×{images.shape[2]} "
                             f"pixels; {self.name} images are 28×28. Is it the file of another dataset?")
@@ -220,10 +222,10 @@ class TfdsIdxSource:
 
     def locate(self, data_dir: str | None = None) -> str:
         """Where :meth:`load` would read from (no network access)."""
-        prepared = data.tfds_prepared_path(self.name, data_dir)
+        prepared = readers.tfds_prepared_path(self.name, data_dir)
         if prepared:
             return f"tfds: {prepared}"
-        pair = data.find_idx_split(data.idx_directories(data_dir, self.idx_subdir), self.idx_prefixes["train"])
+        pair = readers.find_idx_split(readers.idx_directories(data_dir, self.idx_subdir), self.idx_prefixes["train"])
         if pair is not None:
             return f"IDX: {pair[0]} + {pair[1].name}"
         if self.download:
@@ -243,7 +245,7 @@ class TfdsIdxSource:
             reasons.append(f"offline: {host}:{port} did not answer within {self.probe_timeout_s:g} s")
             raise DataUnavailableError(self._unavailable_message(split, reasons))
         try:
-            images, labels = data.read_tfds_split(self.name, split, data_dir, download=True)
+            images, labels = readers.read_tfds_split(self.name, split, data_dir, download=True)
         except Exception as exc:  # noqa: BLE001 - report tfds's failure with the alternatives
             reasons.append(f"tfds download failed ({type(exc).__name__}: {_first_line(exc)})")
             raise DataUnavailableError(self._unavailable_message(split, reasons)) from exc
@@ -255,9 +257,9 @@ class TfdsIdxSource:
         return f"{prefix}-images-idx3-ubyte[.gz] + {prefix}-labels-idx1-ubyte[.gz]"
 
     def _idx_dirs_text(self, data_dir: str | None) -> str:
-        env = os.environ.get(data.IDX_DIR_ENV)
+        env = os.environ.get(readers.IDX_DIR_ENV)
         places = [f"data_dir={data_dir}" if data_dir else "no data_dir given"]
-        places.append(f"{data.IDX_DIR_ENV}={env}" if env else f"{data.IDX_DIR_ENV} not set")
+        places.append(f"{readers.IDX_DIR_ENV}={env}" if env else f"{readers.IDX_DIR_ENV} not set")
         return f"{' / '.join(places)} (each also with /{self.idx_subdir})"
 
     def _unavailable_message(self, split: Split, reasons: list[str]) -> str:
@@ -265,7 +267,7 @@ class TfdsIdxSource:
             f"dataset {self.name!r} ({split}) is not available on this machine: {'; '.join(reasons)}. "
             f"Use the embedded default --set dataset={data.EMBEDDED_DATASET} (5,000 real MNIST digits, offline); "
             f"or put the IDX files ({self._idx_names('train')} and the {self.idx_prefixes['test'][0]}-* pair) in DIR "
-            f"and pass --set data_dir=DIR (or set {data.IDX_DIR_ENV}=DIR); or prepare the tfds data where there is "
+            f"and pass --set data_dir=DIR (or set {readers.IDX_DIR_ENV}=DIR); or prepare the tfds data where there is "
             f"network (pip install tensorflow; tfds.builder('{self.name}', data_dir='DIR')"
             f".download_and_prepare(file_format='array_record')) and pass --set data_dir=DIR"
         )

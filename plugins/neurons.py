@@ -331,21 +331,50 @@ DC15_INH = dict(
 )
 
 
-def lif(**params) -> LIF:
-    """Current-based leaky integrate-and-fire neuron (exact exponential integration)."""
-    return LIF(**params)
+def lif(*, dt_ms: float = 0.1, tau_m_ms: float = 20.0, tau_syn_ms: float = 5.0, v_rest_mv: float = -65.0,
+        v_reset_mv: float = -65.0, v_th_mv: float = -52.0, v_init_mv: float = -65.0, refractory_ms: float = 2.0,
+        hold_when_refractory: bool = True) -> LIF:
+    """Current-based leaky integrate-and-fire neuron (exact exponential integration); times in ms, potentials in mV."""
+    return LIF(**{k: v for k, v in locals().items()})
 
 
-def conductance_lif(**params) -> ConductanceLIF:
-    """Conductance-based excitatory LIF with optional adaptive threshold (thesis defaults)."""
-    return ConductanceLIF(**{**THESIS_EXC, **params})
+def _conductance(defaults: dict, given: dict) -> ConductanceLIF:
+    """A :class:`ConductanceLIF` from a preset (``THESIS_EXC`` …) and the parameters given over it."""
+    return ConductanceLIF(**{**defaults, **given})
 
 
-def inhibitory_lif(**params) -> ConductanceLIF:
-    """Conductance-based inhibitory LIF (thesis defaults: τ 10 ms, threshold −40 mV)."""
-    return ConductanceLIF(**{**THESIS_INH, **params})
+def conductance_lif(*, dt_ms: float = 0.1, tau_m_ms: float = 100.0, v_rest_mv: float = -60.0,
+                    v_reset_mv: float = -65.0, v_th_mv: float = -52.0, e_exc_mv: float = 0.0,
+                    e_inh_mv: float = -100.0, tau_ge_ms: float = 5.0, tau_gi_ms: float = 10.0,
+                    refractory_ms: float = 5.0, method: str = "euler", threshold_form: str = "vt-copy",
+                    tau_vt_ms: float = 150.0, vt_plus_mv: float = 3.0, theta_plus_mv: float = 0.05,
+                    tau_theta_ms: float = 1e7, hold_when_refractory: bool = False,
+                    v_init_mv: float = -80.0) -> ConductanceLIF:
+    """Conductance-based excitatory LIF with optional adaptive threshold (thesis defaults, ``THESIS_EXC``)."""
+    return _conductance(THESIS_EXC, dict(locals()))
+
+
+def inhibitory_lif(*, dt_ms: float = 0.1, tau_m_ms: float = 10.0, v_rest_mv: float = -60.0,
+                   v_reset_mv: float = -45.0, v_th_mv: float = -40.0, e_exc_mv: float = 0.0,
+                   e_inh_mv: float = -85.0, tau_ge_ms: float = 5.0, tau_gi_ms: float = 10.0,
+                   refractory_ms: float = 2.0, method: str = "euler", threshold_form: str = "none",
+                   hold_when_refractory: bool = False, v_init_mv: float = -80.0) -> ConductanceLIF:
+    """Conductance-based inhibitory LIF (thesis defaults, ``THESIS_INH``: τ 10 ms, threshold −40 mV)."""
+    return _conductance(THESIS_INH, dict(locals()))
+
+
+def dc15_lif(*, dt_ms: float = 0.5, tau_m_ms: float = 100.0, v_rest_mv: float = -65.0,
+             v_reset_mv: float = -65.0, v_th_mv: float = -52.0, e_exc_mv: float = 0.0,
+             e_inh_mv: float = -100.0, tau_ge_ms: float = 1.0, tau_gi_ms: float = 2.0,
+             refractory_ms: float = 5.0, method: str = "exponential_euler", threshold_form: str = "theta",
+             tau_vt_ms: float = 150.0, vt_plus_mv: float = 3.0, theta_plus_mv: float = 0.05,
+             tau_theta_ms: float = 1e7, hold_when_refractory: bool = True,
+             v_init_mv: float = -105.0) -> ConductanceLIF:
+    """Diehl & Cook 2015's excitatory conductance LIF (``DC15_EXC``: exponential Euler, θ threshold, v held
+    while refractory)."""
+    return _conductance(DC15_EXC, dict(locals()))
 
 
 @hookimpl
 def snnjax_neuron_models():
-    return {"lif": lif, "conductance-lif": conductance_lif, "inhibitory-lif": inhibitory_lif}
+    return {"lif": lif, "conductance-lif": conductance_lif, "inhibitory-lif": inhibitory_lif, "dc15-lif": dc15_lif}

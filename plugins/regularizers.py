@@ -63,6 +63,37 @@ Two semantics (``semantics=``):
 
 ``τ_prun`` (``tau_prun_ms``): ``None`` means the thesis' rule,
 ``5 × n_classes × image_ms`` (3 classes × 500 ms → 7,500 ms).
+
+Options beyond the thesis (lazy semantics only; each off by default, and then
+the program is the one above, bit for bit). They were tried to keep the decay
+*during training* (``k_p = 1`` in training) from silencing the Method 3 network
+(docs/reproductions/method3.md, *Beyond the thesis*):
+
+``grace_ms = g`` (ms, ≥ 0)
+    A gap shorter than ``g`` costs nothing: the factor at a spike is
+    ``exp(−k_p·(max(t − t_s − g, 0)/τ)²)``. The rule keeps its fast form.
+    With ``g = 30,000`` ms and ``k_p = 1`` in training the Method 3 network
+    stays alive and meets the thesis' goals (one pass, 16 seeds); the other two
+    options did not (silent, or noise above 5 %).
+
+``protect = "label"``
+    While learning is on (``gain > 0``), a spike of a neuron of the label's
+    segment (``gate > 0``) at ``t`` restarts every row's clock: at a presynaptic
+    spike the age is ``t − max(t_s[i], t_label)``, ``t_label`` being the last
+    such spike (state ``t_label``, ms, starts at 0). The decay then acts in
+    training only through stretches in which the label's segment is silent.
+    With learning off (the flush, test) the age is ``t − t_s[i]``, as without
+    the option. General plasticity path only.
+
+``floor = ρ`` (0 < ρ ≤ 1)
+    A homeostatic floor on each neuron's total input weight as the decay sees
+    it: at the end of every step in which learning is on and ``k_p > 0``, with
+    ``S_j = Σ_i w_ij·φ_i`` (``φ_i`` the lazy factor row ``i`` would get at a
+    spike now, so that a silent input's pending decay counts), a column with
+    ``S_j < ρ·S_j⁰`` (``S_j⁰``: its sum at ``init``, state ``floor``) is scaled
+    up to it, ``w_:j ← w_:j · ρS_j⁰/S_j``. The scaling is not clipped to the
+    rule's weight bound. Dense (every step touches the whole matrix); general
+    plasticity path only.
 """
 
 from __future__ import annotations
@@ -87,10 +118,16 @@ class UseItOrLoseItState(NamedTuple):
     Attributes:
         t_s: ``float[n_pre]`` time of each presynaptic neuron's last spike, ms (starts at 0).
         k_p: scalar decay strength, 0 (off) or 1 (on); switch it with :func:`set_kp`.
+        t_label: scalar time of the last spike of a neuron of the label's segment while
+            learning, ms (only with ``protect = "label"``; else ``None``).
+        floor: ``float[n_post]`` each neuron's floor ``ρ·S_j⁰`` on its total input weight
+            (only with ``floor > 0``; else ``None``).
     """
 
     t_s: jnp.ndarray
     k_p: jnp.ndarray
+    t_label: jnp.ndarray | None = None
+    floor: jnp.ndarray | None = None
 
 
 def default_tau_prun_ms(n_classes: int = 3, image_ms: float = 500.0) -> float:
@@ -123,10 +160,45 @@ def resolve_tau_prun_ms(tau_prun_ms: float | None, n_classes: int = 3, image_ms:
     return float(tau_prun_ms)
 
 
-def lazy_factor(t, t_s, k_p, tau):
-    """``exp(−k_p·((t − t_s)/τ)²)``: the lazy decay a row gets at a presynaptic spike at ``t`` (ms)."""
-    x = (t - t_s) / tau
+def lazy_factor(t, t_s, k_p, tau, grace_ms: float = 0.0):
+    """``exp(−k_p·(max(t − t_s − g, 0)/τ)²)``: the lazy decay a row gets at a presynaptic spike at ``t`` (ms).
+
+    ``g = grace_ms`` (a static Python number; 0, the thesis' formula, by default).
+    """
+    if grace_ms:
+        x = jnp.maximum(t - t_s - jnp.asarray(grace_ms, jnp.result_type(t_s)), 0) / tau
+    else:
+        x = (t - t_s) / tau
     return jnp.exp(-k_p * x * x)
+
+
+PROTECT = ("none", "label")
+
+
+def check_options(grace_ms: Any, protect: Any, floor: Any, semantics: str = "lazy") -> tuple[float, str, float]:
+    """The options beyond the thesis, checked: ``(grace_ms, protect, floor)`` or a :class:`ConfigError`."""
+    if isinstance(grace_ms, bool) or not isinstance(grace_ms, (int, float)) or not grace_ms >= 0 \
+            or grace_ms == float("inf"):
+        raise ConfigError(f"grace_ms must be a number of ms ≥ 0 (0 = off), got {grace_ms!r}")
+    if protect not in PROTECT:
+        raise ConfigError(f"protect must be one of {', '.join(PROTECT)}, got {protect!r}")
+    if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not 0 <= floor <= 1:
+        raise ConfigError(f"floor must be a fraction 0 ≤ ρ ≤ 1 of each neuron's initial total input weight "
+                          f"(0 = off), got {floor!r}")
+    if semantics != "lazy" and (grace_ms or protect != "none" or floor):
+        raise ConfigError(f"grace_ms, protect and floor are options of the lazy semantics only, got "
+                          f"semantics = {semantics!r}")
+    return float(grace_ms), str(protect), float(floor)
+
+
+def floor_columns(w, floor, row_factor=None):
+    """``w`` with each column ``j`` whose sum is below ``floor[j]`` scaled up to it (``floor``: ``[n_post]``).
+
+    With ``row_factor`` (``[n_pre]``) the sum is ``Σ_i w_ij·row_factor_i`` (the pending decay counted).
+    """
+    total = jnp.sum(w if row_factor is None else w * row_factor[:, None], axis=0)
+    scale = jnp.where((total < floor) & (total > 0), floor / jnp.where(total > 0, total, 1), 1)
+    return w * scale[None, :].astype(w.dtype)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,6 +211,7 @@ class LazyUseItOrLoseIt(DeferredRowDecay):
     """
 
     tau_prun_ms: float
+    grace_ms: float = 0.0
 
     def times(self, state: UseItOrLoseItState):
         return state.t_s
@@ -150,7 +223,8 @@ class LazyUseItOrLoseIt(DeferredRowDecay):
         return state._replace(t_s=t_s)
 
     def row_factor(self, t_ms, t_s, strength, dtype):
-        return lazy_factor(t_ms, t_s, jnp.asarray(strength, dtype), jnp.asarray(self.tau_prun_ms, dtype))
+        return lazy_factor(t_ms, t_s, jnp.asarray(strength, dtype), jnp.asarray(self.tau_prun_ms, dtype),
+                           self.grace_ms)
 
 
 def lazy_decay_tau(rule: LearningRule) -> float | None:
@@ -169,6 +243,9 @@ def use_it_or_lose_it(
     semantics: str = "lazy",
     n_classes: int = 3,
     image_ms: float = 500.0,
+    grace_ms: float = 0.0,
+    protect: str = "none",
+    floor: float = 0.0,
 ) -> LearningRule:
     """Use it or lose it: silent inputs' weights decay as exp(−k_p((t − t_s)/τ_prun)²) (thesis Method 3).
 
@@ -178,14 +255,20 @@ def use_it_or_lose_it(
         semantics: ``"lazy"`` (the original: applied at the next presynaptic spike,
             before transmission) or ``"continuous"`` (applied every step). See the module docs.
         n_classes, image_ms: only for the default τ_prun.
+        grace_ms, protect, floor: options beyond the thesis (lazy only; off by default): see the module docs.
     """
     tau = resolve_tau_prun_ms(tau_prun_ms, n_classes, image_ms)
     k0 = check_kp(k_p)
     if semantics not in SEMANTICS:
         raise ConfigError(f"semantics must be one of {', '.join(SEMANTICS)}, got {semantics!r}")
+    grace, protect, rho = check_options(grace_ms, protect, floor, semantics)
+    protecting = protect == "label"
 
     def init(w):
-        return UseItOrLoseItState(jnp.zeros((w.shape[0],), w.dtype), jnp.asarray(k0, w.dtype))
+        return UseItOrLoseItState(
+            jnp.zeros((w.shape[0],), w.dtype), jnp.asarray(k0, w.dtype),
+            t_label=jnp.zeros((), w.dtype) if protecting else None,
+            floor=(rho * jnp.sum(w, axis=0)).astype(w.dtype) if rho else None)
 
     def _stamp(s: UseItOrLoseItState, act: Activity, dtype):
         t = jnp.asarray(act.t_ms, dtype)
@@ -194,6 +277,13 @@ def use_it_or_lose_it(
 
     if semantics == "lazy":
 
+        def clock(ts, s: UseItOrLoseItState, act: Activity, dtype):
+            """The rows' last use: ``t_s``, or with ``protect = "label"`` while learning ``max(t_s, t_label)``."""
+            if not protecting:
+                return ts
+            learning = jnp.asarray(act.gain, dtype) > 0
+            return jnp.where(learning, jnp.maximum(ts, s.t_label), ts)
+
         def prepare(w, s: UseItOrLoseItState, act: Activity):
             dtype = w.dtype
             t = jnp.asarray(act.t_ms, dtype)
@@ -201,21 +291,36 @@ def use_it_or_lose_it(
             tau_ = jnp.asarray(tau, dtype)
             pre = jnp.asarray(act.pre, bool)
             if act.pre_idx is None:
-                f = lazy_factor(t, s.t_s, k_p_, tau_)
+                f = lazy_factor(t, clock(s.t_s, s, act, dtype), k_p_, tau_, grace)
                 return jnp.where(pre[:, None], w * f[:, None], w)
 
             def decay_rows(idx, w_):
-                ts = s.t_s.at[idx].get(mode="fill", fill_value=0)
-                f = lazy_factor(t, ts, k_p_, tau_)
+                ts = clock(s.t_s.at[idx].get(mode="fill", fill_value=0), s, act, dtype)
+                f = lazy_factor(t, ts, k_p_, tau_, grace)
                 rows = w_.at[idx].get(mode="fill", fill_value=0)
                 return w_.at[idx].set(rows * f[:, None], mode="drop")
 
             return for_each_event(pre, act.pre_idx, decay_rows, w, complete=act.idx_complete)
 
         def update(w, s: UseItOrLoseItState, act: Activity):
-            return w, _stamp(s, act, w.dtype)
+            dtype = w.dtype
+            s = _stamp(s, act, dtype)
+            if protecting or rho:
+                learning = jnp.asarray(act.gain, dtype) > 0
+            if protecting:
+                gate = jnp.ones(jnp.shape(act.post), dtype) if act.gate is None else jnp.asarray(act.gate, dtype)
+                fired = jnp.any(jnp.asarray(act.post, bool) & (gate > 0)) & learning
+                s = s._replace(t_label=jnp.where(fired, jnp.asarray(act.t_ms, dtype), s.t_label))
+            if rho:
+                t = jnp.asarray(act.t_ms, dtype)
+                pending = lazy_factor(t, clock(s.t_s, s, act, dtype), jnp.asarray(s.k_p, dtype),
+                                      jnp.asarray(tau, dtype), grace)
+                w = jnp.where(learning & (s.k_p > 0), floor_columns(w, s.floor, pending), w)
+            return w, s
 
-        return LearningRule(init, update, prepare, fast=LazyUseItOrLoseIt(tau))
+        # the options that need the postsynaptic spikes or the whole matrix have no fast form
+        fast = None if (protecting or rho) else LazyUseItOrLoseIt(tau, grace)
+        return LearningRule(init, update, prepare, fast=fast)
 
     def update_continuous(w, s: UseItOrLoseItState, act: Activity):
         dtype = w.dtype
@@ -280,7 +385,7 @@ def set_kp_of(rule: LearningRule, state: Any, name: str, k_p) -> Any:
     return replace_part_state(rule, state, name, new)
 
 
-def apply_pending(w, state: UseItOrLoseItState, t_ms, tau_prun_ms: float, k_p=None):
+def apply_pending(w, state: UseItOrLoseItState, t_ms, tau_prun_ms: float, k_p=None, grace_ms: float = 0.0):
     """Apply the pending lazy decay to every row at time ``t_ms``, as if every input spiked then.
 
     Returns ``(w, state)`` with ``t_s = t_ms`` everywhere. ``k_p`` defaults to
@@ -290,7 +395,7 @@ def apply_pending(w, state: UseItOrLoseItState, t_ms, tau_prun_ms: float, k_p=No
     dtype = w.dtype
     t = jnp.asarray(t_ms, dtype)
     k = jnp.asarray(state.k_p if k_p is None else k_p, dtype)
-    f = lazy_factor(t, state.t_s, k, jnp.asarray(tau_prun_ms, dtype))
+    f = lazy_factor(t, state.t_s, k, jnp.asarray(tau_prun_ms, dtype), grace_ms)
     return w * f[:, None], state._replace(t_s=jnp.full_like(state.t_s, t))
 
 
@@ -300,14 +405,17 @@ def snnjax_regularizers():
 
 
 __all__ = [
+    "PROTECT",
     "SEMANTICS",
+    "LazyUseItOrLoseIt",
     "UseItOrLoseItState",
     "apply_pending",
     "check_kp",
+    "check_options",
     "default_tau_prun_ms",
     "find_state",
+    "floor_columns",
     "kp_of",
-    "LazyUseItOrLoseIt",
     "lazy_decay_tau",
     "lazy_factor",
     "resolve_tau_prun_ms",

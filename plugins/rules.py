@@ -221,10 +221,22 @@ def stdp(
     return _trace_rule(p, _const_lr(p))
 
 
-def all_ltd(**params) -> LearningRule:
-    """All-LTD: trace STDP with lr2 = −1, depression for both spike orders (thesis)."""
-    params.setdefault("lr2", -1.0)
-    return stdp(**params)
+def all_ltd(
+    *,
+    tau_pre_ms: float = 20.0,
+    tau_post_ms: float = 20.0,
+    a_pre: float = 5e-4,
+    a_post: float = -5.25e-4,
+    w_min: float = 0.0,
+    w_max: float = 0.05,
+    lr1: float = 1.0,
+    lr2: float = -1.0,
+    pairing: str = "all-to-all",
+    bounds: str = "hard",
+) -> LearningRule:
+    """All-LTD: trace STDP with lr2 = −1, depression for both spike orders (thesis). The parameters are
+    :func:`stdp`'s (listed, so that a misspelt one is refused by name before anything runs)."""
+    return stdp(**locals())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -328,12 +340,20 @@ def _trace_params(name: str, params: dict | None) -> TraceSTDPParams | None:
         raise ConfigError(f"rule {name!r}: {exc}") from exc
 
 
-def _make(rule, params) -> LearningRule:
+def _make(rule, params, registry=None) -> LearningRule:
+    """``rule`` itself when it is built, else the rule plugin of that name built with ``params`` by
+    ``registry`` — the run's, so that a rule registered only there is found (the installed plugins'
+    registry only when none is given, e.g. a call from Python without a run)."""
     if isinstance(rule, LearningRule):
         return rule
-    from snnjax.plugins import get_registry
+    if registry is None:
+        from snnjax.plugins import get_registry
 
-    return get_registry().create("rule", rule, **(params or {}))
+        registry = get_registry()
+    elif not callable(getattr(registry, "create", None)):
+        raise ConfigError(f"segment-supervised: registry must be a plugin registry (snnjax.plugins.Registry), "
+                          f"got {registry!r}")
+    return registry.create("rule", rule, **(params or {}))
 
 
 def segment_supervised(
@@ -343,6 +363,7 @@ def segment_supervised(
     others: str | LearningRule = "all-ltd",
     target_params: dict | None = None,
     others_params: dict | None = None,
+    registry=None,
 ) -> LearningRule:
     """Supervised segments: the label's segment learns by ``target`` (STDP), the others by ``others`` (All-LTD).
 
@@ -351,7 +372,9 @@ def segment_supervised(
     learns by ``target``. Two rules of the trace family (``stdp``, ``all-ltd``)
     that differ only in their learning rates are merged into one rule with
     per-column rates (no extra work); any other pair runs both rules and selects
-    per column.
+    per column. A ``target``/``others`` given by name is built by ``registry`` (an experiment
+    passes the run's: :func:`snnjax.plugins.create_choice` hands it to a factory that takes
+    ``registry``), else by the registry of the installed plugins.
     """
     if not isinstance(n_classes, int) or n_classes <= 0:
         raise ConfigError(f"n_classes must be a positive integer, got {n_classes!r}")
@@ -382,7 +405,7 @@ def segment_supervised(
 
         return merged._replace(init=init)
 
-    ra, rb = _make(target, target_params), _make(others, others_params)
+    ra, rb = _make(target, target_params, registry), _make(others, others_params, registry)
 
     def init2(w):
         check(w)

@@ -296,7 +296,7 @@ def _run_in(out: Path, experiment: Any, config: dict[str, Any], args: argparse.N
     from . import data
     from .api import RunStopped
     from .experiment import RunContext
-    from .results import build_results, write_json_atomic
+    from .results import build_results, to_jsonable, write_json_atomic
     from .rundir import OutputError, describe_os_error
 
     for stale in out.glob(".staging-*"):  # left by a killed run (we hold the lock)
@@ -316,6 +316,8 @@ def _run_in(out: Path, experiment: Any, config: dict[str, Any], args: argparse.N
         doc = build_results(experiment.name, args.seeds, config, result, time.perf_counter() - start,
                             experiment.thesis, complete=complete, first_seed=args.first_seed)
         doc["data"] = provenance
+        if ctx._loop is not None:  # compile time apart from run time, per phase (snnjax.loop.RunLoop.timing)
+            doc["timing"] = to_jsonable(ctx._loop.timing)
         doc.update(more)
         return doc
 

@@ -185,13 +185,20 @@ class PluginKey(str):
 
 
 class PluginList(list):
-    """A default holding a chain of plugins of ``kind`` (TOML ``[[regularizers]]``, an array of tables)."""
+    """A default holding a chain of plugins of ``kind`` (TOML ``[[regularizers]]``, an array of tables).
+
+    ``builtins``: names the experiment itself understands (``continual``'s ``method``: ``baseline``,
+    ``freeze-largest``, ...); given as plain names they are kept as they are, not looked up in the
+    registry. Every other entry is a plugin choice of ``kind``.
+    """
 
     kind: str
+    builtins: tuple[str, ...]
 
-    def __init__(self, kind: str, items: Iterable[Any] = ()):
+    def __init__(self, kind: str, items: Iterable[Any] = (), builtins: Iterable[str] = ()):
         super().__init__(items)
         self.kind = kind
+        self.builtins = tuple(builtins)
 
 
 def plugin_key(kind: str, name: str) -> PluginKey:
@@ -199,9 +206,12 @@ def plugin_key(kind: str, name: str) -> PluginKey:
     return PluginKey(kind, name)
 
 
-def plugin_list(kind: str) -> PluginList:
-    """The default (empty) of a config key that chooses a chain of plugins of ``kind``."""
-    return PluginList(kind)
+def plugin_list(kind: str, default: Iterable[Any] = (), builtins: Iterable[str] = ()) -> PluginList:
+    """The default of a config key that chooses a list of plugins of ``kind`` (empty unless ``default``).
+
+    Plain names in ``builtins`` are the experiment's own and skip the registry (see :class:`PluginList`).
+    """
+    return PluginList(kind, default, builtins)
 
 
 def _as_choice(key: str, value: Any, where: str) -> Any:
@@ -288,6 +298,32 @@ def resolve(defaults: Mapping[str, Any], *layers: tuple[str, Mapping[str, Any]],
             if isinstance(default, PluginKey):
                 config[key] = check_choice(registry, default.kind, config[key], key)
             elif isinstance(default, PluginList):
-                config[key] = [check_choice(registry, default.kind, v, f"{key}.{i}")
+                config[key] = [v if isinstance(v, str) and v in default.builtins
+                               else _builtin_or_choice(registry, default, f"{key}.{i}", key, v)
                                for i, v in enumerate(config[key])]
     return config
+
+
+def _builtin_or_choice(registry: Any, default: PluginList, where: str, key: str, choice: Any) -> Any:
+    """A list entry: a built-in name as it is, else a plugin choice checked against ``registry``."""
+    from .plugins import check_choice
+
+    known = _known(registry, default, key, choice)
+    return known if isinstance(known, str) and known in default.builtins else check_choice(
+        registry, default.kind, known, where)
+
+
+def _known(registry: Any, default: PluginList, key: str, choice: Any) -> Any:
+    """``choice`` unchanged; for a list with built-in names, a one-line error naming both kinds of
+    entry when ``choice`` is neither a built-in nor a registered plugin."""
+    name = choice if isinstance(choice, str) else choice.get("name") if isinstance(choice, Mapping) else None
+    if default.builtins and isinstance(name, str) and name not in registry.names(default.kind):
+        if name in default.builtins and isinstance(choice, Mapping) and set(choice) == {"name"}:
+            return name
+        if name in default.builtins:
+            raise ConfigError(f"config key {key!r}: {name!r} is built in and takes no parameters here (its own "
+                              f"config keys set it); give it as a plain name")
+        raise ConfigError(f"unknown {key} {name!r}: neither built in ({', '.join(default.builtins)}) nor a registered "
+                          f"{default.kind} plugin.{did_you_mean(name, [*default.builtins, *registry.names(default.kind)])} "
+                          f"Registered {default.kind} plugins: {', '.join(registry.names(default.kind)) or '(none)'}")
+    return choice

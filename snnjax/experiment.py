@@ -10,9 +10,10 @@ returning an :class:`Experiment`. ``snnjax run NAME`` resolves its config
 Every experiment is a pure function of ``(key, config, data)`` per seed: the
 seeds are :meth:`RunContext.seed_keys` (seed *i* is ``fold_in(PRNGKey(config["seed"]), i)``,
 per-seed NumPy randomness is drawn from ``default_rng([config["seed"], i])`` over
-:attr:`RunContext.seed_ids`) and the
-per-seed program is batched with :func:`snnjax.seeds.run_seeds` (``vmap`` over
-the keys, sharded over devices).
+:attr:`RunContext.seed_ids`). The experiment declares per-seed programs and the phases
+of its run; :attr:`RunContext.loop` (:class:`snnjax.loop.RunLoop`) batches them over
+the seeds (``vmap``, sharded over devices, compiled once per shape) and runs the phases
+with checkpoints, resume and progress.
 """
 
 from __future__ import annotations
@@ -68,6 +69,16 @@ class RunContext:
     #: index of the first seed (``snnjax run --first-seed``): this run computes seeds
     #: ``first_seed, …, first_seed + n_seeds − 1`` of the family ``config["seed"]``.
     first_seed: int = 0
+    _loop: Any = field(default=None, repr=False)
+
+    @property
+    def loop(self) -> Any:
+        """The run's :class:`snnjax.loop.RunLoop` (made on first use): batched programs, phases, streams."""
+        if self._loop is None:
+            from .loop import RunLoop
+
+            self._loop = RunLoop(self)
+        return self._loop
 
     @property
     def seed(self) -> int:

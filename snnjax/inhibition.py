@@ -8,7 +8,10 @@ needs them, its spikes), called inside the time step::
 
 What it returns is the scheme's: the potentials with the losers silenced
 (``pointwise``: per position only the earliest-firing feature survives) or the
-winners' indices (``k-wta``, ``snnjax_plugins.conv.inhibition.Winners``).
+winners' indices (``k-wta``, ``snnjax_plugins.conv.inhibition.Winners``). An experiment that
+takes an inhibition by name says how it calls the scheme and reads its result:
+``conv-mnist``'s STDP layers call ``inhibit(potentials [T, F, H, W], spikes)`` and
+take either form (``snnjax_plugins.conv.inhibition.winners_of``; docs/plugins.md).
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ class MergeError(SnnjaxError):
 def versions() -> dict[str, str]:
     """Versions of the packages that decide a run's numbers."""
     out = {"python": platform.python_version()}
-    for pkg in ("snnjax", "jax", "jaxlib", "numpy", "equinox", "optax"):
+    for pkg in ("snnjax", "jax", "jaxlib", "numpy", "optax"):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:

@@ -58,6 +58,8 @@ def test_freeze_largest_keeps_exactly_the_chosen_weights_through_task_2():
     w, m, w0 = np.asarray(w), np.asarray(mask), np.asarray(w_task1)
     np.testing.assert_array_equal(w[m], w0[m])  # bit-exact
     assert np.any(w[~m] != w0[~m])  # the others did learn
+    # the pipeline's programs live on its loop: three epochs, one compile
+    assert pipe.loop.timing["compiles"]["conv/test-freeze"] == 1
 
 
 def test_freeze_and_ranges_in_a_conv_layer_hold_through_its_stdp_epochs():
@@ -318,9 +320,11 @@ def continual_run(tmp_path_factory):
 
 
 def test_interrupted_continual_run_resumes_to_the_same_results(tmp_path, monkeypatch, continual_run):
-    """Ctrl-C in the middle of the method arm (after its task-1 phases, the Langevin ranges and one
-    task-2 epoch were kept), then ``--resume``: the metrics equal an uninterrupted run's, bit for bit."""
-    stop_after = 6
+    """Ctrl-C in the middle of the method arm, then ``--resume``: the metrics equal an uninterrupted run's,
+    bit for bit. Every epoch of every phase is one checkpoint: the baseline arm keeps 8 (task-1 features
+    2, task-1 decision layer 2, task-2 features 1, task-2 decision layer 3), the method arm reuses the
+    shared task 1 and task-2 features and keeps its Langevin epoch (9) and its first task-2 epoch (10)."""
+    stop_after = 10
     from snnjax.checkpoint import FILENAME, PhaseStore, describe
 
     argv = [a for s in [*COMMON, *LANGEVIN_ONE_EPOCH] for a in ("--set", s)]

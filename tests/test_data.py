@@ -1,4 +1,5 @@
-"""Tests of the data layer (snnjax.data) and the built-in dataset plugins.
+"""Tests of the data layer (snnjax.data), the built-in dataset plugins and their readers
+(snnjax_plugins.dataset_readers).
 
 Nothing here downloads: the full datasets are exercised through tiny IDX
 files written by the tests, a tiny tfds dataset prepared locally in the
@@ -21,6 +22,7 @@ import pytest
 from snnjax import data
 from snnjax.errors import ConfigError, DataError, DataUnavailableError, InputError, PluginError
 from snnjax.plugins import build_registry
+from snnjax_plugins import dataset_readers as readers
 
 BUILTIN = ["emnist/balanced", "emnist/letters", "fashion_mnist", "mnist", "mnist-embedded"]
 
@@ -29,7 +31,7 @@ BUILTIN = ["emnist/balanced", "emnist/letters", "fashion_mnist", "mnist", "mnist
 def registry(monkeypatch):
     """Registry built from the entry points, restricted to the dataset plugins."""
     monkeypatch.setenv("SNNJAX_PLUGINS", "datasets")
-    monkeypatch.delenv(data.IDX_DIR_ENV, raising=False)
+    monkeypatch.delenv(readers.IDX_DIR_ENV, raising=False)
     return build_registry()
 
 
@@ -224,7 +226,7 @@ def test_idx_directory_loads_gz_and_raw(registry, tmp_path):
 
 def test_idx_directory_from_env_and_subdir(registry, tmp_path, monkeypatch):
     train, _ = _write_mnist_idx(tmp_path / "fashion_mnist")
-    monkeypatch.setenv(data.IDX_DIR_ENV, str(tmp_path))
+    monkeypatch.setenv(readers.IDX_DIR_ENV, str(tmp_path))
     ds = data.load("fashion_mnist", "train", classes=[3], registry=registry)
     np.testing.assert_array_equal(ds.images, train[0][train[1] == 3])
 
@@ -242,7 +244,7 @@ def test_emnist_idx_names_and_transpose(registry, tmp_path):
 
 def test_read_idx_other_dtypes(tmp_path):
     arr = np.arange(-6, 6, dtype=np.int32).reshape(3, 4)
-    np.testing.assert_array_equal(data.read_idx(_write_idx(tmp_path / "x.idx", arr)), arr)
+    np.testing.assert_array_equal(readers.read_idx(_write_idx(tmp_path / "x.idx", arr)), arr)
 
 
 @pytest.mark.parametrize(
@@ -354,7 +356,7 @@ def test_unavailable_dataset_fails_fast_with_alternatives(registry, tmp_path):
     assert time.monotonic() - start < 15
     message = str(info.value)
     assert "mnist-embedded" in message
-    assert "--set data_dir=DIR" in message and data.IDX_DIR_ENV in message
+    assert "--set data_dir=DIR" in message and readers.IDX_DIR_ENV in message
     assert "download_and_prepare(file_format='array_record')" in message
     assert "download=False" in message
 
@@ -377,7 +379,7 @@ def test_download_offline_is_detected_before_tfds(registry, tmp_path, monkeypatc
         assert not download, "tfds download must not start when offline"
         raise KeyError("splits is empty")
 
-    monkeypatch.setattr(data, "read_tfds_split", no_download)
+    monkeypatch.setattr(readers, "read_tfds_split", no_download)
     start = time.monotonic()
     with pytest.raises(DataUnavailableError, match="offline") as info:
         data.load("emnist/letters", "train", data_dir=tmp_path, registry=registry, source_params={"download": True})
@@ -415,3 +417,18 @@ def test_describe_is_fast_and_complete(registry, tmp_path):
     assert table["mnist-embedded"][1].startswith("embedded: ")
     assert table["mnist"][1].startswith("not available offline")
     assert all(desc for desc, _ in table.values())
+
+
+def test_the_core_names_no_file_format_and_the_readers_old_names_still_resolve():
+    """The IDX and tfds readers live beside the dataset plugins; ``snnjax.data`` keeps the contract, the
+    loader, provenance and the probes, and resolves the readers' old names for old code."""
+    import inspect
+
+    core = inspect.getsource(data)
+    for name in ("def read_idx", "def read_tfds_split", "def find_idx_split", "tensorflow_datasets", "gzip"):
+        assert name not in core, name
+    assert data.read_idx is readers.read_idx and data.read_idx_split is readers.read_idx_split
+    assert data.IDX_DIR_ENV == readers.IDX_DIR_ENV == "SNNJAX_IDX_DIR"
+    with pytest.raises(AttributeError, match="no attribute 'read_csv'"):
+        data.read_csv  # noqa: B018
+

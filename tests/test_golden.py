@@ -236,16 +236,28 @@ def test_seed_keys_are_fold_in_of_the_seed_key_and_pinned():
 
 
 def test_two_device_run_of_a_tiny_experiment_equals_the_pinned_one_device_run(tmp_path):
-    """``diehl-cook``'s tiny run with its 2 seeds sharded over 2 (forced host) devices gives the pinned
-    per-seed metrics of the 1-device run (sharded == unsharded for a real experiment, not a toy)."""
+    """``diehl-cook``'s and ``conv-mnist``'s tiny runs with their 2 seeds sharded over 2 (forced host) devices
+    give the pinned per-seed metrics of the 1-device runs (sharded == unsharded for real experiments, not a
+    toy); the conv programs did place their seed axis over both devices."""
     script = (
         "import sys, jax\n"
         "assert len(jax.devices()) == 2, jax.devices()\n"
         "from snnjax.seeds import seed_mesh\n"
         "assert seed_mesh(2) is not None\n"
+        "import snnjax.loop\n"
+        "placed = []\n"
+        "real = snnjax.loop.shard_seeds\n"
+        "def spy(tree, mesh):\n"
+        "    out = real(tree, mesh)\n"
+        "    placed.extend(len(x.sharding.device_set) for x in jax.tree.leaves(out) if isinstance(x, jax.Array))\n"
+        "    return out\n"
+        "snnjax.loop.shard_seeds = spy\n"
         "from tests.test_golden import run_tiny, assert_matches_golden\n"
         "from pathlib import Path\n"
-        "assert_matches_golden('diehl-cook', run_tiny('diehl-cook', Path(sys.argv[1])))\n"
+        "assert_matches_golden('diehl-cook', run_tiny('diehl-cook', Path(sys.argv[1]) / 'dc'))\n"
+        "placed.clear()\n"
+        "assert_matches_golden('conv-mnist', run_tiny('conv-mnist', Path(sys.argv[1]) / 'conv'))\n"
+        "assert placed and set(placed) == {2}, placed\n"
         "print('OK')\n"
     )
     import os

@@ -3,6 +3,11 @@
 * No experiment imports another experiment: what two experiments share lives in a
   plugin module (e.g. :mod:`snnjax_plugins.readout`), so an experiment can be read,
   changed or removed alone.
+* No experiment runs the loop mechanics itself: no module under ``plugins/experiments/``
+  calls (or imports, or names) ``jax.jit``, ``jax.vmap``, ``jax.pmap``, the sharding helpers
+  (``shard_seeds``, ``seed_mesh``), the checkpoint helpers (``resume_or``, ``save_chunk``,
+  ``PhaseStore``) or ``ctx.progress``: the run loop of the core (``ctx.loop``,
+  :mod:`snnjax.loop`) does, and vmaps over images are model code (``plugins/network/``).
 """
 
 from __future__ import annotations
@@ -79,3 +84,85 @@ def test_the_check_sees_a_relative_import_of_another_experiment():
     assert f"{PACKAGE}.experiments.supervised_stdp" in found
     assert f"{PACKAGE}.readout" in found
     assert experiment_of(f"{PACKAGE}.experiments.supervised_stdp") != experiment_of(module_name(fake))
+
+
+#: what the core's run loop owns (``snnjax.loop``): an experiment must not call, import or name these
+LOOP_ATTRIBUTES = {"jax.jit", "jax.vmap", "jax.pmap", "ctx.progress"}
+LOOP_NAMES = {"shard_seeds", "seed_mesh", "resume_or", "save_chunk", "PhaseStore"}
+JAX_TRANSFORMS = {"jit", "vmap", "pmap"}
+
+
+def _dotted(node: ast.AST) -> str | None:
+    """``a.b.c`` for an attribute chain on a name, else ``None``."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    return ".".join([node.id, *reversed(parts)])
+
+
+def loop_mechanics(source: str, filename: str = "<source>") -> list[str]:
+    """``"line N: what"`` for every use of the run loop's mechanics in ``source`` (see the module docstring).
+
+    Caught: ``jax.jit(…)``/``jax.vmap``/``jax.pmap`` and ``ctx.progress`` as attributes (called or not,
+    also as the tail of a longer chain such as ``self.ctx.progress``); ``from jax import vmap`` and the
+    names imported so; ``shard_seeds``, ``seed_mesh``, ``resume_or``, ``save_chunk``, ``PhaseStore`` as
+    names, attributes (``checkpoint.save_chunk``) or imports.
+    """
+    tree = ast.parse(source, filename=filename)
+    found: list[str] = []
+    from_jax: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            for alias in node.names:
+                if alias.name in LOOP_NAMES:
+                    found.append(f"line {node.lineno}: imports {alias.name} from {node.module}")
+                if node.module == "jax" and alias.name in JAX_TRANSFORMS:
+                    found.append(f"line {node.lineno}: imports jax.{alias.name}")
+                    from_jax.add(alias.asname or alias.name)
+        elif isinstance(node, ast.Attribute):
+            dotted = _dotted(node)
+            if dotted is None:
+                continue
+            tail2 = ".".join(dotted.split(".")[-2:])
+            if dotted in LOOP_ATTRIBUTES or tail2 == "ctx.progress" or node.attr in LOOP_NAMES:
+                found.append(f"line {node.lineno}: {dotted}")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and (node.id in LOOP_NAMES or node.id in from_jax):
+            found.append(f"line {node.lineno}: {node.id}")
+    return sorted(set(found), key=lambda f: int(f.split(":")[0].split()[1]))
+
+
+@pytest.mark.parametrize("path", EXPERIMENT_FILES, ids=lambda p: str(p.relative_to(PLUGINS)))
+def test_no_experiment_runs_the_loop_mechanics_itself(path):
+    found = loop_mechanics(path.read_text(), str(path))
+    assert not found, (f"{path.relative_to(PLUGINS)} runs loop mechanics the core's run loop owns "
+                       f"(use ctx.loop: batched, fold/split, phase; vmaps over images belong in the model's "
+                       f"package): {'; '.join(found)}")
+
+
+@pytest.mark.parametrize("source, what", [
+    ("v = jax.jit(jax.vmap(f))\n", "jax.jit"),
+    ("g = jax.vmap\n", "jax.vmap"),
+    ("out = jax.pmap(f)(x)\n", "jax.pmap"),
+    ("from jax import vmap as vm\ny = vm(f)(x)\n", "vm"),
+    ("from snnjax.seeds import seed_mesh, shard_seeds\n", "imports shard_seeds"),
+    ("x = snnjax.seeds.shard_seeds(x, mesh)\n", "snnjax.seeds.shard_seeds"),
+    ("start, s, p = resume_or(ctx, s)\n", "resume_or"),
+    ("from snnjax import checkpoint\ncheckpoint.save_chunk(ctx, 1, s)\n", "checkpoint.save_chunk"),
+    ("store = PhaseStore(ctx)\n", "PhaseStore"),
+    ("ctx.progress(1, 2, 'rounds')\n", "ctx.progress"),
+    ("self.ctx.progress(1, 2)\n", "self.ctx.progress"),
+])
+def test_the_loop_check_can_fail(source, what):
+    found = loop_mechanics(source)
+    assert any(what in f for f in found), found
+
+
+def test_the_loop_check_passes_what_an_experiment_may_do():
+    ok = ("k_a, k_b = ctx.loop.split(ctx.seed_keys(), 2)\nprog = ctx.loop.batched(f, shared=(1,))\n"
+          "state = ctx.loop.phase('train', 3, body, state, unit='rounds')\nkeys = jax.random.split(key, 4)\n"
+          "y = jax.nn.one_hot(x, 3)\nout = jax.lax.scan(body, c, xs)\n")
+    assert loop_mechanics(ok) == []

@@ -16,6 +16,7 @@ from snnjax_plugins.regularizers import (
     apply_pending,
     default_tau_prun_ms,
     find_state,
+    floor_columns,
     set_kp,
     use_it_or_lose_it,
 )
@@ -212,3 +213,173 @@ def test_registered_as_plugin():
     assert isinstance(rule, LearningRule)
     with pytest.raises(PluginError, match="tau_prun"):
         reg.create("regularizer", "use-it-or-lose-it", tau_prun=100.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# options beyond the thesis: grace_ms, protect = "label", floor (each off by default)
+# ----------------------------------------------------------------------------------------------
+
+
+def _expected_grace_seen(i, n, grace):
+    """As :func:`_expected_lazy_seen`, each gap counting only beyond ``grace`` ms."""
+    f, last = 0.0, 0.0
+    for m in SPIKES.get(i, []):
+        if m > n:
+            break
+        f += (max(m * DT - last - grace, 0.0) / TAU) ** 2
+        last = m * DT
+    return math.exp(-f)
+
+
+@pytest.mark.parametrize("use_idx", [True, False])
+def test_grace_follows_its_formula_and_keeps_the_fast_form(use_idx):
+    grace = 4.0  # ms: input 0's gaps 3, 5, 0.1, 6.9 ms cost 0, 1, 0, 2.9 ms
+    rule = chain(use_it_or_lose_it(tau_prun_ms=TAU, semantics="lazy", grace_ms=grace))
+    seen, _, _ = simulate(rule, W0, _raster(T, SPIKES), use_idx=use_idx)
+    seen = np.asarray(seen)
+    for i in range(N_PRE):
+        for n in range(T):
+            np.testing.assert_allclose(seen[n, i], np.asarray(W0[i]) * _expected_grace_seen(i, n, grace),
+                                       rtol=2e-6, atol=1e-12)
+    assert _expected_grace_seen(0, T, grace) != _expected_lazy_seen(0, T)  # the grace changes something here
+    form = use_it_or_lose_it(tau_prun_ms=TAU, grace_ms=grace).fast
+    f = form.row_factor(20.0, jnp.asarray([19.0, 10.0, 0.0]), 1.0, jnp.float32)
+    np.testing.assert_allclose(np.asarray(f), np.exp(-(np.maximum([1.0 - grace, 10 - grace, 20 - grace], 0) / TAU)
+                                                     ** 2), rtol=1e-6)
+    # with the grace, the exact flush applies the same formula
+    w, _ = apply_pending(W0, UseItOrLoseItState(jnp.asarray([19.0, 10.0, 0.0, 20.0]), jnp.float32(1)), 20.0, TAU,
+                         grace_ms=grace)
+    np.testing.assert_allclose(np.asarray(w)[:, 0], np.asarray(W0)[:, 0] * np.concatenate([np.asarray(f), [1.0]]),
+                               rtol=1e-6)
+
+
+def test_options_off_is_the_thesis_program_bit_for_bit():
+    raster = np.random.default_rng(3).random((150, N_PRE)) < 0.05
+    plain = simulate(chain(use_it_or_lose_it(tau_prun_ms=TAU)), W0, raster)
+    off = simulate(chain(use_it_or_lose_it(tau_prun_ms=TAU, grace_ms=0.0, protect="none", floor=0.0)), W0, raster)
+    np.testing.assert_array_equal(np.asarray(plain[1]), np.asarray(off[1]))
+    s = use_it_or_lose_it(tau_prun_ms=TAU).init(W0)
+    assert s.t_label is None and s.floor is None  # the state's structure (and checkpoints) unchanged
+
+
+def _run_with_post(rule, w0, pre, post, gate, gain):
+    """Like :func:`simulate`, with postsynaptic spikes ``post[T, n_post]``, a gate and a gain."""
+    s0 = rule.init(w0)
+
+    def body(c, x):
+        w, s = c
+        n, p, q = x
+        act = Activity(pre=p, post=q, t_ms=n.astype(jnp.float32) * DT, dt_ms=DT, gain=gain,
+                       gate=jnp.asarray(gate, jnp.float32))
+        w = rule.prepare(w, s, act)
+        seen = w
+        w, s = rule.update(w, s, act)
+        return (w, s), seen
+
+    (w, s), seen = jax.lax.scan(body, (w0, s0), (jnp.arange(pre.shape[0]), jnp.asarray(pre), jnp.asarray(post)))
+    return np.asarray(seen), s
+
+
+def test_protect_label_restarts_every_clock_at_a_spike_of_the_label_segment_while_learning():
+    pre = _raster(T, {0: [30, 150], 1: [170]})
+    post = np.zeros((T, N_POST), bool)
+    post[100, 0] = True  # the label's segment (gate 1) fires at 10 ms
+    post[160, 2] = True  # a neuron outside it (gate 0) at 16 ms: restarts nothing
+    gate = [1.0, 0.0, 0.0]
+    rule = use_it_or_lose_it(tau_prun_ms=TAU, protect="label")
+    assert rule.fast is None  # general path only
+    seen, s = _run_with_post(rule, W0, pre, post, gate, 1.0)
+    # input 0: 3 ms at its first spike; at 15 ms its age counts from the label spike at 10 ms, not from 3 ms
+    np.testing.assert_allclose(seen[150, 0], np.asarray(W0[0]) * math.exp(-((3 / TAU) ** 2) - (5 / TAU) ** 2),
+                               rtol=2e-6)
+    # input 1 (never spiked before): its age counts from 10 ms as well
+    np.testing.assert_allclose(seen[170, 1], np.asarray(W0[1]) * math.exp(-((7 / TAU) ** 2)), rtol=2e-6)
+    assert float(s.t_label) == pytest.approx(10.0)
+    # learning off (the flush, test): ages count from each input's own last spike, and nothing is stamped
+    seen0, s0 = _run_with_post(rule, W0, pre, post, gate, 0.0)
+    np.testing.assert_allclose(seen0[150, 0], np.asarray(W0[0]) * math.exp(-((3 / TAU) ** 2) - (12 / TAU) ** 2),
+                               rtol=2e-6)
+    assert float(s0.t_label) == 0.0
+
+
+def test_floor_scales_a_column_up_to_its_share_of_the_initial_total_only_while_learning_with_kp():
+    rho = 0.9
+    rule = use_it_or_lose_it(tau_prun_ms=TAU, floor=rho)
+    assert rule.fast is None
+    s = rule.init(W0)
+    np.testing.assert_allclose(np.asarray(s.floor), rho * np.asarray(W0).sum(0), rtol=1e-6)
+    pre = _raster(T, {0: [150], 3: [150]})  # inputs 0 and 3 lose (15/5)² → e^-9 of their weights at 15 ms
+    post = np.zeros((T, N_POST), bool)
+    seen, s1 = _run_with_post(rule, W0, pre, post, [1.0, 0.0, 0.0], 1.0)
+    # the sum counts the pending decay of inputs 1 and 2 (silent since 0 ms): at 15 ms they would lose
+    # e^-9 too, so every column is far below its floor and is scaled up to it
+    w_seen = seen[150]  # after the decay at 15 ms, before the update's floor
+    t = 15.0
+    phi = np.exp(-((t - np.asarray([15.0, 0.0, 0.0, 15.0])) / TAU) ** 2)
+    after = np.asarray(rule.update(jnp.asarray(w_seen), s1, Activity(
+        pre=jnp.zeros(N_PRE, bool), post=jnp.zeros(N_POST, bool), t_ms=t, gain=1.0))[0])
+    expected = w_seen * (rho * np.asarray(W0).sum(0) / (w_seen * phi[:, None]).sum(0))[None, :]
+    np.testing.assert_allclose(after, expected, rtol=1e-4)
+    np.testing.assert_allclose((after * phi[:, None]).sum(0), rho * np.asarray(W0).sum(0), rtol=1e-4)
+    # without the row factor the plain sum: a column at or above its floor is left alone, one below scaled to it
+    floored = np.asarray(floor_columns(W0, jnp.asarray([0.0, 1.0, 0.0])))
+    np.testing.assert_array_equal(floored[:, [0, 2]], np.asarray(W0)[:, [0, 2]])
+    np.testing.assert_allclose(floored[:, 1].sum(), 1.0, rtol=1e-6)
+    # learning off, or k_p = 0: no floor
+    decayed = np.asarray(W0).copy()
+    decayed[[0, 3]] *= math.exp(-9)
+    seen_off, _ = _run_with_post(rule, W0, pre, post, [1.0, 0.0, 0.0], 0.0)
+    np.testing.assert_allclose(seen_off[-1], decayed, rtol=1e-5)
+    rule0 = chain(use_it_or_lose_it(tau_prun_ms=TAU, floor=rho, k_p=0.0))
+    seen_k0, _ = _run_with_post(rule0, W0, pre, post, [1.0, 0.0, 0.0], 1.0)
+    np.testing.assert_array_equal(seen_k0[-1], np.asarray(W0))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"grace_ms": -1.0}, "grace_ms must be a number of ms ≥ 0"),
+        ({"protect": "segment"}, "protect must be one of none, label"),
+        ({"floor": 1.5}, "floor must be a fraction"),
+        ({"floor": 0.5, "semantics": "continuous"}, "options of the lazy semantics only"),
+    ],
+)
+def test_bad_options(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        use_it_or_lose_it(**kwargs)
+
+
+def test_grace_runs_on_the_fast_path_as_on_the_general_path():
+    """``grace_ms`` keeps the declared fast form: the network's deferred path equals its per-step path."""
+    import dataclasses
+
+    from snnjax_plugins.network import init_network, present_raster, thesis_config
+    from snnjax_plugins.rules import segment_gate, segment_supervised
+
+    # τ 30 ms, grace 10 ms: the gaps across the 20 ms rest exceed the grace, most inside an image do not
+    rule = chain(segment_supervised(n_classes=3), use_it_or_lose_it(tau_prun_ms=30.0, grace_ms=10.0))
+    cfg0 = thesis_config(t_present_ms=60.0, t_rest_ms=20.0, max_rate_hz=400.0, lazy_block_ms=7.3)
+    rng = np.random.default_rng(3)
+    img = rng.integers(0, 256, cfg0.n_input).astype(np.float32)
+    img[img < 170] = 0
+    raster = jnp.asarray(rng.random((cfg0.steps_present, cfg0.n_input)) < img / 255 * 0.03)
+    w = jax.random.choice(jax.random.key(5), jnp.asarray([0.0, 0.0002, 0.025, 0.0498, 0.05]), (784, 30))
+    out = []
+    for mode in ("lazy", "reference"):
+        c = dataclasses.replace(cfg0, plasticity=mode)
+        st = init_network(jax.random.key(1), c, rule)
+        st = st._replace(w=w)
+        f = jax.jit(lambda s, r, c=c: present_raster(s, r, c, rule, gate=segment_gate(2, 30, 3)))
+        for i in range(2):
+            st, o = f(st, raster if i == 0 else raster[::-1])
+        out.append((np.asarray(st.w), np.asarray(o.exc_counts)))
+    np.testing.assert_array_equal(out[0][1], out[1][1])
+    np.testing.assert_allclose(out[0][0], out[1][0], atol=5e-7, rtol=0)
+    # the grace mattered: the same run without it decays more
+    plain = chain(segment_supervised(n_classes=3), use_it_or_lose_it(tau_prun_ms=30.0))
+    c = dataclasses.replace(cfg0, plasticity="lazy")
+    st = init_network(jax.random.key(1), c, plain)._replace(w=w)
+    f = jax.jit(lambda s, r: present_raster(s, r, c, plain, gate=segment_gate(2, 30, 3)))
+    for i in range(2):
+        st, _ = f(st, raster if i == 0 else raster[::-1])
+    assert np.abs(np.asarray(st.w) - out[0][0]).max() > 1e-4

@@ -47,6 +47,11 @@ def _cfg(**over):
         ({"flush_ms": 0.0}, "Poisson flush of flush_ms = 0 .* no input spike"),
         ({"semantics": "continuous", "flush": "poisson"}, "continuous' with k_p_train = 0 needs flush = 'exact'"),
         ({"semantics": "continuous", "k_p_train": 1.0, "flush": "exact"}, "would apply it twice"),
+        ({"grace_ms": -5.0}, "grace_ms must be a number of ms"),
+        ({"protect": "segment"}, "protect must be one of none, label"),
+        ({"floor": 1.2}, "floor must be a fraction"),
+        ({"k_p_train": 1.0, "floor": 0.5, "semantics": "continuous", "flush": "none"}, "lazy semantics only"),
+        ({"grace_ms": 100.0, "flush": "exact"}, "grace_ms needs the Poisson flush"),
     ],
 )
 def test_bad_configs_fail_before_compile(over, match):
@@ -65,6 +70,22 @@ def test_default_is_the_published_protocol_and_auto_flush_follows_the_schedule()
     for over in ({"semantics": "continuous"}, {"semantics": "continuous", "k_p_train": 1.0},
                  {"k_p_train": 1.0}, {"flush": "exact"}, {"k_p_train": 1.0, "flush": "none"}):
         use_it_or_lose_it().validate(_cfg(**over))
+
+
+def test_options_beyond_the_thesis_reach_the_regularizer_and_default_off():
+    """``grace_ms``, ``protect`` and ``floor`` are off by default (the thesis' rule, its fast form kept)."""
+    from snnjax.plugins import get_registry
+    from snnjax_plugins.experiments.use_it_or_lose_it import build_model
+
+    reg = get_registry()
+    _, rule, _ = build_model(_cfg(), reg)
+    assert rule.fast is not None and rule.parts[1][1].fast.grace_ms == 0.0
+    _, rule, _ = build_model(_cfg(k_p_train=1.0, grace_ms=30000.0), reg)
+    assert rule.fast is not None and rule.parts[1][1].fast.grace_ms == 30000.0
+    for over in ({"protect": "label"}, {"floor": 0.6}):
+        _, rule, _ = build_model(_cfg(k_p_train=1.0, **over), reg)
+        assert rule.fast is None  # general plasticity path
+        use_it_or_lose_it().validate(_cfg(k_p_train=1.0, **over))
 
 
 def test_repeat_passes_reshuffles_each_pass_to_the_requested_length():

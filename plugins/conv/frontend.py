@@ -210,3 +210,22 @@ def dog_latency(
     if padding < 0:
         raise ConfigError(f"padding must be >= 0, got {padding!r}")
     return DogLatencyEncoder(kernels, int(padding), threshold, int(norm_radius), timesteps)
+
+
+def latency_maps(encoder, images: np.ndarray, chunk: int = 500) -> np.ndarray:
+    """First-spike maps ``(N, C, H, W)`` uint8 of ``images`` ``(N, H, W)`` under any conv encoder.
+
+    The conv networks cache their input once for every seed, so their encoder must be
+    deterministic and give *cumulative* spike waves: an encoder with ``latency_batch`` (as
+    :class:`DogLatencyEncoder`) is asked for the maps directly; any other
+    :class:`snnjax.encoding.Encoder` is called as ``encode(None, image) -> [T, C, H, W]`` and its wave
+    stored as first-spike steps (:func:`wave_to_latency`).
+    """
+    if hasattr(encoder, "latency_batch"):
+        return encoder.latency_batch(images, chunk)
+    images = jnp.asarray(images)
+    if images.ndim != 3:
+        raise InputError(f"expected a batch of 2-D images (N, H, W), got shape {images.shape}")
+    fn = jax.jit(jax.vmap(lambda image: wave_to_latency(jnp.asarray(encoder.encode(None, image)))))
+    parts = [np.asarray(fn(images[i : i + chunk])) for i in range(0, images.shape[0], chunk)]
+    return np.concatenate(parts, axis=0)

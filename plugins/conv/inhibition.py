@@ -153,14 +153,53 @@ def last_step_winner(pot_last: jax.Array, timesteps: int) -> Winners:
 
 def pointwise():
     """Pointwise (cross-feature) inhibition: per position only the earliest-firing feature survives."""
-    return pointwise_inhibition
+
+    def inhibit(pot: jax.Array, spikes: jax.Array | None = None) -> jax.Array:
+        del spikes  # the scheme reads the potentials only
+        return pointwise_inhibition(pot)
+
+    return inhibit
 
 
-def k_wta(k: int = 5, radius: int = 0):
+class KWinnersTakeAll(NamedTuple):
+    """SpykeTorch's k-WTA as a value: ``inhibit(pot, spikes=None) -> Winners`` (see :func:`k_winners`).
+
+    Its type is its capability: a conv layer whose inhibition is a ``KWinnersTakeAll`` runs the fused
+    pointwise + k-WTA step (:func:`pointwise_k_winners`, bit for bit the same winners, faster).
+    """
+
+    k: int = 5
+    radius: int = 0
+
+    def __call__(self, pot: jax.Array, spikes: jax.Array | None = None) -> Winners:
+        return k_winners(pot, self.k, self.radius, spikes)
+
+
+def k_wta(k: int = 5, radius: int = 0) -> KWinnersTakeAll:
     """k winners-take-all with lateral inhibition radius (SpykeTorch get_k_winners); returns f(pot, spikes=None)."""
     k, radius = check_k_radius(k, radius)
+    return KWinnersTakeAll(k, radius)
 
-    def apply(pot: jax.Array, spikes: jax.Array | None = None) -> Winners:
-        return k_winners(pot, k, radius, spikes)
 
-    return apply
+def winners_of(result, pot: jax.Array, spikes: jax.Array, k: int) -> Winners:
+    """The learning winners of a conv layer from what its inhibition scheme returned.
+
+    The conv layers take any :class:`snnjax.inhibition.Inhibition` called as ``inhibit(pot, spikes)``
+    on the layer's time-major potentials ``[T, F, H, W]`` (after pointwise inhibition) and spikes:
+
+    * a result with ``index`` ``[k', 3]`` (feature, row, col) and ``valid`` ``[k']`` (a :class:`Winners`)
+      names the winners itself;
+    * an array of the potentials' shape (the potentials with the losers silenced, as ``pointwise`` or a
+      global winner-take-all returns) makes every neuron left non-zero at some step a candidate: up to
+      ``k`` of them win, in k-WTA order on their own potentials (earliest first spike, then the larger
+      potential; one per feature map; no lateral radius).
+    """
+    if hasattr(result, "index") and hasattr(result, "valid"):
+        return Winners(jnp.asarray(result.index, jnp.int32), jnp.asarray(result.valid, bool))
+    result = jnp.asarray(result)
+    if result.shape != pot.shape:
+        raise InputError(f"a conv layer's inhibition must return winners (index, valid) or an array of the "
+                         f"potentials' shape {pot.shape}, got shape {result.shape}")
+    alive = jnp.any(result != 0, axis=0)[None]
+    zero = jnp.zeros((), pot.dtype)
+    return k_winners(jnp.where(alive, pot, zero), k, 0, jnp.where(alive, spikes.astype(pot.dtype), zero))

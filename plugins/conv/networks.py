@@ -22,7 +22,7 @@ same winner and update as the full computation).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -32,7 +32,8 @@ import optax
 from snnjax.errors import ConfigError, InputError
 
 from . import frontend
-from .inhibition import Winners, check_k_radius, last_step_winner, pointwise_inhibition, pointwise_k_winners
+from .inhibition import (KWinnersTakeAll, Winners, check_k_radius, last_step_winner, pointwise_inhibition,
+                         pointwise_k_winners, winners_of)
 from .layers import conv, fire, pad, pool
 from .stdp import ConvActivity, LearningRule
 
@@ -54,6 +55,10 @@ class ConvLayerSpec(NamedTuple):
     #: :func:`~.layers.conv` implementation: ``"dot"`` (the reference rounding) or ``"nhwc"`` (XLA's
     #: channels-last convolution: faster on CPU; potentials differ in float32 rounding, ≈ 1e-6 relative)
     conv_impl: str = "dot"
+    #: the winner selection of a training step: ``None`` = SpykeTorch's k-WTA with ``k`` and ``radius``
+    #: (fused with pointwise inhibition), else any :class:`snnjax.inhibition.Inhibition` called as
+    #: ``inhibit(pot, spikes)`` after pointwise inhibition (see :func:`~.inhibition.winners_of`)
+    inhibition: Any = None
 
 
 class NetworkSpec(NamedTuple):
@@ -154,8 +159,13 @@ def layer_train_forward(layer: ConvLayerSpec, weight: jax.Array, latency: jax.Ar
     if layer.pointwise_input:
         x = pointwise_inhibition(x)
     _, pot = fire(conv(x, weight, impl=layer.conv_impl), layer.threshold)
-    # pointwise inhibition → sign → k-WTA, with the k-WTA scores on the surviving feature only
-    pot, spk, winners = pointwise_k_winners(pot, layer.k, layer.radius)
+    if layer.inhibition is None:
+        # pointwise inhibition → sign → k-WTA, with the k-WTA scores on the surviving feature only
+        pot, spk, winners = pointwise_k_winners(pot, layer.k, layer.radius)
+    else:  # pointwise inhibition → sign → the layer's own scheme
+        pot = pointwise_inhibition(pot)
+        spk = jnp.sign(pot)
+        winners = winners_of(layer.inhibition(pot, spk), pot, spk, layer.k)
     return LayerStep(x, pot, spk, winners)
 
 
@@ -304,6 +314,26 @@ def readout_accuracy(params, features: jax.Array, labels: jax.Array) -> jax.Arra
     return jnp.mean(((pred == labels) & ~silent).astype(jnp.float32))
 
 
+def with_inhibitions(spec: NetworkSpec, schemes) -> NetworkSpec:
+    """``spec`` with the winner selection of its STDP layers replaced, one scheme per layer.
+
+    A :class:`~.inhibition.KWinnersTakeAll` becomes the layer's own ``k`` / ``radius`` (the fused
+    k-WTA step); any other :class:`snnjax.inhibition.Inhibition` is called by the layer
+    (:attr:`ConvLayerSpec.inhibition`).
+    """
+    layers = []
+    for layer, scheme in zip(spec.layers, schemes, strict=True):
+        if isinstance(scheme, KWinnersTakeAll):
+            check_k_radius(scheme.k, scheme.radius)
+            layers.append(layer._replace(k=scheme.k, radius=scheme.radius, inhibition=None))
+        elif callable(scheme):
+            layers.append(layer._replace(inhibition=scheme))
+        else:
+            raise ConfigError(f"an inhibition scheme must be callable as inhibit(potentials, spikes), got "
+                              f"{type(scheme).__name__}")
+    return spec._replace(layers=tuple(layers))
+
+
 def network(name: str, **params) -> NetworkSpec:
     """Network spec by name (``mozafari`` | ``kheradpisheh``)."""
     table = {"mozafari": mozafari2019, "kheradpisheh": kheradpisheh2018}
@@ -316,5 +346,5 @@ __all__ = [
     "ConvLayerSpec", "NetworkSpec", "mozafari2019", "kheradpisheh2018", "init_weight", "init_weights",
     "layer_train_forward", "layer_train_step", "layer_forward", "decision_forward", "train_layer", "make_layer_trainer",
     "layer_outputs", "train_decision", "evaluate_decision", "readout_features", "train_readout",
-    "readout_accuracy", "network", "DecisionStats", "LayerStep",
+    "readout_accuracy", "network", "with_inhibitions", "DecisionStats", "LayerStep",
 ]

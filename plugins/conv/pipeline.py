@@ -17,11 +17,13 @@ dataset cache):
    **evaluation** (:meth:`~ConvPipeline.evaluate`: accuracy and silence rate, silence counted as
    wrong).
 
-Every jitted program is compiled ahead of time, once per input shape, and kept for the
-process (shared by pipelines with the same network and rule parameters;
-:attr:`ConvPipeline.compile_s` records how long each compile took), so repeated epochs reuse one
-executable and the epoch wall times measured by the callers exclude compilation (the first call
-of a fresh executable still carries a one-time warm-up of a few seconds on CPU).
+Every step is a per-seed function made into a program over all seeds by the run's loop
+(:meth:`snnjax.loop.RunLoop.batched`, the pipeline's ``loop``): vmapped over the seeds, the seed
+axis sharded over the devices, the seed-independent inputs (the front end's cache, the labels)
+``shared``, compiled ahead of time once per input shape and kept on the pipeline (one program per
+step name: a run's arms with the same network share one pipeline and so its compiled programs;
+:attr:`ConvPipeline.compile_s` records how long each compile took, the loop's ``timing`` the
+run's total).
 
 For the Kheradpisheh network (no decision layer) :meth:`~ConvPipeline.readout` trains the
 optax softmax readout on the layer-2 features instead.
@@ -29,9 +31,12 @@ optax softmax readout on the layer-2 features instead.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
+import inspect
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -40,8 +45,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from snnjax.errors import ConfigError, InputError
+from snnjax.plugins import choice_name, choice_params, create_choice
+from snnjax.loop import Program, RunLoop
 from snnjax.plasticity import LearningRule, chain
 
+from . import frontend
 from . import networks as N
 from .stdp import ConvActivity, r_stdp, spyketorch_stdp
 
@@ -67,6 +75,17 @@ NETWORK_DEFAULTS: dict[str, Any] = {
 }
 
 NETWORKS = ("mozafari", "kheradpisheh")
+
+#: Config keys of ``conv-mnist`` choosing the network's parts by name through the run's registry
+#: (``snnjax.config.plugin_key``: a name, a TOML table ``[layer_rule] name = ..., param = ...`` or
+#: ``--set layer_rule.a_plus=...``). The numeric keys of :data:`NETWORK_DEFAULTS` fill the parameters
+#: a chosen factory takes and the choice does not set (:func:`plugin_context`).
+PLUGIN_KEYS: dict[str, tuple[str, str]] = {
+    "encoder": ("encoder", "dog-latency"),
+    "inhibition": ("inhibition", "k-wta"),
+    "layer_rule": ("rule", "spyketorch-stdp"),
+    "decision_rule": ("rule", "r-stdp"),
+}
 
 
 def _is_int(v: Any) -> bool:
@@ -100,10 +119,52 @@ def validate_network(cfg: Mapping[str, Any]) -> None:
         raise ConfigError(f"readout_steps must be a positive integer, got {cfg['readout_steps']!r}")
 
 
-def network_from_config(cfg: Mapping[str, Any]) -> N.NetworkSpec:
-    """The :class:`~.networks.NetworkSpec` named by ``cfg["network"]`` with its k / radius keys."""
-    return N.network(cfg["network"], k1=cfg["k1"], r1=cfg["radius1"], k2=cfg["k2"], r2=cfg["radius2"],
+def network_from_config(cfg: Mapping[str, Any], registry: Any = None) -> N.NetworkSpec:
+    """The :class:`~.networks.NetworkSpec` named by ``cfg["network"]`` with its k / radius keys.
+
+    With ``registry`` and an ``inhibition`` choice in ``cfg``, the STDP layers' winner selection is
+    that plugin, built once per layer with ``k`` / ``radius`` from ``k1`` / ``radius1`` and ``k2`` /
+    ``radius2`` where its factory takes them and the choice does not set them.
+    """
+    spec = N.network(cfg["network"], k1=cfg["k1"], r1=cfg["radius1"], k2=cfg["k2"], r2=cfg["radius2"],
                      timesteps=cfg["timesteps"], conv_impl=cfg.get("conv_impl", "dot"))
+    if registry is not None and "inhibition" in cfg:
+        spec = N.with_inhibitions(spec, [create_choice(registry, "inhibition", cfg["inhibition"], k=cfg[f"k{i}"],
+                                                       radius=cfg[f"radius{i}"]) for i in (1, 2)])
+    return spec
+
+
+def plugin_context(cfg: Mapping[str, Any], n_train: int) -> dict[str, dict[str, Any]]:
+    """Per plugin key of :data:`PLUGIN_KEYS`, the parameters the numeric config keys give its factory.
+
+    ``layer_rule``: ``a_plus`` / ``a_minus`` / ``schedule_every`` / ``max_a_plus`` from ``stdp_a_plus``,
+    ``stdp_a_minus``, ``stdp_every`` (0 → None), ``stdp_max_a_plus``; ``decision_rule``: ``reward`` /
+    ``punish`` / ``batch_size`` / ``adaptive_int`` from ``rstdp_reward``, ``rstdp_punish``,
+    ``rstdp_batch`` (0 → ``n_train``), ``adaptive_int``; ``encoder``: the network's DoG bank
+    (``dog``, ``padding``) and ``timesteps``. (``inhibition``: see :func:`network_from_config`.)
+    """
+    spec = N.network(cfg["network"], timesteps=cfg["timesteps"])
+    return {
+        "layer_rule": dict(a_plus=float(cfg["stdp_a_plus"]), a_minus=float(cfg["stdp_a_minus"]),
+                           schedule_every=int(cfg["stdp_every"]) or None, max_a_plus=float(cfg["stdp_max_a_plus"])),
+        "decision_rule": dict(reward=tuple(float(v) for v in cfg["rstdp_reward"]),
+                              punish=tuple(float(v) for v in cfg["rstdp_punish"]),
+                              batch_size=int(cfg["rstdp_batch"]) or int(n_train), adaptive_int=float(cfg["adaptive_int"])),
+        "encoder": dict(dog=spec.dog, padding=spec.dog_padding, timesteps=spec.timesteps),
+    }
+
+
+def _factory(registry: Any, kind: str, choice: Any, context: Mapping[str, Any]) -> tuple[Callable[..., Any], dict]:
+    """``(factory, params)`` of a checked plugin choice: ``factory(**params)`` builds it through
+    ``registry``; ``params`` are the choice's, over the ``context`` values its factory takes."""
+    name, params = choice_name(choice), choice_params(choice)
+    try:
+        takes = inspect.signature(registry.get(kind, name)).parameters
+    except (TypeError, ValueError):
+        takes = {}
+    merged = {k: v for k, v in context.items() if k in takes and k not in params}
+    merged.update(params)
+    return functools.partial(registry.create, kind, name), merged
 
 
 class NetState(NamedTuple):
@@ -125,11 +186,6 @@ class Evaluation(NamedTuple):
     decisions: np.ndarray | None = None  #: ``(S, N)`` decisions (−1 = silence); None for the readout
 
 
-def _signature(args: Sequence[Any]) -> tuple:
-    leaves, tree = jax.tree_util.tree_flatten(args)
-    return (str(tree),) + tuple((tuple(np.shape(x)), str(getattr(x, "dtype", type(x)))) for x in leaves)
-
-
 def digest(images: np.ndarray) -> str:
     """A short content digest of an image array (the front-end cache key)."""
     h = hashlib.sha256()
@@ -139,8 +195,6 @@ def digest(images: np.ndarray) -> str:
 
 
 _MEMORY_CACHE: dict[tuple, np.ndarray] = {}
-#: compiled programs, shared by every pipeline with the same network and rule parameters
-_EXECUTABLES: dict[tuple, Any] = {}
 
 
 class ConvPipeline:
@@ -153,10 +207,19 @@ class ConvPipeline:
         rstdp: keyword arguments of :func:`~.stdp.r_stdp` for the decision layer (``batch_size``
             included; :meth:`rstdp_rule` may override some per call).
         cache_dir: directory for the on-disk front-end cache (``None``: memory only).
+        stdp_factory, rstdp_factory: build the rules of layers 1–2 and of the decision layer from
+            ``stdp`` / ``rstdp`` (default :func:`~.stdp.spyketorch_stdp`, :func:`~.stdp.r_stdp`; a
+            plugin chosen by name: see :func:`pipeline_from_config`).
+        encoder: the front end (:func:`~.frontend.latency_maps`; ``None``: the network's own), named
+            by ``encoder_tag`` in the front-end cache key.
+        loop: the run's :class:`~snnjax.loop.RunLoop` (``ctx.loop``), which batches, shards and
+            compiles every program; ``None`` (scripts, tests): a :meth:`~snnjax.loop.RunLoop.local` one.
     """
 
     def __init__(self, spec: N.NetworkSpec, n_classes: int = 10, stdp: Mapping[str, Any] | None = None,
-                 rstdp: Mapping[str, Any] | None = None, cache_dir: str | Path | None = None):
+                 rstdp: Mapping[str, Any] | None = None, cache_dir: str | Path | None = None,
+                 loop: RunLoop | None = None, *, stdp_factory: Callable[..., LearningRule] = spyketorch_stdp,
+                 rstdp_factory: Callable[..., LearningRule] = r_stdp, encoder: Any = None, encoder_tag: str = ""):
         if spec.decision is not None and spec.decision.out_maps < n_classes:
             raise ConfigError(f"the decision layer has {spec.decision.out_maps} maps, fewer than n_classes={n_classes}")
         self.spec = spec
@@ -164,28 +227,35 @@ class ConvPipeline:
         self.T = spec.timesteps
         self.stdp_params = dict(stdp or {})
         self.rstdp_params = dict(rstdp or {})
-        self.stdp = spyketorch_stdp(**self.stdp_params)
+        #: the layer and decision rules' factories (``stdp`` / ``rstdp`` are their keyword arguments)
+        self.stdp_factory, self.rstdp_factory = stdp_factory, rstdp_factory
+        self.stdp = stdp_factory(**self.stdp_params)
+        if spec.decision is not None:
+            self.rstdp_rule()  # a decision rule its factory refuses fails here, before anything is traced
+        #: the front end (``None``: the network's DoG + latency encoder); ``encoder_tag`` names it in the cache key
+        self.encoder, self.encoder_tag = encoder, str(encoder_tag)
         self.cache_dir = Path(cache_dir) if cache_dir else None
-        self._identity = (spec, self.n_classes, tuple(sorted(self.stdp_params.items())),
-                          tuple(sorted(self.rstdp_params.items())))
+        self.loop = loop if loop is not None else RunLoop.local()
+        self._programs: dict[tuple, Program] = {}
         #: seconds spent compiling, per program name (summed over shapes)
         self.compile_s: dict[str, float] = {}
 
     # ------------------------------------------------------------------ compile once per shape
 
-    def run_program(self, name: str, fn: Callable, *args):
-        """Run ``jax.jit(fn)(*args)``, compiled ahead of time once per (name, shapes).
+    def _run(self, name: str, fn: Callable, *args, shared: tuple[int, ...] = ()):
+        """``fn`` (written for one seed) over every seed: the loop's program ``name``, made once per pipeline.
 
-        ``fn`` must not close over values that change between calls with the same ``name``.
+        ``shared``: positions of the arguments without a seed axis. ``fn`` must not close over values
+        that change between calls with the same ``name`` (pass them as arguments).
         """
-        key = (self._identity, name) + _signature(args)
-        exe = _EXECUTABLES.get(key)
-        if exe is None:
-            t0 = time.perf_counter()
-            exe = jax.jit(fn).lower(*args).compile()
-            self.compile_s[name] = self.compile_s.get(name, 0.0) + time.perf_counter() - t0
-            _EXECUTABLES[key] = exe
-        return exe(*args)
+        prog = self._programs.get((name, shared))
+        if prog is None:
+            prog = self._programs[(name, shared)] = self.loop.batched(fn, shared=shared, name=f"conv/{name}")
+        before = self.loop.timing["compile_s"]
+        out = prog(*args)
+        if self.loop.timing["compile_s"] != before:
+            self.compile_s[name] = self.compile_s.get(name, 0.0) + self.loop.timing["compile_s"] - before
+        return out
 
     # ------------------------------------------------------------------ front end
 
@@ -195,7 +265,7 @@ class ConvPipeline:
         if images.ndim != 3:
             raise InputError(f"expected images (N, H, W), got shape {images.shape}")
         spec = self.spec
-        key = (spec.dog, spec.dog_padding, self.T, digest(images))
+        key = (spec.dog, spec.dog_padding, self.T, digest(images)) + ((self.encoder_tag,) if self.encoder_tag else ())
         if key in _MEMORY_CACHE:
             return _MEMORY_CACHE[key]
         path = None
@@ -206,7 +276,7 @@ class ConvPipeline:
                 lat = np.load(path)
                 _MEMORY_CACHE[key] = lat
                 return lat
-        lat = spec.encoder().latency_batch(images)
+        lat = frontend.latency_maps(self.encoder if self.encoder is not None else spec.encoder(), images)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp.npy")
@@ -228,11 +298,11 @@ class ConvPipeline:
             st3 = self.rstdp_rule().init(w3) if spec.decision is not None else ()
             return NetState(ws[0], ws[1], w3, stdp.init(ws[0]), stdp.init(ws[1]), st3)
 
-        return self.run_program("init", jax.vmap(one), keys)
+        return self._run("init", one, keys)
 
     def rstdp_rule(self, **overrides: Any) -> LearningRule:
         """The decision layer's R-STDP rule with this pipeline's parameters (``overrides`` win)."""
-        return r_stdp(**{**self.rstdp_params, **overrides})
+        return self.rstdp_factory(**{**self.rstdp_params, **overrides})
 
     # ------------------------------------------------------------------ layers 1 and 2
 
@@ -256,8 +326,8 @@ class ConvPipeline:
         def one(k, w, s, c, args):
             return N.train_layer(k, w, s, c, layer, builder(*args), T)
 
-        fn = jax.vmap(one, in_axes=(0, 0, 0, None if shared else 0, 0))
-        return self.run_program(name or f"layer{index + 1}", fn, keys, weight, state, jnp.asarray(cache), rule_args)
+        return self._run(name or f"layer{index + 1}", one, keys, weight, state, jnp.asarray(cache), rule_args,
+                         shared=(3,) if shared else ())
 
     def layer_step(self, index: int, rule: LearningRule):
         """``step(w, st, latency) -> (w, st)``: one STDP image of layer ``index`` (0 or 1) under ``rule``."""
@@ -268,8 +338,9 @@ class ConvPipeline:
         layer = self.spec.layers[index]
         shared = cache.ndim == 4
         T = self.T
-        fn = jax.vmap(lambda w, c: N.layer_outputs(w, c, layer, T, batch_size), in_axes=(0, None if shared else 0))
-        return self.run_program(f"propagate{index + 1}", fn, weight, jnp.asarray(cache))
+        name = f"propagate{index + 1}" + ("" if batch_size == 64 else f"-b{batch_size}")
+        return self._run(name, lambda w, c: N.layer_outputs(w, c, layer, T, batch_size),
+                         weight, jnp.asarray(cache), shared=(1,) if shared else ())
 
     def features(self, w1: jax.Array, w2: jax.Array, lat0: np.ndarray) -> jax.Array:
         """Layer-2 outputs per seed ``(S, N, C, H, W)`` of a front-end cache (layers 1 and 2 frozen)."""
@@ -299,8 +370,8 @@ class ConvPipeline:
         def one(k, w, s, c, y, args):
             return N.train_decision(k, w, s, c, y, layer, builder(*args), T, n_classes)
 
-        fn = jax.vmap(one, in_axes=(0, 0, 0, None if shared else 0, None, 0))
-        return self.run_program(name, fn, keys, w3, st3, jnp.asarray(cache), jnp.asarray(labels, jnp.int32), rule_args)
+        return self._run(name, one, keys, w3, st3, jnp.asarray(cache), jnp.asarray(labels, jnp.int32), rule_args,
+                         shared=(3, 4) if shared else (4,))
 
     def decisions(self, w3: jax.Array, cache: jax.Array, batch_size: int = 64) -> jax.Array:
         """Decisions ``(S, N)`` of the decision layer (``-1`` = silence)."""
@@ -309,7 +380,8 @@ class ConvPipeline:
         def one(w, c):
             return jax.lax.map(lambda lat: N.decision_forward(layer, w, lat, T, n_classes)[0], c, batch_size=batch_size)
 
-        return self.run_program("decide", jax.vmap(one, in_axes=(0, None if cache.ndim == 4 else 0)), w3, jnp.asarray(cache))
+        name = "decide" + ("" if batch_size == 64 else f"-b{batch_size}")
+        return self._run(name, one, w3, jnp.asarray(cache), shared=(1,) if cache.ndim == 4 else ())
 
     def evaluate(self, w3: jax.Array, cache: jax.Array, labels: np.ndarray) -> Evaluation:
         """Test accuracy and silence rate per seed (percent; silence counts as wrong)."""
@@ -342,26 +414,37 @@ class ConvPipeline:
             acc = N.readout_accuracy(params, fte, yte)
             return 100.0 * acc, 100.0 * jnp.mean((fte.sum(-1) == 0).astype(jnp.float32))
 
-        acc, silent = self.run_program(f"readout{steps}", jax.vmap(one, in_axes=(0, 0, 0, None, None)), keys,
-                                jnp.asarray(train_cache), jnp.asarray(test_cache),
-                                jnp.asarray(train_labels, jnp.int32), jnp.asarray(test_labels, jnp.int32))
+        acc, silent = self._run(f"readout{steps}", one, keys, jnp.asarray(train_cache), jnp.asarray(test_cache),
+                                jnp.asarray(train_labels, jnp.int32), jnp.asarray(test_labels, jnp.int32), shared=(3, 4))
         return Evaluation(np.asarray(acc), np.asarray(silent))
 
 
 # ---------------------------------------------------------------------------- helpers
 
 
-def pipeline_from_config(cfg: Mapping[str, Any], n_classes: int, n_train: int) -> ConvPipeline:
+def pipeline_from_config(cfg: Mapping[str, Any], n_classes: int, n_train: int, loop: RunLoop | None = None,
+                         registry: Any = None) -> ConvPipeline:
     """A :class:`ConvPipeline` from the :data:`NETWORK_DEFAULTS` keys of ``cfg``.
 
     ``rstdp_batch = 0`` adapts the R-STDP rates once per epoch of ``n_train`` images (the thesis).
+    ``loop``: the run's loop (``ctx.loop``), see :class:`ConvPipeline`. With ``registry`` (the run's),
+    the keys of :data:`PLUGIN_KEYS` present in ``cfg`` choose the encoder, the STDP layers' inhibition,
+    the layer rule (layers 1 and 2, one state each) and the decision rule by name, with parameters,
+    over the values of :func:`plugin_context`; without, the thesis' parts.
     """
-    spec = network_from_config(cfg)
-    stdp = dict(a_plus=float(cfg["stdp_a_plus"]), a_minus=float(cfg["stdp_a_minus"]),
-                schedule_every=int(cfg["stdp_every"]) or None, max_a_plus=float(cfg["stdp_max_a_plus"]))
-    rstdp = dict(reward=tuple(float(v) for v in cfg["rstdp_reward"]), punish=tuple(float(v) for v in cfg["rstdp_punish"]),
-                 batch_size=int(cfg["rstdp_batch"]) or int(n_train), adaptive_int=float(cfg["adaptive_int"]))
-    return ConvPipeline(spec, n_classes, stdp, rstdp, cfg.get("cache_dir") or None)
+    spec = network_from_config(cfg, registry)
+    context = plugin_context(cfg, n_train)
+    stdp, rstdp = context["layer_rule"], context["decision_rule"]
+    plugins: dict[str, Any] = {}
+    if registry is not None:  # the parts chosen by name (conv-mnist's PLUGIN_KEYS) through the run's registry
+        for key, role in (("layer_rule", "stdp"), ("decision_rule", "rstdp")):
+            if key in cfg:
+                plugins[f"{role}_factory"], params = _factory(registry, "rule", cfg[key], context[key])
+                stdp, rstdp = (params, rstdp) if role == "stdp" else (stdp, params)
+        if "encoder" in cfg and cfg["encoder"] != PLUGIN_KEYS["encoder"][1]:
+            plugins["encoder"] = create_choice(registry, "encoder", cfg["encoder"], **context["encoder"])
+            plugins["encoder_tag"] = json.dumps(cfg["encoder"], sort_keys=True, default=str)
+    return ConvPipeline(spec, n_classes, stdp, rstdp, cfg.get("cache_dir") or None, loop=loop, **plugins)
 
 
 def convergence(weight: jax.Array, lb: float = 0.0, ub: float = 1.0) -> np.ndarray:
@@ -384,7 +467,8 @@ def spike_density(cache: jax.Array, timesteps: int) -> np.ndarray:
 
 
 def epoch_keys(keys: jax.Array, tag: int, epoch: int) -> jax.Array:
-    """Per-seed keys of one epoch of one phase (``fold_in`` of the seed keys: resumable)."""
+    """Per-seed keys of one epoch of one phase (``fold_in`` of the seed keys: resumable); in a run,
+    ``ctx.loop.fold(keys, tag, epoch)`` gives the same keys."""
     return jax.vmap(lambda k: jax.random.fold_in(jax.random.fold_in(k, tag), epoch))(keys)
 
 

@@ -9,22 +9,34 @@ R-STDP rates adapt once per ``rstdp_batch`` images (0 = the whole training set, 
 code does). ``network = "kheradpisheh"`` trains Kheradpisheh et al.'s two STDP layers instead and
 a softmax readout (optax) on their features; its accuracy curve has one point.
 
+The network's parts are plugins chosen by name, with parameters (TOML tables or dotted ``--set``),
+through the run's registry: ``encoder`` (``dog-latency``), ``inhibition`` (the STDP layers' winner
+selection, ``k-wta`` with ``k1``/``radius1`` and ``k2``/``radius2``), ``layer_rule`` (layers 1 and 2,
+``spyketorch-stdp`` with the ``stdp_*`` keys) and ``decision_rule`` (``r-stdp`` with the ``rstdp_*``
+keys and ``adaptive_int``); see ``docs/plugins.md``.
+
 All seeds share the data (the first ``n_train`` / ``n_test`` images of the dataset's splits);
 they differ in the initial weights and in the image order of every epoch. Layers 1 and 2 train
 on the first ``n_train_stdp`` training images (0 = all ``n_train``). The wall time of every
-epoch of every layer (all seeds at once, compilation excluded) is stored in
-``results.json`` → ``extra.wall_s``.
+epoch of every layer (all seeds at once; a program's first call includes its compilation, whose
+time ``results.json`` → ``timing`` reports apart) is stored in ``results.json`` → ``extra.wall_s``.
+
+The run is three phases of the run's loop (``ctx.loop``): ``layer1``, ``layer2`` and ``decision``, a
+chunk per epoch, each checkpointed (``snnjax run --resume`` continues after the last epoch kept). The
+front end runs once for all seeds; every other step is one program over the seeds, sharded over the
+devices. Epoch ``e`` of layer 1, layer 2 and the decision layer draws from the streams ``(1, e)``,
+``(2, e)``, ``(3, e)`` of each seed's key, the feature readout from ``(4, 0)``.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from snnjax.checkpoint import resume_or, save_chunk
+from snnjax.config import plugin_key
 from snnjax.errors import ConfigError
 from snnjax.experiment import Experiment, RunContext, RunResult
 
@@ -43,6 +55,8 @@ DEFAULTS: dict[str, Any] = {
     "epochs3": 50,
     "feature_readout": True,
     **P.NETWORK_DEFAULTS,
+    # the network's parts by name, with parameters, through the run's registry (docs/plugins.md)
+    **{key: plugin_key(kind, name) for key, (kind, name) in P.PLUGIN_KEYS.items()},
 }
 
 #: The thesis' task-1 accuracy per (R1, R2) (24,000 training images), for the figure and summary.
@@ -117,7 +131,7 @@ def _result(acc, train_acc, silence, times, pipe, cfg, n_seeds, n_train, n_test,
             "propagate": times.get("propagate", []),
             "readout": times.get("readout"),
             "compile": {k: round(v, 3) for k, v in pipe.compile_s.items()},
-            "note": f"seconds per epoch for all {n_seeds} seed(s) at once (vmapped), compilation excluded",
+            "note": f"seconds per epoch for all {n_seeds} seed(s) at once (vmapped); a program's first call includes its compilation (timing.compile_s)",
         },
         "n_train": int(n_train),
         "n_test": int(n_test),
@@ -130,89 +144,139 @@ def _result(acc, train_acc, silence, times, pipe, cfg, n_seeds, n_train, n_test,
     return RunResult(metrics=metrics, curves_x={"accuracy": x, "train_accuracy": x}, extra=extra)
 
 
+class _Decision(NamedTuple):
+    """The decision phase's carry (checkpointed after every epoch): the layer, the per-epoch results so far."""
+
+    w3: Any
+    st3: Any
+    accuracy: np.ndarray  #: (S, epochs3) test accuracy after each epoch (NaN: not run yet)
+    train_accuracy: np.ndarray  #: (S, epochs3) training decisions correct during each epoch
+    silence: np.ndarray  #: (S,) test silence rate after the last epoch run
+    decisions: np.ndarray  #: (S, n_test) int32 test decisions after the last epoch run (−1 = silence)
+    feature_density: np.ndarray  #: (S,) fraction of layer-2 neurons that spike on the training images
+    readout_accuracy: np.ndarray  #: (S,) float32 softmax readout of the layer-2 features (NaN: not run)
+    wall_s: np.ndarray  #: (epochs3,) seconds per epoch, all seeds at once
+    readout_s: np.ndarray  #: (1,) seconds of the feature readout (NaN: not run)
+
+
+def _done(seconds: np.ndarray) -> list[float]:
+    return [float(v) for v in np.asarray(seconds) if np.isfinite(v)]
+
+
 def run(ctx: RunContext) -> RunResult:
     cfg = ctx.config
     train, test = load_data(cfg, ctx.registry)
     n_train, n_test, S = len(train), len(test), ctx.n_seeds
     n_stdp = cfg["n_train_stdp"] or n_train
-    pipe = P.pipeline_from_config(cfg, 10, n_train)
+    loop = ctx.loop
+    pipe = P.pipeline_from_config(cfg, 10, n_train, loop=loop, registry=ctx.registry)
     has_decision = pipe.spec.decision is not None
     e1, e2 = cfg["epochs1"], cfg["epochs2"]
     e3 = cfg["epochs3"] if has_decision else 1
     total = e1 + e2 + e3
-
-    times: dict[str, Any] = {"layer1": [], "layer2": [], "decision": [], "propagate": []}
-    t0 = time.perf_counter()
-    lat0 = pipe.encode(np.concatenate([train.images, test.images]))
-    times["encode"] = round(time.perf_counter() - t0, 3)
-    lat0_stdp = lat0[:n_stdp]
-    keys = ctx.seed_keys()
-    state = pipe.init(keys)
-    acc = np.full((S, e3), np.nan)
-    train_acc = np.full((S, e3), np.nan)
-    silence = np.full((S,), np.nan)
-
-    start, state, partial = resume_or(ctx, state)
-    if partial is not None:
-        done = max(start - e1 - e2, 0)
-        acc[:, :done] = np.asarray(partial.metrics["accuracy"])[:, :done]
-        train_acc[:, :done] = np.asarray(partial.metrics["train_accuracy"])[:, :done]
-        silence = np.asarray(partial.metrics["silence_rate"], dtype=float)
-        for k in PHASES:
-            times[k] = list(partial.extra.get("wall_s", {}).get(k, []))
     y_train = np.asarray(train.labels)
     y_test = np.asarray(test.labels)
 
-    lat1 = lat2 = None
-    diag: dict[str, Any] = dict(partial.extra.get("diagnostics", {})) if partial is not None else {}
-    for c in range(start, total):
-        if c < e1:  # ---------------------------------------------------------- layer 1
-            (w1, st1), dt = P.timed(pipe.train_layer_epoch, 0, P.epoch_keys(keys, 1, c), state.w1, state.st1, lat0_stdp)
-            state = state._replace(w1=w1, st1=st1)
-            times["layer1"].append(dt)
-        elif c < e1 + e2:  # --------------------------------------------------- layer 2
-            if lat1 is None:
-                lat1, dt = P.timed(pipe.propagate, 0, state.w1, lat0_stdp)
-                times["propagate"].append(round(dt, 3))
-            (w2, st2), dt = P.timed(pipe.train_layer_epoch, 1, P.epoch_keys(keys, 2, c - e1), state.w2, state.st2, lat1)
-            state = state._replace(w2=w2, st2=st2)
-            times["layer2"].append(dt)
-        else:  # ----------------------------------------------------------------- decision layer / readout
-            i = c - e1 - e2
-            if lat2 is None:
-                lat1 = None  # free the layer-2 training cache
-                lat2, dt = P.timed(pipe.features, state.w1, state.w2, lat0)
-                times["propagate"].append(round(dt, 3))
-                lat2_train, lat2_test = lat2[:, :n_train], lat2[:, n_train:]
-                diag["convergence"] = {"layer1": P.convergence(state.w1).round(5).tolist(),
-                                       "layer2": P.convergence(state.w2).round(5).tolist()}
-                diag["feature_density"] = P.spike_density(lat2_train, pipe.T).round(5).tolist()
-            if has_decision:
-                (w3, st3, stats), dt = P.timed(pipe.decision_epoch, P.epoch_keys(keys, 3, i), state.w3, state.st3,
-                                               lat2_train, y_train)
-                state = state._replace(w3=w3, st3=st3)
-                times["decision"].append(dt)
-                ev = pipe.evaluate(state.w3, lat2_test, y_test)
-                train_acc[:, i] = 100.0 * np.asarray(stats.correct) / n_train
-                diag["confusion"] = confusion(ev.decisions, y_test).tolist()
-                if c == total - 1 and cfg["feature_readout"]:
-                    # the optax softmax readout on the same layer-2 features: tells weak features
-                    # apart from a decision layer that learns less than the features allow
-                    ro, dt = P.timed(pipe.readout, P.epoch_keys(keys, 4, 0), lat2_train, y_train, lat2_test, y_test,
-                                     steps=cfg["readout_steps"])
-                    diag["feature_readout_accuracy"] = np.round(ro.accuracy, 3).tolist()
-                    times["readout"] = round(dt, 3)
-            else:
-                ev, dt = P.timed(pipe.readout, P.epoch_keys(keys, 3, 0), lat2_train, y_train, lat2_test, y_test,
-                                 steps=cfg["readout_steps"])
-                times["decision"].append(dt)
-            acc[:, i] = ev.accuracy
-            silence = ev.silence
-        n_done = max(c + 1 - e1 - e2, 0)
-        ctx.partial = _result(acc[:, :n_done], train_acc[:, :n_done], silence, times, pipe, cfg, S, n_train, n_test, diag)
-        save_chunk(ctx, c + 1, state)
-        ctx.progress(c + 1, total, "epochs")
-    result = _result(acc, train_acc, silence, times, pipe, cfg, S, n_train, n_test, diag)
+    # the front end does not depend on the seed: computed once, shared by every seed's programs
+    t0 = time.perf_counter()
+    lat0 = pipe.encode(np.concatenate([train.images, test.images]))
+    t_encode = round(time.perf_counter() - t0, 3)
+    lat0_stdp = lat0[:n_stdp]
+    keys = ctx.seed_keys()
+    state = pipe.init(keys)
+    propagate_s: list[float] = []
+
+    def times(dt1, dt2, dec: _Decision) -> dict[str, Any]:
+        return {"layer1": _done(dt1), "layer2": _done(dt2), "decision": _done(dec.wall_s), "encode": t_encode,
+                "propagate": propagate_s, "readout": _done(dec.readout_s)[0] if _done(dec.readout_s) else None}
+
+    dec0 = _Decision(state.w3, state.st3, np.full((S, e3), np.nan), np.full((S, e3), np.nan), np.full((S,), np.nan),
+                     np.full((S, n_test), -1, np.int32), np.full((S,), np.nan), np.full((S,), np.nan, np.float32),
+                     np.full((e3,), np.nan), np.full((1,), np.nan))
+
+    def partial(dt1, dt2, dec: _Decision, n_done: int) -> RunResult:
+        return _result(dec.accuracy[:, :n_done], dec.train_accuracy[:, :n_done], dec.silence, times(dt1, dt2, dec),
+                       pipe, cfg, S, n_train, n_test)
+
+    # ---------------------------------------------------------------- layer 1: STDP epochs on the front end
+    def layer1(e, carry):
+        w1, st1, dts = carry
+        (w1, st1), dt = P.timed(pipe.train_layer_epoch, 0, loop.fold(keys, 1, e), w1, st1, lat0_stdp)
+        dts = np.array(dts)
+        dts[e] = dt
+        ctx.partial = partial(dts, np.full(e2, np.nan), dec0, 0)
+        return w1, st1, dts
+
+    w1, st1, dt1 = loop.phase("layer1", e1, layer1, (state.w1, state.st1, np.full((e1,), np.nan)), unit="epochs",
+                              report=lambda done: (done, total))
+
+    # ---------------------------------------------------------------- layer 2: on the outputs of the frozen layer 1
+    lat1: dict[str, Any] = {}
+
+    def layer2(e, carry):
+        w2, st2, dts = carry
+        if not lat1:
+            lat1["train"], dt = P.timed(pipe.propagate, 0, w1, lat0_stdp)
+            propagate_s.append(round(dt, 3))
+        (w2, st2), dt = P.timed(pipe.train_layer_epoch, 1, loop.fold(keys, 2, e), w2, st2, lat1["train"])
+        dts = np.array(dts)
+        dts[e] = dt
+        ctx.partial = partial(dt1, dts, dec0, 0)
+        return w2, st2, dts
+
+    w2, st2, dt2 = loop.phase("layer2", e2, layer2, (state.w2, state.st2, np.full((e2,), np.nan)), unit="epochs",
+                              report=lambda done: (e1 + done, total))
+    lat1.clear()  # free the layer-2 training cache
+
+    # ---------------------------------------------------------------- decision layer (R-STDP) / softmax readout
+    lat2: dict[str, Any] = {}
+
+    def features():
+        if not lat2:
+            lat, dt = P.timed(pipe.features, w1, w2, lat0)
+            propagate_s.append(round(dt, 3))
+            lat2.update(train=lat[:, :n_train], test=lat[:, n_train:])
+            lat2["density"] = P.spike_density(lat2["train"], pipe.T)
+        return lat2["train"], lat2["test"]
+
+    def decision(i, dec: _Decision) -> _Decision:
+        lat2_train, lat2_test = features()
+        acc, train_acc, dts = np.array(dec.accuracy), np.array(dec.train_accuracy), np.array(dec.wall_s)
+        w3, st3, decisions, ro_acc, ro_s = dec.w3, dec.st3, dec.decisions, dec.readout_accuracy, dec.readout_s
+        if has_decision:
+            (w3, st3, stats), dt = P.timed(pipe.decision_epoch, loop.fold(keys, 3, i), w3, st3, lat2_train, y_train)
+            ev = pipe.evaluate(w3, lat2_test, y_test)
+            train_acc[:, i] = 100.0 * np.asarray(stats.correct) / n_train
+            decisions = np.asarray(ev.decisions, np.int32)
+            if i == e3 - 1 and cfg["feature_readout"]:
+                # the optax softmax readout on the same layer-2 features: tells weak features
+                # apart from a decision layer that learns less than the features allow
+                ro, rdt = P.timed(pipe.readout, loop.fold(keys, 4, 0), lat2_train, y_train, lat2_test, y_test,
+                                  steps=cfg["readout_steps"])
+                ro_acc, ro_s = np.asarray(ro.accuracy, np.float32), np.array([round(rdt, 3)])
+        else:
+            ev, dt = P.timed(pipe.readout, loop.fold(keys, 3, 0), lat2_train, y_train, lat2_test, y_test,
+                             steps=cfg["readout_steps"])
+        acc[:, i] = ev.accuracy
+        dts[i] = dt
+        dec = dec._replace(w3=w3, st3=st3, accuracy=acc, train_accuracy=train_acc, silence=np.asarray(ev.silence, float),
+                           decisions=decisions, feature_density=np.asarray(lat2["density"], float),
+                           readout_accuracy=ro_acc, wall_s=dts, readout_s=ro_s)
+        ctx.partial = partial(dt1, dt2, dec, i + 1)
+        return dec
+
+    dec = loop.phase("decision", e3, decision, dec0, unit="epochs", report=lambda done: (e1 + e2 + done, total))
+    lat2.clear()
+
+    diag: dict[str, Any] = {"convergence": {"layer1": P.convergence(w1).round(5).tolist(),
+                                            "layer2": P.convergence(w2).round(5).tolist()},
+                            "feature_density": np.asarray(dec.feature_density).round(5).tolist()}
+    if has_decision:
+        diag["confusion"] = confusion(dec.decisions, y_test).tolist()
+        if np.all(np.isfinite(dec.readout_accuracy)):
+            diag["feature_readout_accuracy"] = np.round(np.asarray(dec.readout_accuracy), 3).tolist()
+    result = _result(np.asarray(dec.accuracy), np.asarray(dec.train_accuracy), np.asarray(dec.silence),
+                     times(dt1, dt2, dec), pipe, cfg, S, n_train, n_test, diag)
     # baselines on the same images (shared by the seeds); the linear readout is the softmax readout of
     # each seed's own layer-2 features (feature_readout)
     base = baselines_per_seed(train.images[None], y_train[None], test.images[None], y_test[None])

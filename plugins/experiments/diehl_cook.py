@@ -14,7 +14,11 @@ same ``n_train`` training images (with their labels) and the same test images.
 name = "stdp-dc15", nu_post = 5e-3``; ``--set rule.nu_post=5e-3``); ``regularizers`` (TOML
 ``[[regularizers]]``, default none) are regularizer plugins chained after it
 (:func:`snnjax.plasticity.named_chain`); a regularizer that takes ``n_classes`` or ``image_ms``
-gets 10 and the presentation + rest time.
+gets 10 and the presentation + rest time. ``neuron`` (default ``dc15-lif``, D&C's excitatory neuron) and
+``encoder`` (default ``poisson``) take a neuron-model / encoder plugin's name or a table with its
+parameters the same way (``[neuron] name = "dc15-lif", theta_plus_mv = 0.1``); a factory that takes
+``dt_ms`` gets the run's. At test θ is frozen by setting the model's ``theta_plus_mv`` to 0 (a model
+without that field is tested as it is).
 """
 
 from __future__ import annotations
@@ -31,9 +35,7 @@ from snnjax.config import plugin_key, plugin_list
 from snnjax.errors import ConfigError
 from snnjax.plasticity import named_chain
 from snnjax.plugins import chain_parts, create_choice
-from snnjax.checkpoint import resume_or, save_chunk
 from snnjax.experiment import Experiment, RunContext, RunResult
-from snnjax.seeds import seed_mesh, shard_seeds
 
 from .. import network as net
 from ..readout import baselines_per_seed
@@ -47,6 +49,8 @@ DEFAULTS: dict[str, Any] = {
     "n_test": 1000,
     "assign_window": 1000,
     "chunk": 250,
+    "neuron": plugin_key("neuron", "dc15-lif"),
+    "encoder": plugin_key("encoder", "poisson"),
     "rule": plugin_key("rule", "stdp-dc15"),
     "regularizers": plugin_list("regularizer"),
     "dt_ms": 0.5,
@@ -86,12 +90,16 @@ def run(ctx: RunContext) -> RunResult:
     cfg = ctx.config
     reg = ctx.registry
     rule = create_choice(reg, "rule", cfg["rule"])
-    netcfg = net.dc15_config(n_exc=cfg["n_exc"], dt_ms=cfg["dt_ms"])
+    dt = cfg["dt_ms"]
+    netcfg = net.dc15_config(n_exc=cfg["n_exc"], dt_ms=dt, exc=create_choice(reg, "neuron", cfg["neuron"], dt_ms=dt),
+                             input_encoder=create_choice(reg, "encoder", cfg["encoder"], dt_ms=dt))
     if cfg["regularizers"]:
         image_ms = netcfg.t_present_ms + netcfg.t_rest_ms
         regs = [create_choice(reg, "regularizer", c, n_classes=10, image_ms=image_ms) for c in cfg["regularizers"]]
         rule = named_chain(*chain_parts(rule, cfg["regularizers"], regs))
-    test_cfg = dataclasses.replace(netcfg, exc=dataclasses.replace(netcfg.exc, theta_plus_mv=0.0))
+    test_cfg = netcfg
+    if dataclasses.is_dataclass(netcfg.exc) and hasattr(netcfg.exc, "theta_plus_mv"):  # θ frozen at test
+        test_cfg = dataclasses.replace(netcfg, exc=dataclasses.replace(netcfg.exc, theta_plus_mv=0.0))
     kw = {"data_dir": cfg["data_dir"] or None, "registry": reg}
     train = data.load(cfg["dataset"], "train", **kw)
     test = data.load(cfg["dataset"], "test", limit=cfg["n_test"], **kw)
@@ -103,11 +111,9 @@ def run(ctx: RunContext) -> RunResult:
     train_x = train.images.reshape(len(train.labels), -1)[orders]  # [S, N, 784]
     train_y = train.labels[orders]
     test_x = jnp.asarray(test.images.reshape(len(test.labels), -1))
-    mesh = seed_mesh(S)
-
-    keys = ctx.seed_keys()
-    k_init, k_run = jax.vmap(lambda k: jax.random.split(k, 2))(keys).transpose(1, 0, 2)
-    state = jax.jit(jax.vmap(lambda k: net.init_network(k, netcfg, rule)))(k_init)
+    loop = ctx.loop
+    k_init, k_run = loop.split(ctx.seed_keys(), 2)
+    state = loop.batched(lambda k: net.init_network(k, netcfg, rule), name="init")(k_init)
 
     def train_chunk(state, key, images):
         state, out = net.present_many(state, images, key, netcfg, rule, learn=1.0)
@@ -117,29 +123,28 @@ def run(ctx: RunContext) -> RunResult:
         _, out = net.present_many(state, images, key, test_cfg, rule, learn=0.0, plastic=False)
         return out.exc_counts
 
-    v_train = jax.jit(jax.vmap(train_chunk))
-    v_eval = jax.jit(jax.vmap(evaluate, in_axes=(0, 0, None)))
-    n_chunks = -(-N // C)
-    # the checkpointed pytree: network state + the responses recorded so far (for label assignment)
-    carry = (state, np.zeros((S, N, cfg["n_exc"]), np.int32), np.zeros((S, N), np.int32))
-    start, carry, _ = resume_or(ctx, carry)
-    state, counts_all, repeats = carry[0], np.array(carry[1]), np.array(carry[2])
-    for c in range(start, n_chunks):
+    v_train = loop.batched(train_chunk)
+    v_eval = loop.batched(evaluate, shared=(2,))
+
+    def chunk(c, carry):
+        state, counts_all, repeats = carry[0], np.array(carry[1]), np.array(carry[2])
         lo, hi = c * C, min(N, (c + 1) * C)
-        images = jnp.asarray(train_x[:, lo:hi])
-        k = jax.vmap(lambda kk: jax.random.fold_in(kk, c))(k_run)
-        state, counts, reps = v_train(state, shard_seeds(k, mesh), shard_seeds(images, mesh))
+        state, counts, reps = v_train(state, loop.fold(k_run, c), jnp.asarray(train_x[:, lo:hi]))
         counts_all[:, lo:hi] = np.asarray(counts)
         repeats[:, lo:hi] = np.asarray(reps)
         ctx.partial = RunResult(metrics={"mean_presentations_per_image": repeats[:, :hi].mean(axis=1)})
-        save_chunk(ctx, c + 1, (state, counts_all, repeats))
-        ctx.progress(hi, N, "training images")
+        return state, counts_all, repeats
+
+    # the carry: network state + the responses recorded so far (for label assignment)
+    carry = (state, np.zeros((S, N, cfg["n_exc"]), np.int32), np.zeros((S, N), np.int32))
+    state, counts_all, repeats = loop.phase("train", -(-N // C), chunk, carry, unit="training images",
+                                            report=lambda done: (min(N, done * C), N))
+    counts_all, repeats = np.asarray(counts_all), np.asarray(repeats)
     window = slice(N - cfg["assign_window"], N)
-    assignment = jax.vmap(assign_labels, in_axes=(0, 0, None))(jnp.asarray(counts_all[:, window]),
-                                                               jnp.asarray(train_y[:, window]), n_classes)
-    k_test = jax.vmap(lambda kk: jax.random.fold_in(kk, 10**6))(k_run)
-    test_counts = v_eval(state, k_test, test_x)
-    pred = jax.vmap(predict, in_axes=(0, 0, None))(test_counts, assignment, n_classes)
+    assignment = loop.batched(lambda c, y: assign_labels(c, y, n_classes), name="assign_labels")(
+        jnp.asarray(counts_all[:, window]), jnp.asarray(train_y[:, window]))
+    test_counts = v_eval(state, loop.fold(k_run, 10**6), test_x)
+    pred = loop.batched(lambda c, a: predict(c, a, n_classes), name="predict")(test_counts, assignment)
     accuracy = 100.0 * np.mean(np.asarray(pred) == test.labels[None, :], axis=1)
     # what a classifier that needs no training gets with the labels of the same training images
     flat_test = test.images.reshape(len(test.labels), -1)

@@ -37,8 +37,19 @@ take a name or a table the same way (their parameters go to ``target_params`` / 
 ``regularizers`` (TOML ``[[regularizers]]``, default none) are regularizer plugins chained after the
 rule (:func:`snnjax.plasticity.named_chain`, parts ``rule``, then each regularizer's name); a
 factory that takes ``n_classes`` or ``image_ms`` (presentation + rest, 500 ms) gets the experiment's.
+``neuron`` (default ``conductance-lif``, the thesis' excitatory neuron) and ``encoder`` (default
+``poisson``) take a neuron-model / encoder plugin's name or a table with its parameters (``[neuron]
+name = "conductance-lif", tau_m_ms = 80``; ``--set encoder.max_rate_hz=50``); a factory that takes
+``dt_ms`` gets the run's, and a neuron factory that takes ``threshold_form`` gets the one
+``adaptive_threshold`` asks for (``vt-copy`` or ``none``) unless the table sets it. The network
+runs any :class:`snnjax.neurons.ScheduledNeuronModel` with conductance inputs and any rate encoder
+(``probabilities(image, scale)``; see :class:`snnjax_plugins.network.NetworkConfig`).
 ``w_init_high``: initial weights ``U(0, w_init_high)``
 (the thesis: 0.05).
+
+The run (:attr:`RunContext.loop`): one phase ``train`` of ``n_rounds`` chunks (a round of training,
+then its test if it is an evaluation round); the chunk's carry is the networks, the dropped-event
+count and the accuracies so far, so a resumed run continues exactly where it stopped.
 """
 
 from __future__ import annotations
@@ -55,14 +66,11 @@ from snnjax.config import plugin_key, plugin_list
 from snnjax.errors import ConfigError
 from snnjax.plasticity import named_chain
 from snnjax.plugins import chain_parts, choice_name, choice_params, create_choice
-from snnjax.checkpoint import resume_or, save_chunk
 from snnjax.experiment import Experiment, RunContext, RunResult
-from snnjax.seeds import seed_mesh, shard_seeds
 
 from .. import network as net
 from ..readout import BASELINE_LABELS, baselines_per_seed
 from ..readout import segment_predict as predict
-from ..rules import segment_gate
 
 DEFAULTS: dict[str, Any] = {
     "seed": 0,
@@ -73,6 +81,8 @@ DEFAULTS: dict[str, Any] = {
     "n_exc": 30,
     "adaptive_threshold": True,
     "w_init_high": 0.05,
+    "neuron": plugin_key("neuron", "conductance-lif"),
+    "encoder": plugin_key("encoder", "poisson"),
     "rule": plugin_key("rule", "segment-supervised"),
     "target_rule": plugin_key("rule", "stdp"),
     "other_rule": plugin_key("rule", "all-ltd"),
@@ -213,17 +223,21 @@ def _split_for(classes, train, test, rng, cfg):
 
 
 def build_model(cfg: Mapping[str, Any], registry: Any):
-    """``(NetworkConfig, LearningRule)`` for the config; components by plugin name."""
+    """``(NetworkConfig, LearningRule)`` for the config; every component by plugin name from ``registry``."""
     form = "vt-copy" if cfg["adaptive_threshold"] else "none"
-    netcfg = net.thesis_config(n_exc=cfg["n_exc"], dt_ms=cfg["dt_ms"], w_init_high=cfg["w_init_high"])
-    netcfg = dataclasses.replace(netcfg, exc=dataclasses.replace(netcfg.exc, threshold_form=form))
+    dt = cfg["dt_ms"]
+    exc = create_choice(registry, "neuron", cfg["neuron"], dt_ms=dt, threshold_form=form)
+    encoder = create_choice(registry, "encoder", cfg["encoder"], dt_ms=dt)
+    netcfg = net.thesis_config(n_exc=cfg["n_exc"], dt_ms=dt, w_init_high=cfg["w_init_high"], exc=exc,
+                               input_encoder=encoder)
     if choice_name(cfg["rule"]) == "segment-supervised":
         kw = {"n_classes": cfg["n_classes"], **choice_params(cfg["rule"])}
         for role, key in (("target", "target_rule"), ("others", "other_rule")):
-            kw.setdefault(role, _segment_part(registry, cfg[key]))
+            kw.setdefault(role, choice_name(cfg[key]))
             if choice_params(cfg[key]):
                 kw.setdefault(f"{role}_params", choice_params(cfg[key]))
-        rule = registry.create("rule", "segment-supervised", **kw)
+        # the segments' rules by name from the run's registry (two built-in trace rules merge into one)
+        rule = create_choice(registry, "rule", {"name": "segment-supervised", **kw}, registry=registry)
     else:  # a rule that takes the segment count gets the experiment's
         choice = {"name": choice_name(cfg["rule"]), **dict(cfg["rule_params"]), **choice_params(cfg["rule"])}
         rule = create_choice(registry, "rule", choice, n_classes=cfg["n_classes"])
@@ -235,24 +249,13 @@ def build_model(cfg: Mapping[str, Any], registry: Any):
     return netcfg, rule
 
 
-def _segment_part(registry: Any, choice: Any) -> Any:
-    """A segment's rule for ``segment-supervised``: the built-in trace rules by name (so two of them merge
-    into one rule with per-column rates), any other rule built here from the run's registry."""
-    from .. import rules
-
-    name = choice_name(choice)
-    if registry.get("rule", name) in (rules.stdp, rules.all_ltd):
-        return name
-    return create_choice(registry, "rule", choice)
-
-
 def make_programs(netcfg, rule, cfg: Mapping[str, Any]):
-    """Per-seed pure functions ``train_round`` and ``evaluate`` (to be vmapped over seeds)."""
+    """Per-seed pure functions ``train_round`` and ``evaluate`` (batched over the seeds by the run loop)."""
     n_classes, tie_rule = cfg["n_classes"], cfg["tie_rule"]
     v_test = netcfg.exc.v_th_mv
 
     def train_round(state, key, images, segs):
-        gates = jax.vmap(lambda s: segment_gate(s, netcfg.n_exc, n_classes, state.w.dtype))(segs)
+        gates = net.segment_gates(segs, netcfg.n_exc, n_classes, state.w.dtype)
         state, out = net.present_many(state, images, key, netcfg, rule, learn=1.0, gates=gates)
         return state, jnp.sum(out.dropped_events)
 
@@ -263,8 +266,7 @@ def make_programs(netcfg, rule, cfg: Mapping[str, Any]):
             counts, dropped = out.exc_counts, jnp.sum(out.dropped_events)
         else:
             keys = jax.random.split(key, images.shape[0])
-            _, out = jax.vmap(lambda img, k: net.present(state, img, k, netcfg, rule, learn=0.0,
-                                                         fixed_v2_mv=v_test, plastic=False))(images, keys)
+            out = net.present_each(state, images, keys, netcfg, rule, learn=0.0, fixed_v2_mv=v_test, plastic=False)
             counts, dropped = out.exc_counts, jnp.sum(out.dropped_events)
         pred = predict(counts, n_classes, tie_rule)
         accuracy = 100.0 * jnp.mean(pred == segs)
@@ -283,52 +285,43 @@ def run(ctx: RunContext) -> RunResult:
     if cfg["protocol"] == "original" and pool < B:
         raise ConfigError(f"images_per_round={B} but only {pool} training images of the chosen classes exist")
     train_round, evaluate = make_programs(netcfg, rule, cfg)
-    mesh = seed_mesh(S)
-    v_train = jax.jit(jax.vmap(train_round))
-    v_eval = jax.jit(jax.vmap(evaluate))
+    loop = ctx.loop
+    v_train = loop.batched(train_round)
+    v_eval = loop.batched(evaluate)
 
-    keys = ctx.seed_keys()
-    init_keys, run_keys = jax.vmap(lambda k: jax.random.split(k, 2))(keys).transpose(1, 0, 2)
-    state = jax.jit(jax.vmap(lambda k: net.init_network(k, netcfg, rule)))(init_keys)
-    test_x = shard_seeds(jnp.asarray(data.test_x), mesh)
-    test_seg = shard_seeds(jnp.asarray(data.test_seg), mesh)
+    init_keys, run_keys = loop.split(ctx.seed_keys(), 2)
+    state = loop.batched(lambda k: net.init_network(k, netcfg, rule), name="init")(init_keys)
+    test_x, test_seg = jnp.asarray(data.test_x), jnp.asarray(data.test_seg)
 
     evals = evaluation_rounds(R, cfg["eval_every"])
-    acc = np.full((S, len(evals)), np.nan)
-    silent = np.full((S, len(evals)), np.nan)
     x = [B * (r + 1) for r in evals]
     base = baseline_curves(data, [images_seen(r, B, pool, cfg["protocol"]) for r in evals])
-    dropped = np.zeros(S, np.int64)  # events beyond the padded per-step lists (exact while 0)
-    # the count is checkpointed with the state, so that a resumed run reports the whole run's count
-    start, (state, dropped), partial = resume_or(ctx, (state, dropped))
-    dropped = np.array(dropped, np.int64)
-    done = sum(r < start for r in evals)
-    if partial is not None:
-        acc[:, :done] = np.asarray(partial.metrics["accuracy"])[:, :done]
-        silent[:, :done] = np.asarray(partial.metrics["silent_test_images"])[:, :done]
-    for r in range(start, R):
-        if cfg["protocol"] == "original":
-            idx = np.arange(B)
-        else:
-            idx = (np.arange(B) + r * B) % pool
-        images = shard_seeds(jnp.asarray(data.train_x[:, idx]), mesh)
-        segs = shard_seeds(jnp.asarray(data.train_seg[:, idx]), mesh)
-        k_train = jax.vmap(lambda k: jax.random.fold_in(k, 2 * r))(run_keys)
-        k_test = jax.vmap(lambda k: jax.random.fold_in(k, 2 * r + 1))(run_keys)
-        state, d_train = v_train(state, k_train, images, segs)
+
+    def train_and_test(r, carry):
+        """Round ``r``: train on its images, then test if ``r`` is an evaluation round."""
+        state, dropped, acc, silent = carry
+        dropped, acc, silent = np.array(dropped, np.int64), np.array(acc), np.array(silent)
+        idx = np.arange(B) if cfg["protocol"] == "original" else (np.arange(B) + r * B) % pool
+        state, d_train = v_train(state, loop.fold(run_keys, 2 * r), jnp.asarray(data.train_x[:, idx]),
+                                 jnp.asarray(data.train_seg[:, idx]))
         dropped += np.asarray(d_train)
         if r in evals:
-            state_after_test, a, s, d_test = v_eval(state, k_test, test_x, test_seg)
+            done = evals.index(r) + 1
+            state_after_test, a, s, d_test = v_eval(state, loop.fold(run_keys, 2 * r + 1), test_x, test_seg)
             dropped += np.asarray(d_test)
             if cfg["test_mode"] == "sequential":
                 state = state_after_test
-            acc[:, done] = np.asarray(a)
-            silent[:, done] = np.asarray(s)
-            done += 1
+            acc[:, done - 1] = np.asarray(a)
+            silent[:, done - 1] = np.asarray(s)
             ctx.partial = _result(acc[:, :done], silent[:, :done], x[:done], data, cfg,
                                   {k: v[:, :done] for k, v in base.items()})
-        save_chunk(ctx, r + 1, (state, dropped))
-        ctx.progress(r + 1, R, "rounds")
+        return state, dropped, acc, silent
+
+    # the carry: the networks, the events beyond the padded per-step lists so far (exact while 0; carried
+    # so that a resumed run reports the whole run's count) and the test results so far [S, len(evals)]
+    carry = (state, np.zeros(S, np.int64), np.full((S, len(evals)), np.nan), np.full((S, len(evals)), np.nan))
+    state, dropped, acc, silent = loop.phase("train", R, train_and_test, carry, unit="rounds")
+    dropped, acc, silent = np.asarray(dropped, np.int64), np.asarray(acc), np.asarray(silent)
     result = _result(acc, silent, x, data, cfg, base)
     result.extra["dropped_events_per_seed"] = dropped.tolist()
     if dropped.any():

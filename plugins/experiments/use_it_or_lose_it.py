@@ -61,6 +61,12 @@ the original (each follows the previous image's 150 ms rest); with
 raised by the flush's input. ``"sequential"`` presents each set's images one
 after another, the network state (v, conductances, vt) carrying over within the
 set, as the original did; every set starts from the post-flush state.
+
+The network's parts are plugins chosen by name (a name or a table with parameters, as in
+``supervised-stdp``): ``neuron`` (the excitatory neuron model, default ``conductance-lif``; it gets
+``dt_ms`` and the ``threshold_form`` of ``adaptive_threshold`` unless the table sets them),
+``encoder`` (default ``poisson``), ``target_rule`` / ``other_rule`` (the segments' rules, default
+``stdp`` / ``all-ltd``; ``[target_rule] name = "stdp", a_pre = 1e-3``), built from the run's registry.
 """
 
 from __future__ import annotations
@@ -73,17 +79,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from snnjax.checkpoint import resume_or, save_chunk
+from snnjax.config import plugin_key
 from snnjax.errors import ConfigError, did_you_mean
 from snnjax.experiment import Experiment, RunContext, RunResult
 from snnjax.plasticity import chain
-from snnjax.seeds import seed_mesh, shard_seeds
+from snnjax.plugins import choice_name, choice_params, create_choice
 
 from .. import network as net
 from ..readout import baselines_per_seed
-from ..regularizers import SEMANTICS, apply_pending, check_kp, find_state, resolve_tau_prun_ms, set_kp
+from ..regularizers import (SEMANTICS, apply_pending, check_kp, check_options, find_state, resolve_tau_prun_ms,
+                            set_kp)
 from ..readout import segment_predict as predict
-from ..rules import segment_gate
 
 TEST_SETS = ("noise", "blurred", "known", "unknown")
 MODELS = ("without", "with")
@@ -98,8 +104,10 @@ DEFAULTS: dict[str, Any] = {
     "unknown_classes": [9, 2, 1],
     "n_exc": 30,
     "adaptive_threshold": True,
-    "target_rule": "stdp",
-    "other_rule": "all-ltd",
+    "neuron": plugin_key("neuron", "conductance-lif"),
+    "encoder": plugin_key("encoder", "poisson"),
+    "target_rule": plugin_key("rule", "stdp"),
+    "other_rule": plugin_key("rule", "all-ltd"),
     "n_train": 0,
     "passes": 1.0,
     "train_chunk": 100,
@@ -112,6 +120,9 @@ DEFAULTS: dict[str, Any] = {
     "k_p_train": 0.0,
     "k_p_flush": 1.0,
     "k_p_test": 0.0,
+    "grace_ms": 0.0,
+    "protect": "none",
+    "floor": 0.0,
     "flush": "auto",
     "flush_ms": 50.0,
     "flush_rate_hz": 63.0,
@@ -186,6 +197,10 @@ def validate(cfg: Mapping[str, Any]) -> None:
         if cfg[key] not in allowed:
             raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got {cfg[key]!r}")
     check_decay_schedule(cfg["semantics"], k_p_train, k_p_flush, flush_mode(cfg))
+    grace, _, _ = check_options(cfg["grace_ms"], cfg["protect"], cfg["floor"], cfg["semantics"])
+    if grace and flush_mode(cfg) == "exact":
+        raise ConfigError("grace_ms needs the Poisson flush (flush = 'poisson' or 'auto'): the exact flush applies "
+                          "the thesis' formula without the grace")
     for key in ("flush_ms", "flush_rate_hz", "blur_sigma", "noise_divider"):
         if cfg[key] < 0:
             raise ConfigError(f"{key} must be ≥ 0, got {cfg[key]}")
@@ -359,14 +374,22 @@ def build_model(cfg: Mapping[str, Any], registry: Any):
     """``(NetworkConfig, LearningRule, τ_prun)``: Method 2's network and rule chained with the regularizer."""
     n_classes = len(cfg["known_classes"])
     form = "vt-copy" if cfg["adaptive_threshold"] else "none"
-    netcfg = net.thesis_config(n_exc=cfg["n_exc"], dt_ms=cfg["dt_ms"], t_present_ms=cfg["t_present_ms"],
-                               t_rest_ms=cfg["t_rest_ms"])
-    netcfg = dataclasses.replace(netcfg, exc=dataclasses.replace(netcfg.exc, threshold_form=form))
-    base = registry.create("rule", "segment-supervised", n_classes=n_classes, target=cfg["target_rule"],
-                           others=cfg["other_rule"])
+    dt = cfg["dt_ms"]  # neuron model and encoder by name from the run's registry (as in supervised-stdp)
+    exc = create_choice(registry, "neuron", cfg["neuron"], dt_ms=dt, threshold_form=form)
+    encoder = create_choice(registry, "encoder", cfg["encoder"], dt_ms=dt)
+    netcfg = net.thesis_config(n_exc=cfg["n_exc"], dt_ms=dt, t_present_ms=cfg["t_present_ms"],
+                               t_rest_ms=cfg["t_rest_ms"], exc=exc, input_encoder=encoder)
+    # the segments' rules by name (with parameters) from the run's registry; two built-in trace rules merge
+    kw = {"n_classes": n_classes, "target": choice_name(cfg["target_rule"]), "others": choice_name(cfg["other_rule"])}
+    for role, key in (("target", "target_rule"), ("others", "other_rule")):
+        if choice_params(cfg[key]):
+            kw[f"{role}_params"] = choice_params(cfg[key])
+    base = create_choice(registry, "rule", {"name": "segment-supervised", **kw}, registry=registry)
     image_ms = netcfg.t_present_ms + netcfg.t_rest_ms
     tau = resolve_tau_prun_ms(cfg["tau_prun_ms"] or None, n_classes, image_ms)
-    reg = registry.create("regularizer", "use-it-or-lose-it", tau_prun_ms=tau, k_p=0.0, semantics=cfg["semantics"])
+    options = {k: cfg[k] for k in ("grace_ms", "protect", "floor") if cfg[k] != DEFAULTS[k]}  # beyond the thesis
+    reg = registry.create("regularizer", "use-it-or-lose-it", tau_prun_ms=tau, k_p=0.0, semantics=cfg["semantics"],
+                          **options)
     return netcfg, chain(base, reg), tau
 
 
@@ -378,7 +401,8 @@ REST_KEY = 0x7E57
 
 
 def make_programs(netcfg, rule, tau: float, cfg: Mapping[str, Any]):
-    """Per-network pure functions ``(train_chunk, flush, evaluate, accuracy)``, vmapped over the batch by the run.
+    """Per-network pure functions ``(train_chunk, flush, evaluate)``, batched over the networks by the run loop,
+    and ``accuracy`` (host code: counts → known-set accuracy, %).
 
     ``evaluate(state, key, images)`` starts from ``state`` (the post-flush state) and, for parallel test
     presentations with ``test_start = "rested"``, first runs the silent slot (:func:`rest` inside).
@@ -390,10 +414,12 @@ def make_programs(netcfg, rule, tau: float, cfg: Mapping[str, Any]):
     flush_cfg = dataclasses.replace(netcfg, t_present_ms=steps * netcfg.dt_ms, t_rest_ms=0.0,
                                     input_capacity=int(netcfg.n_input * steps * cfg["flush_rate_hz"]
                                                        * netcfg.dt_ms * 1e-3 * 1.3) + 512)
-    flush_pixel = 255.0 * cfg["flush_rate_hz"] / netcfg.max_rate_hz
+    enc = netcfg.encoder  # the pixel value the encoder turns into flush_rate_hz (Poisson: rate ∝ pixel)
+    flush_pixel = getattr(enc, "pixel_max", 255.0) * cfg["flush_rate_hz"] / getattr(enc, "max_rate_hz",
+                                                                                    netcfg.max_rate_hz)
 
     def train_chunk(state, key, images, segs):
-        gates = jax.vmap(lambda s: segment_gate(s, netcfg.n_exc, n_classes, state.w.dtype))(segs)
+        gates = net.segment_gates(segs, netcfg.n_exc, n_classes, state.w.dtype)
         state, out = net.present_many(state, images, key, netcfg, rule, learn=1.0, gates=gates)
         return state, out.exc_counts
 
@@ -432,16 +458,16 @@ def make_programs(netcfg, rule, tau: float, cfg: Mapping[str, Any]):
                                       plastic=not frozen)
         else:  # independent presentations, TEST_BATCH at a time (bounded memory, same keys per image)
             keys = jax.random.split(key, images.shape[0])
-
-            def one(xk):
-                return net.present(state, xk[0], xk[1], netcfg, rule, learn=0.0, fixed_v2_mv=v_test,
-                                   plastic=not frozen)[1]
-
-            out = jax.lax.map(one, (images, keys), batch_size=min(TEST_BATCH, images.shape[0]))
+            out = net.present_each(state, images, keys, netcfg, rule, batch_size=min(TEST_BATCH, images.shape[0]),
+                                   learn=0.0, fixed_v2_mv=v_test, plastic=not frozen)
         return out.exc_counts
 
     def accuracy(counts, segs):
-        return 100.0 * jnp.mean(predict(counts, n_classes, cfg["tie_rule"]) == segs)
+        """% of the images whose segment is predicted, per network (any leading axes). Run op by op, not
+        compiled as one program: a fused program rounds ``100·mean`` differently in the last bit (50.000004
+        for 50), and these are the documented numbers."""
+        return 100.0 * jnp.mean(predict(jnp.asarray(counts), n_classes, cfg["tie_rule"]) == jnp.asarray(segs),
+                                axis=-1)
 
     return train_chunk, flush, evaluate, accuracy
 
@@ -452,6 +478,9 @@ def make_programs(netcfg, rule, tau: float, cfg: Mapping[str, Any]):
 
 
 def run(ctx: RunContext) -> RunResult:
+    """Three phases of :attr:`RunContext.loop`: ``train`` (one chunk per ``train_chunk`` images), ``flush``
+    (one chunk) and ``test`` (one chunk per test set); chunk ``c`` of the whole run (training chunks, the
+    flush, the sets, counted on) draws from ``fold_in(run key, c)``."""
     cfg = ctx.config
     netcfg, rule, tau = build_model(cfg, ctx.registry)
     data = prepare_data(cfg, ctx.seed_ids, ctx.registry)
@@ -465,17 +494,16 @@ def run(ctx: RunContext) -> RunResult:
     k_p_train = check_kp(cfg["k_p_train"])
     shared = k_p_train == 0.0  # both models are the same network until the flush: train it once per seed
     T = S if shared else B  # trained networks
-    train_mesh, mesh = seed_mesh(T), seed_mesh(B)
-    v_train = jax.jit(jax.vmap(train_chunk))
-    v_flush = jax.jit(jax.vmap(flush))
-    v_eval = jax.jit(jax.vmap(evaluate))
+    loop = ctx.loop
+    v_train = loop.batched(train_chunk)
+    v_flush = loop.batched(flush)
+    v_eval = loop.batched(evaluate)
 
     def both(x):  # per-seed array -> per-network array (same seed for both models)
         x = np.asarray(x)
         return np.concatenate([x] * M, axis=0)
 
-    keys = ctx.seed_keys()
-    init_keys, run_keys = jax.vmap(lambda k: jax.random.split(k, 2))(keys).transpose(1, 0, 2)
+    init_keys, run_keys = loop.split(ctx.seed_keys(), 2)
     init_keys = jnp.concatenate([init_keys] * M)
     run_keys = jnp.concatenate([run_keys] * M)
     k_p_flush = jnp.asarray(np.repeat([0.0, check_kp(cfg["k_p_flush"])], S))
@@ -484,46 +512,51 @@ def run(ctx: RunContext) -> RunResult:
         st = net.init_network(k, netcfg, rule)
         return st._replace(rule_state=set_kp(st.rule_state, kp))
 
-    tested = jax.jit(jax.vmap(init))(init_keys, jnp.asarray(np.repeat([0.0, k_p_train], S)))
+    tested = loop.batched(init)(init_keys, jnp.asarray(np.repeat([0.0, k_p_train], S)))
     trained = jax.tree_util.tree_map(lambda x: x[:T], tested)
+    totals = np.full((B, len(sets)), np.nan)  # spikes per set [B, n_sets]
+    acc = np.full((B,), np.nan)  # known-set accuracy [B]
+    # progress: one count over the run's chunks (training chunks, the flush, the test sets)
+    n_total, unit = n_chunks + 1 + len(sets), "chunks (training, flush, test sets)"
 
-    # checkpointed: the trained networks [T] + the tested networks [B] (the trained ones split at the
-    # flush) + spikes per set [B, n_sets] + known-set accuracy [B]
-    # + excitatory spikes per training image, mean over each training chunk [B, n_chunks]
-    totals = np.full((B, len(sets)), np.nan)
-    acc = np.full((B,), np.nan)
-    train_rate = np.full((B, n_chunks), np.nan)
-    start, carry, _ = resume_or(ctx, (trained, tested, totals, acc, train_rate))
-    trained, tested = carry[0], carry[1]
-    totals, acc, train_rate = np.array(carry[2]), np.array(carry[3]), np.array(carry[4])
-    n_total = n_chunks + 1 + len(sets)
-    for c in range(start, n_total):
-        k_c = jax.vmap(lambda k: jax.random.fold_in(k, c))(run_keys)
-        if c < n_chunks:
-            lo, hi = c * C, min(P, (c + 1) * C)
-            images = data.train_x[:, lo:hi] if shared else both(data.train_x[:, lo:hi])
-            segs = data.train_seg[:, lo:hi] if shared else both(data.train_seg[:, lo:hi])
-            trained, counts = v_train(trained, shard_seeds(k_c[:T], train_mesh),
-                                      shard_seeds(jnp.asarray(images), train_mesh),
-                                      shard_seeds(jnp.asarray(segs), train_mesh))
-            rate = np.asarray(jnp.mean(jnp.sum(counts, axis=-1), axis=-1))
-            train_rate[:, c] = both(rate) if shared else rate
-            what = f"trained on {hi}/{P} images"
-        elif c == n_chunks:
-            tested = split_models(trained, M) if shared else trained
-            tested = v_flush(shard_seeds(tested, mesh), shard_seeds(k_c, mesh), k_p_flush)
-            what = f"flush ({flush_mode(cfg)})"
-        else:
-            j = c - n_chunks - 1
-            name = sets[j]
-            counts = v_eval(tested, shard_seeds(k_c, mesh), shard_seeds(jnp.asarray(both(data.test_x[name])), mesh))
-            totals[:, j] = np.asarray(jnp.sum(counts, axis=(1, 2)))
-            if name == "known":
-                acc[:] = np.asarray(jax.vmap(accuracy)(counts, jnp.asarray(both(data.known_seg))))
-            what = f"tested {name!r}"
+    def train(c, carry):
+        """Training chunk ``c``; the carry: the trained networks [T] and the excitatory spikes per training
+        image, mean over each chunk [B, n_chunks]."""
+        trained, train_rate = carry[0], np.array(carry[1])
+        lo, hi = c * C, min(P, (c + 1) * C)
+        images = data.train_x[:, lo:hi] if shared else both(data.train_x[:, lo:hi])
+        segs = data.train_seg[:, lo:hi] if shared else both(data.train_seg[:, lo:hi])
+        trained, counts = v_train(trained, loop.fold(run_keys, c)[:T], jnp.asarray(images), jnp.asarray(segs))
+        rate = np.asarray(jnp.mean(jnp.sum(counts, axis=-1), axis=-1))
+        train_rate[:, c] = both(rate) if shared else rate
         ctx.partial = _result(totals, acc, data, cfg, S, train_rate)
-        save_chunk(ctx, c + 1, (trained, tested, totals, acc, train_rate))
-        ctx.progress(c + 1, n_total, what)
+        return trained, train_rate
+
+    trained, train_rate = loop.phase("train", n_chunks, train, (trained, np.full((B, n_chunks), np.nan)),
+                                     unit=unit, report=lambda done: (done, n_total))
+
+    def flush_all(_, tested):
+        """The flush: the trained networks (split into the two models when trained once) at their k_p."""
+        tested = split_models(trained, M) if shared else trained
+        ctx.partial = _result(totals, acc, data, cfg, S, train_rate)
+        return v_flush(tested, loop.fold(run_keys, n_chunks), k_p_flush)
+
+    tested = loop.phase("flush", 1, flush_all, tested, unit=unit, report=lambda done: (n_chunks + done, n_total))
+
+    def test(j, carry):
+        """Test set ``j`` (chunk ``n_chunks + 1 + j`` of the run); the carry: spikes per set and accuracy."""
+        totals, acc = np.array(carry[0]), np.array(carry[1])
+        name = sets[j]
+        counts = v_eval(tested, loop.fold(run_keys, n_chunks + 1 + j), jnp.asarray(both(data.test_x[name])))
+        totals[:, j] = np.asarray(jnp.sum(counts, axis=(1, 2)))
+        if name == "known":
+            acc[:] = np.asarray(accuracy(counts, both(data.known_seg)))
+        ctx.partial = _result(totals, acc, data, cfg, S, train_rate)
+        return totals, acc
+
+    totals, acc = loop.phase("test", len(sets), test, (totals, acc), unit=unit,
+                             report=lambda done: (n_chunks + 1 + done, n_total))
+    totals, acc = np.asarray(totals), np.asarray(acc)
     result = _result(totals, acc, data, cfg, S, train_rate)
     result.extra["tau_prun_ms"] = tau
     result.figures.extend(_figures(ctx, result, tested, cfg, S))

@@ -46,7 +46,9 @@ Modules, by concern: :mod:`.config` (:class:`NetworkConfig`, presets),
 
 Public pure functions: :func:`init_network`, :func:`present` (one image, Poisson
 input drawn inside), :func:`present_raster` (given input raster; used by the
-fixtures), :func:`present_many` (a scan over images). Presets:
+fixtures), :func:`present_many` (a scan over images), :func:`present_each` (every
+image from the same state: the parallel test), :func:`segment_gates` (the label
+gates of a sequence of images). Presets:
 :func:`thesis_config`, :func:`dc15_config`. Times in ms, voltages in mV.
 """
 
@@ -54,7 +56,7 @@ from __future__ import annotations
 
 from ..encoders import FAR
 from .config import RECORDABLE, NetworkConfig, dc15_config, delay_steps, delay_steps_static, thesis_config
-from .present import present, present_many, present_raster
+from .present import present, present_each, present_many, present_raster, segment_gates
 from .state import NetworkState, PresentationOutput, check_dropped, init_network, with_delays
 from .step import batch_any
 
@@ -71,8 +73,10 @@ __all__ = [
     "delay_steps",
     "init_network",
     "present",
+    "present_each",
     "present_many",
     "present_raster",
+    "segment_gates",
     "thesis_config",
     "with_delays",
 ]

@@ -1,18 +1,26 @@
 """Static configuration of the Diehl & Cook family network: :class:`NetworkConfig` and its presets.
 
 Times in ms, rates in Hz, weights in the units of the conductances they add to.
+
+The network's parts are objects given to it, as chosen by name from the run's registry
+(``registry.create("neuron", …)``, ``registry.create("encoder", …)``): the excitatory and
+inhibitory neuron models (``exc``, ``inh``: :class:`snnjax.neurons.ScheduledNeuronModel`) and the
+input encoder (``input_encoder``: a rate encoder). Left out, they are the built-in plugins'
+defaults (``conductance-lif``, ``inhibitory-lif``, ``poisson``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import jax.numpy as jnp
 
 from snnjax.errors import ConfigError
+from snnjax.neurons import ScheduledNeuronModel
 
-from ..encoders import PoissonEncoder
-from ..neurons import DC15_EXC, DC15_INH, THESIS_EXC, THESIS_INH, ConductanceLIF
+from ..encoders import poisson
+from ..neurons import DC15_INH, conductance_lif, dc15_lif, inhibitory_lif
 
 RECORDABLE = ("exc_v", "exc_ge", "exc_gi", "exc_vt", "exc_theta", "inh_v", "inh_ge", "exc_spikes", "inh_spikes")
 
@@ -24,13 +32,20 @@ class NetworkConfig:
     Attributes:
         n_input, n_exc: population sizes (``n_inh = n_exc``).
         dt_ms, t_present_ms, t_rest_ms: time step; input phase; silent rest phase.
-        exc, inh: neuron models (:class:`~snnjax_plugins.neurons.ConductanceLIF`).
+        exc, inh: neuron models (:class:`snnjax.neurons.ScheduledNeuronModel` whose state has the
+            conductances ``ge``, ``gi`` the synapses add to, e.g.
+            :class:`~snnjax_plugins.neurons.ConductanceLIF`); their ``dt_ms`` must be the network's.
         w_ei, w_ie: S2 (exc→inh) and S3 (inh→exc) weights.
         s2_delay_max_ms, s3_delay_max_ms: delays drawn ``U(0, max)`` per synapse (0 = none).
         w_init: ``"uniform"`` (``U(w_init_low, w_init_high)``) or ``"dc15"`` (``(U(0,1) + 0.01)·0.3``).
         norm_target: if set, each excitatory neuron's input weights are scaled to this column
             sum before every presentation (D&C: 78).
-        max_rate_hz: input rate at pixel 255 (at intensity ``intensity_start``).
+        max_rate_hz: input rate at pixel 255 (at intensity ``intensity_start``) of the default encoder.
+        input_encoder: the input encoder (``None``: ``poisson(max_rate_hz, dt_ms)``). The network samples
+            its input spikes itself (exactly, :func:`~snnjax_plugins.encoders.sample_table`) from the
+            encoder's ``probabilities(image, scale) -> float[n_input]``, the spike probability per step
+            of each input (``scale``: the D&C intensity ratio); an encoder with a ``dt_ms`` must have the
+            network's.
         intensity_start, intensity_step, min_spikes, max_repeats: D&C's rule: while a
             presentation gives fewer than ``min_spikes`` excitatory spikes, raise the
             intensity by ``intensity_step`` and present again (at most ``max_repeats`` extra
@@ -60,8 +75,8 @@ class NetworkConfig:
     dt_ms: float = 0.1
     t_present_ms: float = 350.0
     t_rest_ms: float = 150.0
-    exc: ConductanceLIF = ConductanceLIF(dt_ms=0.1, **THESIS_EXC)
-    inh: ConductanceLIF = ConductanceLIF(dt_ms=0.1, **THESIS_INH)
+    exc: Any = conductance_lif(dt_ms=0.1)
+    inh: Any = inhibitory_lif(dt_ms=0.1)
     w_ei: float = 3.0
     w_ie: float = 0.1
     s2_delay_max_ms: float = 10.0
@@ -71,6 +86,7 @@ class NetworkConfig:
     w_init_high: float = 0.05
     norm_target: float | None = None
     max_rate_hz: float = 63.75
+    input_encoder: Any = None
     intensity_start: float = 2.0
     intensity_step: float = 1.0
     min_spikes: int = 0
@@ -99,8 +115,20 @@ class NetworkConfig:
                 raise ConfigError(f"{name} must be ≥ 0, got {getattr(self, name)!r}")
         for name in ("exc", "inh"):
             m = getattr(self, name)
+            if not isinstance(m, ScheduledNeuronModel):
+                raise ConfigError(f"the {name} neuron model {type(m).__name__} cannot run in this network: it needs "
+                                  f"init/integrate/threshold/reset (snnjax.neurons.ScheduledNeuronModel)")
             if abs(m.dt_ms - self.dt_ms) > 1e-12:
                 raise ConfigError(f"the {name} neuron model has dt_ms={m.dt_ms} but the network dt_ms={self.dt_ms}")
+        enc = self.input_encoder
+        if enc is not None:
+            if not callable(getattr(enc, "probabilities", None)):
+                raise ConfigError(f"the encoder {type(enc).__name__} cannot drive this network: it needs "
+                                  f"probabilities(image, scale) -> spike probability per step and input "
+                                  f"(a rate encoder such as 'poisson')")
+            enc_dt = getattr(enc, "dt_ms", None)
+            if enc_dt is not None and abs(enc_dt - self.dt_ms) > 1e-12:
+                raise ConfigError(f"the encoder has dt_ms={enc_dt} but the network dt_ms={self.dt_ms}")
         if self.w_init not in ("uniform", "dc15"):
             raise ConfigError(f"w_init must be 'uniform' or 'dc15', got {self.w_init!r}")
         if self.input_sampler not in ("sparse", "dense"):
@@ -139,12 +167,16 @@ class NetworkConfig:
     def capacity(self) -> int:
         if self.input_capacity is not None:
             return int(self.input_capacity)
-        p = min(1.0, self.max_rate_hz * self.dt_ms * 1e-3)
+        rate = getattr(self.encoder, "max_rate_hz", self.max_rate_hz)
+        p = min(1.0, rate * self.dt_ms * 1e-3)
         return int(0.5 * self.steps_present * self.n_input * p) + 512
 
     @property
-    def encoder(self) -> PoissonEncoder:
-        return PoissonEncoder(max_rate_hz=self.max_rate_hz, dt_ms=self.dt_ms)
+    def encoder(self) -> Any:
+        """The input encoder: ``input_encoder``, or the Poisson encoder at ``max_rate_hz``."""
+        if self.input_encoder is not None:
+            return self.input_encoder
+        return poisson(max_rate_hz=self.max_rate_hz, dt_ms=self.dt_ms)
 
 
 def delay_steps_static(d_ms: float, dt_ms: float) -> int:
@@ -158,20 +190,30 @@ def delay_steps(d_ms, dt_ms: float):
 
 
 def thesis_config(**overrides) -> NetworkConfig:
-    """Thesis (Antonov, Brian 2 notebook): 30 exc, dt 0.1 ms, Euler, vt-copy threshold, delayed S2/S3."""
+    """Thesis (Antonov, Brian 2 notebook): 30 exc, dt 0.1 ms, Euler, vt-copy threshold, delayed S2/S3.
+
+    ``exc``/``inh`` (neuron models) and ``input_encoder`` may be given (e.g. built by name from the run's
+    registry); left out: ``conductance-lif`` / ``inhibitory-lif`` at ``dt_ms`` and ``poisson``.
+    """
     dt = overrides.get("dt_ms", 0.1)
-    exc = overrides.pop("exc", ConductanceLIF(dt_ms=dt, **THESIS_EXC))
-    inh = overrides.pop("inh", ConductanceLIF(dt_ms=dt, **THESIS_INH))
+    exc, inh = overrides.pop("exc", None), overrides.pop("inh", None)
+    exc = conductance_lif(dt_ms=dt) if exc is None else exc
+    inh = inhibitory_lif(dt_ms=dt) if inh is None else inh
     base = dict(n_exc=30, dt_ms=dt, exc=exc, inh=inh, w_ei=3.0, w_ie=0.1, s2_delay_max_ms=10.0, s3_delay_max_ms=5.0,
                 w_init="uniform", w_init_low=0.0, w_init_high=0.05, norm_target=None, min_spikes=0, k_in=24, k_inh=8, k_post=30)
     return NetworkConfig(**{**base, **overrides})
 
 
 def dc15_config(n_exc: int = 100, **overrides) -> NetworkConfig:
-    """Diehl & Cook 2015: N exc, dt 0.5 ms, exponential Euler, θ threshold, normalisation to 78, repeat if < 5 spikes."""
+    """Diehl & Cook 2015: N exc, dt 0.5 ms, exponential Euler, θ threshold, normalisation to 78, repeat if < 5 spikes.
+
+    ``exc``/``inh``/``input_encoder`` as in :func:`thesis_config` (left out: ``dc15-lif``, D&C's inhibitory
+    neuron, ``poisson``).
+    """
     dt = overrides.get("dt_ms", 0.5)
-    exc = overrides.pop("exc", ConductanceLIF(dt_ms=dt, **DC15_EXC))
-    inh = overrides.pop("inh", ConductanceLIF(dt_ms=dt, **DC15_INH))
+    exc, inh = overrides.pop("exc", None), overrides.pop("inh", None)
+    exc = dc15_lif(dt_ms=dt) if exc is None else exc
+    inh = inhibitory_lif(**{**DC15_INH, "dt_ms": dt}) if inh is None else inh
     base = dict(n_exc=n_exc, dt_ms=dt, exc=exc, inh=inh, w_ei=10.4, w_ie=17.0, s2_delay_max_ms=0.0, s3_delay_max_ms=0.0,
                 w_init="dc15", norm_target=78.0, min_spikes=5, max_repeats=10, intensity_start=2.0, intensity_step=1.0,
                 k_in=48, k_post=4)

@@ -1,4 +1,5 @@
-"""Presentations: one image (:func:`present`, :func:`present_raster`) or many (:func:`present_many`).
+"""Presentations: one image (:func:`present`, :func:`present_raster`) or many — one after another
+(:func:`present_many`) or each from the same state (:func:`present_each`).
 
 An image's onset (threshold copy, normalisation), then its input phase and the
 silent rest, each a ``lax.scan`` of steps on the path the rule allows
@@ -28,7 +29,7 @@ def _onset(st: NetworkState, cfg: NetworkConfig, fixed_v2_mv=None) -> NetworkSta
         # adaptive thresholds persist (they are learned), everything else restarts
         exc = fresh_e._replace(vt=exc.vt, theta=exc.theta)
         inh = fresh_i
-    if cfg.exc.threshold_form == "vt-copy":
+    if getattr(cfg.exc, "threshold_form", None) == "vt-copy":
         exc = cfg.exc.onset(exc)
         if fixed_v2_mv is not None:  # test phase of the thesis: v2 fixed, vt keeps evolving
             exc = exc._replace(v2=jnp.full_like(exc.v2, fixed_v2_mv))
@@ -194,3 +195,30 @@ def present_many(state: NetworkState, images, key, cfg: NetworkConfig, rule: Lea
         return st, out
 
     return lax.scan(body, state, (jnp.asarray(images), keys, jnp.asarray(gates, fdt)))
+
+
+def present_each(state: NetworkState, images, keys, cfg: NetworkConfig, rule: LearningRule, *, batch_size=None,
+                 **kw) -> PresentationOutput:
+    """Present every image of ``images`` (``[n, n_input]``) independently, each from ``state``, with ``keys[i]``.
+
+    The parallel test of the thesis' protocol: no presentation sees another's state. The keyword
+    arguments are those of :func:`present`. ``batch_size=None`` presents all ``n`` at once (``vmap``
+    over the images); an integer presents that many at a time (``lax.map``: bounded memory, the same
+    spikes). Returns the outputs stacked over the images (the states after each image are dropped).
+    """
+
+    def one(image, key):
+        return present(state, image, key, cfg, rule, **kw)[1]
+
+    if batch_size is None:
+        return jax.vmap(one)(images, keys)
+    return lax.map(lambda xk: one(*xk), (images, keys), batch_size=batch_size)
+
+
+def segment_gates(segments, n_exc: int, n_classes: int, dtype) -> jnp.ndarray:
+    """The label gates of a sequence of training images: row ``i`` is
+    :func:`snnjax_plugins.rules.segment_gate` of ``segments[i]`` (``[n] → [n, n_exc]``), for
+    :func:`present_many`'s ``gates``."""
+    from ..rules import segment_gate
+
+    return jax.vmap(lambda s: segment_gate(s, n_exc, n_classes, dtype))(segments)

@@ -28,7 +28,9 @@ with ``compare_baseline``, the baseline on the same seeds):
 Methods: ``baseline`` (nothing), ``inhibition`` (the lateral-inhibition radii; its baseline arm
 uses ``baseline_radius1`` / ``baseline_radius2``, 0/0 by default, the thesis' baseline),
 ``freeze-largest``, ``langevin-ranges``, ``noise-lr`` (noisy decision-layer learning rate in both
-tasks). Every other arm's baseline uses the method arm's radii. ``method`` may list several of
+tasks), and any registered regularizer, by name or as a ``[[method]]`` table with its parameters,
+chained after R-STDP on the decision layer in task 2 (docs/plugins.md). Every other arm's baseline
+uses the method arm's radii. ``method`` may list several of
 the last three (``--set method=freeze-largest,langevin-ranges``) and ``langevin_low`` /
 ``langevin_high`` several quantile pairs (``0.25,0.1`` / ``0.75,0.9``: Q1/Q3 and D10/D90): one arm
 each, all on the same seeds, sharing one baseline arm, the task-1 training, the task-2 feature
@@ -48,9 +50,10 @@ epochs; ``forgetting`` (task-1 accuracy after task 1 minus after task 2, points)
 ``baseline_`` prefix; ``forgetting_reduction`` = baseline forgetting / method forgetting on the
 same seed (the thesis' "1.7×").
 
-Checkpoints: every finished phase (features, decision layer, Langevin ranges) and every finished
-decision-layer epoch is kept in the run's checkpoint (:class:`snnjax.checkpoint.PhaseStore`), so
-``snnjax run --resume OUT`` continues an interrupted run with the same results.
+Checkpoints: every training stage (task-1 features, decision layer, Langevin ranges, task-2 features,
+task-2 decision layer) is a phase of the run's loop (``ctx.loop.phase``, one chunk per epoch), so every
+finished epoch is kept in the run's checkpoint and ``snnjax run --resume OUT`` continues an interrupted
+run with the same results.
 """
 
 from __future__ import annotations

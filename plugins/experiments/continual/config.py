@@ -4,10 +4,13 @@ checks made before any data is read, and the arms (method × quantile pair) a ru
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
+from snnjax.config import plugin_list
 from snnjax.errors import ConfigError
+from snnjax.plugins import choice_name
 from snnjax.quantiles import check_probability
 
 from ... import continual_transforms as methods
@@ -21,6 +24,8 @@ LAYERS = ("conv1", "conv2", "decision")
 CONV_LAYERS = LAYERS[:2]
 
 
+#: the thesis' methods, built in (each configured by its own keys); any other entry of ``method`` is a
+#: registered regularizer (a name, or a table with parameters) run as a method: see :func:`method_arms`
 METHODS = ("baseline", "inhibition", "freeze-largest", "langevin-ranges", "noise-lr")
 
 
@@ -52,7 +57,7 @@ DEFAULTS: dict[str, Any] = {
     "task2_epochs2": 4,
     "task2_epochs3": 100,
     "task2_adaptive_int": 0.5,
-    "method": ["baseline"],
+    "method": plugin_list("regularizer", ["baseline"], builtins=METHODS),
     "compare_baseline": True,
     "baseline_radius1": 0,
     "baseline_radius2": 0,
@@ -109,12 +114,27 @@ def _check_choices(cfg: Mapping[str, Any], key: str, allowed: tuple[str, ...], n
     return values
 
 
+def _check_methods(cfg: Mapping[str, Any]) -> list[Any]:
+    """``cfg["method"]``: built-in names and regularizer choices (checked against the run's registry when the
+    config was resolved), none repeated; or :class:`ConfigError`."""
+    values = list(cfg["method"])
+    if not values:
+        raise ConfigError(f"method is empty; choose one or more of {', '.join(METHODS)} or a registered regularizer")
+    for v in values:
+        if not (isinstance(v, str) and v) and not (isinstance(v, Mapping) and isinstance(v.get("name"), str)):
+            raise ConfigError(f"method entries are names or tables {{name = \"...\", parameter = value}}, got {v!r}")
+    canonical = [json.dumps(v, sort_keys=True, default=str) for v in values]
+    if len(set(canonical)) != len(canonical):
+        raise ConfigError(f"method={values} names a method twice")
+    return values
+
+
 def validate(cfg: Mapping[str, Any]) -> None:
     """Check the config before any data is read or anything is compiled."""
     P.validate_network(cfg)
     if cfg["network"] != "mozafari":
         raise ConfigError("continual needs a network with a decision layer: network = 'mozafari'")
-    chosen = _check_choices(cfg, "method", METHODS, "method")
+    chosen = _check_methods(cfg)
     if len(chosen) > 1 and ("baseline" in chosen or "inhibition" in chosen):
         raise ConfigError(f"method={chosen}: 'baseline' and 'inhibition' run alone (several methods already share "
                           f"one baseline arm through compare_baseline; 'inhibition' compares radii)")
@@ -184,12 +204,24 @@ def method_arms(cfg: Mapping[str, Any]) -> list[dict]:
     Each arm is ``{"label", "method", "radii", "is_baseline", "index", "done", "total"}``, Langevin
     arms also ``"quantiles": (low, high)``. All arms run on the same seeds and share whatever
     does not depend on the method (task-1 training, the task-2 feature layers, the Langevin run).
+
+    An entry of ``method`` that is not a plain built-in name (:data:`METHODS`) is a registered
+    regularizer (``--set method=NAME``, ``[[method]] name = "NAME"`` with its parameters): its arm
+    (``"method": "regularizer:<label>"``, ``"choice"``: the entry; label = the plugin name, ``#2`` …
+    when repeated, `` (regularizer)`` when it is also a built-in's name) chains it after R-STDP on the
+    decision layer in task 2 (:func:`snnjax_plugins.continual_transforms.method_transform`).
     """
     radii = (cfg["radius1"], cfg["radius2"])
     pairs = list(zip(map(float, cfg["langevin_low"]), map(float, cfg["langevin_high"])))
     arms: list[dict] = []
+    labels: dict[str, int] = {}
     for method in cfg["method"]:
-        if method == "langevin-ranges":
+        if not (isinstance(method, str) and method in METHODS):  # a registered regularizer as a method
+            name = choice_name(method) + (" (regularizer)" if choice_name(method) in METHODS else "")
+            labels[name] = labels.get(name, 0) + 1
+            label = name if labels[name] == 1 else f"{name}#{labels[name]}"
+            arms.append({"label": label, "method": f"regularizer:{label}", "choice": method, "radii": radii})
+        elif method == "langevin-ranges":
             for q in pairs:
                 label = method if len(pairs) == 1 else f"{method} {q[0]:g}/{q[1]:g}"
                 arms.append({"label": label, "method": method, "radii": radii, "quantiles": q})

@@ -17,8 +17,8 @@ from ...conv.stdp import ConvActivity
 from .config import CONV_LAYERS, langevin_probabilities
 
 
-def _langevin_ranges(pipe: P.ConvPipeline, cfg, keys, w, st, step, bounds, program, tag, lat_train, y_train, evaluate,
-                     progress=None):
+def _langevin_ranges(loop, pipe: P.ConvPipeline, cfg, keys, w, st, step, bounds, program, tag, lat_train, y_train,
+                     evaluate, phase: str):
     """Noisy task-1 epochs of one layer, recording its weights.
 
     ``step(w, st, latency, label) -> (w, st, decision)`` trains the layer on one image
@@ -32,7 +32,9 @@ def _langevin_ranges(pipe: P.ConvPipeline, cfg, keys, w, st, step, bounds, progr
     Q1/Q3 and D10/D90) reads its range from the same noisy trajectory. With ``langevin_stop`` a
     seed whose accuracy falls below it keeps the state of the epoch before (its first epoch is
     always kept) and takes no further epochs; its later accuracies are NaN (so the epochs it kept
-    are the non-NaN ones). ``progress(epochs_done, epochs)`` is called after every epoch.
+    are the non-NaN ones). The epochs are phase ``phase`` of the run's ``loop`` (one chunk per epoch,
+    checkpointed with the estimator's state; a stopped seed's later chunks, and every chunk once all
+    seeds stopped, change nothing).
     """
     every, sigma, stop = int(cfg["langevin_every"]), float(cfg["langevin_sigma"]), float(cfg["langevin_stop"])
     probs = langevin_probabilities(cfg)
@@ -60,29 +62,32 @@ def _langevin_ranges(pipe: P.ConvPipeline, cfg, keys, w, st, step, bounds, progr
         (w, st, nk, qs), _ = jax.lax.scan(outer, (w, st, nkey, qs), order)
         return nk, w, st, qs
 
-    fn = jax.vmap(one, in_axes=(0, 0, 0, 0, 0, None if shared else 0, None))
-    S = keys.shape[0]
-    carry = (P.epoch_keys(keys, tag, 0), w, st, jax.vmap(lambda w: quantiles_init(w.shape, probs))(w))
-    acc = np.full((S, cfg["langevin_epochs"]), np.nan)
-    active = np.ones(S, bool)
-    for e in range(cfg["langevin_epochs"]):
-        new = pipe.run_program(f"langevin-{program}-{sigma}-{every}-{probs}", fn, P.epoch_keys(keys, tag + 1, e), *carry,
-                               jnp.asarray(lat_train), jnp.asarray(y_train, jnp.int32))
+    noisy_epoch = loop.batched(one, shared=(5, 6) if shared else (6,), name=f"langevin-{program}")
+    S, E = keys.shape[0], cfg["langevin_epochs"]
+    lat_train, y_train = jnp.asarray(lat_train), jnp.asarray(y_train, jnp.int32)
+
+    def epoch(e, carry):
+        *state, acc, active = carry
+        active = np.asarray(active)
+        if not active.any():  # every seed has stopped
+            return carry
+        new = noisy_epoch(loop.fold(keys, tag + 1, e), *state, lat_train, y_train)
         got = np.asarray(evaluate(new[1]))
         keep = active & ((got >= stop) | (e == 0))
+        acc = np.array(acc)
         acc[keep, e] = got[keep]
-        carry = jax.tree.map(lambda a, b: jnp.where(keep.reshape((S,) + (1,) * (a.ndim - 1)), a, b), new, carry)
-        active = keep
-        if progress is not None:
-            progress(e + 1, cfg["langevin_epochs"])
-        if not active.any():
-            break
-    estimates = jax.vmap(lambda q: jnp.stack(quantiles_estimate(q, probs)), out_axes=1)(carry[3])
-    return estimates, acc
+        state = jax.tree.map(lambda a, b: jnp.where(keep.reshape((S,) + (1,) * (a.ndim - 1)), a, b), tuple(new), tuple(state))
+        return (*state, acc, keep)
+
+    qs = loop.batched(lambda w: quantiles_init(w.shape, probs), name="quantiles_init")(w)
+    carry = (loop.fold(keys, tag, 0), w, st, qs, np.full((S, E), np.nan), np.ones(S, bool))
+    *_, qs, acc, _ = loop.phase(phase, E, epoch, carry, unit="noisy task-1 epochs")
+    estimates = loop.batched(lambda q: jnp.stack(quantiles_estimate(q, probs)), name="quantiles_estimate")(qs)
+    return jnp.moveaxis(estimates, 0, 1), np.asarray(acc)
 
 
-def _layer_langevin(pipe: P.ConvPipeline, cfg, keys, layer: str, state: P.NetState, w3, st3, lat_t1, lat2_t1, n1,
-                    n_stdp1, y1, yt1, progress=None):
+def _layer_langevin(loop, pipe: P.ConvPipeline, cfg, keys, layer: str, state: P.NetState, w3, st3, lat_t1, lat2_t1,
+                    n1, n_stdp1, y1, yt1, phase: str):
     """:func:`_langevin_ranges` of one layer (``conv1``, ``conv2`` or ``decision``) after task 1.
 
     ``decision``: R-STDP with the rates fixed at their post-task-1 values on the task-1 features,
@@ -93,8 +98,8 @@ def _layer_langevin(pipe: P.ConvPipeline, cfg, keys, layer: str, state: P.NetSta
     """
     if layer == "decision":
         step = pipe.decision_step(pipe.rstdp_rule(adaptive=False))  # rates stay at their post-task-1 values
-        return _langevin_ranges(pipe, cfg, keys, w3, st3, step, (0.2, 0.8), "decision", 40, lat2_t1[:, :n1], y1,
-                                lambda w: pipe.evaluate(w, lat2_t1[:, n1:], yt1).accuracy, progress)
+        return _langevin_ranges(loop, pipe, cfg, keys, w3, st3, step, (0.2, 0.8), "decision", 40, lat2_t1[:, :n1], y1,
+                                lambda w: pipe.evaluate(w, lat2_t1[:, n1:], yt1).accuracy, phase)
     index = CONV_LAYERS.index(layer)
     stdp = pipe.layer_step(index, pipe.stdp)
     step = lambda w, st, lat, label: (*stdp(w, st, lat), jnp.int32(0))  # noqa: E731  (every image updates)
@@ -107,5 +112,5 @@ def _layer_langevin(pipe: P.ConvPipeline, cfg, keys, layer: str, state: P.NetSta
         train, test = pipe.propagate(0, state.w1, train), pipe.propagate(0, state.w1, test)
         evaluate = lambda w: pipe.evaluate(w3, pipe.propagate(1, w, test), yt1).accuracy  # noqa: E731
         w, st = state.w2, state.st2
-    return _langevin_ranges(pipe, cfg, keys, w, st, step, bounds, layer, 42 + 2 * index, train,
-                            np.zeros(len(train) if train.ndim == 4 else train.shape[1], np.int32), evaluate, progress)
+    return _langevin_ranges(loop, pipe, cfg, keys, w, st, step, bounds, layer, 42 + 2 * index, train,
+                            np.zeros(len(train) if train.ndim == 4 else train.shape[1], np.int32), evaluate, phase)

@@ -7,7 +7,6 @@ import time
 
 import numpy as np
 
-from snnjax.checkpoint import PhaseStore
 from snnjax.experiment import RunContext, RunResult
 
 from .arm import run_arm
@@ -29,11 +28,10 @@ def run(ctx: RunContext) -> RunResult:
     E = cfg["task2_epochs3"]
     keys = ctx.seed_keys()
     times: dict[str, list] = {"layer1": [], "layer2": [], "decision": []}
-    cache: dict = {}
-    store = PhaseStore(ctx)
+    cache: dict = {}  # what the arms share (pipelines, task 1, task-2 features, Langevin ranges)
     results, partial_metrics = [], {}
     for arm in arms:
-        results.append(run_arm(arm, cfg, keys, data, n_out, ctx, cache, times, store, partial_metrics))
+        results.append(run_arm(arm, cfg, keys, data, n_out, ctx, cache, times, partial_metrics))
         partial_metrics.update({f"arm{arm['index']}_{k}": v for k, v in results[-1].items()})
     metrics = arm_metrics(arms, results)
     metrics.update(pixel_baselines(data, ctx.n_seeds))
@@ -48,7 +46,7 @@ def run(ctx: RunContext) -> RunResult:
         "arms": [{"label": a["label"], "method": a["method"], "radii": list(a["radii"]),
                   **({"quantiles": list(a["quantiles"])} if "quantiles" in a else {})} for a in arms],
         "wall_s": {**times, "total": round(time.perf_counter() - t0, 1),
-                   "note": f"seconds per epoch for all {ctx.n_seeds} seed(s) at once, compilation excluded"},
+                   "note": f"seconds per epoch for all {ctx.n_seeds} seed(s) at once; a program's first call includes its compilation (timing.compile_s)"},
     }
     result = RunResult(metrics=metrics, curves_x=curves_x, extra=extra)
     result.figures.append(_figure(ctx, result, cfg, arms))
