@@ -4,7 +4,8 @@ Modules: :mod:`.frontend` (DoG + latency coding), :mod:`.layers` (conv / fire / 
 spike waves), :mod:`.inhibition` (pointwise, k-WTA), :mod:`.stdp` (STDP, R-STDP),
 :mod:`.networks` (layer-wise training on cached spike waves). Registered plugins: encoder
 ``dog-latency``; inhibitions ``pointwise`` and ``k-wta``; rules ``spyketorch-stdp`` and
-``r-stdp``; experiment ``conv-mnist``.
+``r-stdp``. The experiment ``conv-mnist`` is registered with the others
+(:mod:`snnjax_plugins.experiments`).
 """
 
 from __future__ import annotations
@@ -30,13 +31,3 @@ def snnjax_inhibitions():
 def snnjax_learning_rules():
     return {"spyketorch-stdp": spyketorch_stdp, "r-stdp": r_stdp}
 
-
-@hookimpl
-def snnjax_experiments():
-    try:
-        from snnjax_plugins.experiments.conv_mnist import conv_mnist
-    except ModuleNotFoundError as exc:  # registered once the experiment module exists
-        if exc.name != "snnjax_plugins.experiments.conv_mnist":
-            raise
-        return {}
-    return {"conv-mnist": conv_mnist}
