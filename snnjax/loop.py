@@ -95,7 +95,8 @@ class RunLoop:
         self.mesh = seed_mesh(self.n_seeds)
         self._store = None
         #: compile and phase times of this run: ``{"compile_s", "compiles": {program: count},
-        #: "phases": {name: {"chunks_run", "wall_s"}}}`` (wall time includes compiles made in the phase)
+        #: "phases": {name: {"chunks_run", "wall_s", "log": [{"chunk", "wall_s"}, …]}}}`` — the
+        #: per-chunk log of the chunks this process ran (wall time includes compiles made in a chunk)
         self.timing: dict[str, Any] = {"compile_s": 0.0, "compiles": {}, "phases": {}}
 
     @classmethod
@@ -175,15 +176,16 @@ class RunLoop:
         start = 0
         if stored is not None:
             carry, start = stored[0], int(stored[1])
-        t0 = time.perf_counter()
+        entry = self.timing["phases"].setdefault(name, {"chunks_run": 0, "wall_s": 0.0, "log": []})
         for c in range(start, n_chunks):
+            t0 = time.perf_counter()
             carry = body(c, carry)
             store.put(name, (carry, np.int32(c + 1)))
+            seconds = time.perf_counter() - t0
+            entry["chunks_run"] += 1
+            entry["wall_s"] += seconds
+            entry["log"].append({"chunk": c, "wall_s": round(seconds, 4)})
             done, total = report(c + 1) if report is not None else (c + 1, n_chunks)
             self._ctx.progress(done, total, unit)
-        phases = self.timing["phases"]
-        entry = phases.setdefault(name, {"chunks_run": 0, "wall_s": 0.0})
-        entry["chunks_run"] += max(0, n_chunks - start)
-        entry["wall_s"] += time.perf_counter() - t0
         return carry
 

@@ -80,7 +80,10 @@ def test_phase_runs_chunks_reports_progress_and_times(tmp_path):
                          report=lambda done: (done * 10, 40))
     assert calls == [0, 1, 2, 3]
     assert seen == [(10, 40, "images"), (20, 40, "images"), (30, 40, "images"), (40, 40, "images")]
-    assert ctx.loop.timing["phases"]["train"]["chunks_run"] == 4
+    entry = ctx.loop.timing["phases"]["train"]
+    assert entry["chunks_run"] == 4
+    assert [row["chunk"] for row in entry["log"]] == [0, 1, 2, 3]
+    assert entry["wall_s"] >= sum(row["wall_s"] for row in entry["log"]) - 1e-3
     assert out.shape == (3, 2)
 
 
