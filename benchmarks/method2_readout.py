@@ -12,6 +12,17 @@ the input noise alone costs.
 
     python benchmarks/method2_readout.py --seeds 8 --norms 0.2,0.3 --spreads 0,0.5 --ideal
 
+``--classifiers`` runs no network: it prints what non-spiking classifiers that a local rule could
+approximate get on each seed's images (one pass over the training images in their order): the
+class-mean template; templates with a perceptron-like correction (an image that a wrong class's
+template scores at least as high as its own removes ``eta`` times the image from that template's
+count, as ``segment-template``'s ``eta_wrong`` does on a wrong neuron's spike); competitive
+prototypes (``K`` per class, the first ``K`` images of a class start them, every later image is added
+to its class's prototype of largest cosine: online k-means inside the label's class, what label-gated
+potentiation of the segment's best-matching neuron would learn); and 1-NN (Euclidean, cosine).
+
+    python benchmarks/method2_readout.py --seeds 32 --classifiers
+
 Weights in the thesis' units (its initial weights ``U(0, 0.05)`` have L2 norm ≈ 0.8).
 """
 
@@ -40,6 +51,61 @@ def class_templates(train_x, train_seg, n_train: int, n_classes: int) -> np.ndar
     return np.stack(out)
 
 
+def _unit(m: np.ndarray) -> np.ndarray:
+    """Columns scaled to unit L2 norm (zero columns stay zero)."""
+    return m / np.maximum(np.linalg.norm(m, axis=0, keepdims=True), 1e-12)
+
+
+def perceptron_templates(x: np.ndarray, y: np.ndarray, n_classes: int, eta: float) -> np.ndarray:
+    """``[784, C]`` class counts after one pass: ``H_y += x``, then every other class whose (non-empty)
+    cosine template scores ``x`` at least as high as ``H_y`` loses ``eta·x`` (clipped at 0)."""
+    h = np.zeros((x.shape[1], n_classes))
+    for xi, c in zip(x, y):
+        h[:, c] += xi
+        score = xi @ _unit(h)
+        for k in range(n_classes):
+            if k != c and h[:, k].any() and score[k] >= score[c]:
+                h[:, k] = np.maximum(h[:, k] - eta * xi, 0)
+    return h
+
+
+def competitive_prototypes(x: np.ndarray, y: np.ndarray, n_classes: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``([784, P], labels[P])``: up to ``k`` prototypes per class, started by the class's first ``k`` images;
+    every later image of the class is added to the prototype of largest cosine with it."""
+    protos, labels = [], []
+    for c in range(n_classes):
+        xc = x[y == c]
+        p = xc[:k].copy()
+        for xi in xc[k:]:
+            p[np.argmax(_unit(p.T).T @ xi)] += xi
+        protos.append(p)
+        labels += [c] * len(p)
+    return np.concatenate(protos).T, np.asarray(labels)
+
+
+def print_classifiers(data, n_train: int, n_classes: int) -> None:
+    """Per-seed accuracies (mean ± std over seeds, and the mean per-seed gap to the template)."""
+    rows: dict[str, list[float]] = {}
+    for s in range(data.train_x.shape[0]):
+        x, y = data.train_x[s, :n_train].astype(np.float64), data.train_seg[s, :n_train]
+        t, ty = data.test_x[s].astype(np.float64), data.test_seg[s]
+        h = np.stack([x[y == c].sum(0) for c in range(n_classes)], axis=1)
+        acc = {"class-mean template (cosine)": np.argmax(t @ _unit(h), 1)}
+        for eta in (0.5, 1.0, 2.0):
+            acc[f"template + perceptron correction, eta {eta}"] = np.argmax(t @ _unit(perceptron_templates(x, y, n_classes, eta)), 1)
+        for k in (2, 4, 8, 16):
+            p, lab = competitive_prototypes(x, y, n_classes, k)
+            acc[f"competitive prototypes, {k} per class (cosine)"] = lab[np.argmax(t @ _unit(p), 1)]
+        acc["1-NN, Euclidean"] = y[np.argmin(((t[:, None, :] - x[None]) ** 2).sum(-1), 1)]
+        acc["1-NN, cosine"] = y[np.argmax(t @ _unit(x.T), 1)]
+        for name, pred in acc.items():
+            rows.setdefault(name, []).append(100 * np.mean(pred == ty))
+    base = np.asarray(rows["class-mean template (cosine)"])
+    for name, v in rows.items():
+        v = np.asarray(v)
+        print(f"{name:<50s} {v.mean():6.2f} ± {v.std():4.2f} %   gap to the template {np.mean(v - base):+.2f}")
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=8)
@@ -47,6 +113,8 @@ def main(argv=None) -> None:
     p.add_argument("--spreads", default="0,0.5", help="comma-separated spreads (0: equal norms)")
     p.add_argument("--n-exc", type=int, default=30)
     p.add_argument("--ideal", action="store_true", help="also the perfect integrator of the Poisson input")
+    p.add_argument("--classifiers", action="store_true", help="no network: non-spiking classifiers a local rule "
+                   "could approximate (perceptron-corrected templates, competitive prototypes, 1-NN)")
     p.add_argument("--weights", metavar="RUN_DIR", help="instead of hand-set templates, the weights a supervised-stdp "
                    "run learned (its weights.npz, seeds from 0): how close they are to the class means, how they "
                    "classify as cosine templates, and how the network reads them out (from a fresh network state)")
@@ -63,6 +131,9 @@ def main(argv=None) -> None:
     template = base["baseline_template_accuracy"]
     print(f"seeds 0–{S - 1}, classes {data.classes.tolist()}")
     print(f"class-mean template (cosine): {template.mean():.1f} ± {template.std():.1f} %")
+    if args.classifiers:
+        print_classifiers(data, B, C)
+        return
     templ = class_templates(data.train_x, data.train_seg, B, C)
     l1 = templ / templ.sum(axis=1, keepdims=True)  # the same templates at an equal column *sum* (D&C's normalisation)
     acc_l1 = 100 * np.mean(np.argmax(np.einsum("snp,spc->snc", data.test_x.astype(np.float64), l1), -1) == data.test_seg, 1)

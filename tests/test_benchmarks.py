@@ -185,3 +185,38 @@ def test_conv_table_against_spyketorch_from_json(tmp_path):
                 "| dot | 8 | layer 1 STDP training | 2.00× | 8.00× |"):
         assert row in table, (row, table)
     assert "1.50×" in p.stdout and "against SpykeTorch" in p.stdout
+
+
+def _method2_readout():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("method2_readout", ROOT / "benchmarks" / "method2_readout.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_method2_classifiers_perceptron_and_prototypes():
+    import numpy as np
+
+    m = _method2_readout()
+    x = np.array([[1.0, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 1]])
+    y = np.array([0, 1, 1, 0])
+    # eta 0: the class counts themselves
+    np.testing.assert_allclose(m.perceptron_templates(x, y, 2, 0.0), np.stack([x[y == c].sum(0) for c in range(2)], 1))
+    # image 2 (class 1) scores its own count [1, 2, 0] (cos 0.95) above class 0's [1, 0, 0] (0.71) and
+    # image 3 (class 0, [0, 0, 1]) is orthogonal to class 1's count: no correction
+    h = m.perceptron_templates(x, y, 2, 1.0)
+    np.testing.assert_allclose(h[:, 0], [1, 0, 1])
+    # a class-1 image that class 0 scores higher even after it is counted for class 1 (cos 0.996
+    # against 0.846) is removed from class 0's count, clipped at 0
+    x2 = np.array([[1.0, 1, 0], [0, 0, 1], [1, 0.9, 0.1]])
+    h2 = m.perceptron_templates(x2, np.array([0, 1, 1]), 2, 1.0)
+    np.testing.assert_allclose(h2[:, 0], [0, 0.1, 0], atol=1e-12)
+    np.testing.assert_allclose(h2[:, 1], [1, 0.9, 1.1])
+    # prototypes: k ≥ class size keeps every image; k = 1 is the class sum
+    p, lab = m.competitive_prototypes(x, y, 2, 5)
+    assert sorted(map(tuple, p.T)) == sorted(map(tuple, x)) and sorted(lab) == [0, 0, 1, 1]
+    p1, lab1 = m.competitive_prototypes(x, y, 2, 1)
+    np.testing.assert_allclose(p1, np.stack([x[y == c].sum(0) for c in range(2)], 1))
+    assert lab1.tolist() == [0, 1]
