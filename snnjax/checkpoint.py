@@ -367,9 +367,15 @@ class Checkpointer:
             raise CheckpointError(f"{where} field 'n_seeds' differs: it holds {meta.get('n_seeds')} seed(s), "
                                   f"this run has {n_seeds} (--seeds). {fresh}")
         if config is not None and meta.get("config") is not None:
-            diffs = _diff_config(meta["config"], _canonical(config))
+            stored, current = meta["config"], _canonical(config)
+            diffs = _diff_config(stored, current)
             if diffs:
-                raise CheckpointError(f"{where} field 'config' differs: " + "; ".join(diffs) + f". {fresh}")
+                same_keys_agree = all(stored[k] == current[k] for k in set(stored) & set(current))
+                hint = (f"Only the set of config keys differs, so the code changed since the checkpoint was "
+                        f"written, not the run's settings: resume it with the snnjax and plugins that wrote it "
+                        f"(e.g. a checkout of that commit), or start a new run with a different --out directory."
+                        if same_keys_agree else fresh)
+                raise CheckpointError(f"{where} field 'config' differs: " + "; ".join(diffs) + f". {hint}")
 
     def load(self, template: Any, experiment: str | None = None, config: Mapping[str, Any] | None = None,
              n_seeds: int | None = None) -> tuple[int, Any, Any] | None:
@@ -409,19 +415,20 @@ class Checkpointer:
             raise CheckpointError(
                 f"{where} field 'structure' differs: it holds {len(stored['leaves'])} state leaves, this run's "
                 f"state has {len(expected['leaves'])}. The experiment's state changed since the checkpoint was "
-                f"written (another snnjax or plugin version?); start a new run.")
+                f"written (another snnjax or plugin version?): resume it with the code that wrote it, or start a new run.")
         for i, (s, e) in enumerate(zip(stored["leaves"], expected["leaves"], strict=True)):
             for field in ("path", "shape", "dtype"):
                 if s[field] != e[field]:
                     raise CheckpointError(
                         f"{where} field 'structure' differs at state leaf {i} {e['path'] or '(root)'}: {field} is "
                         f"{s[field]!r} in the checkpoint but {e[field]!r} in this run. The experiment's state "
-                        f"changed since the checkpoint was written; start a new run.")
+                        f"changed since the checkpoint was written: resume it with the code that wrote it, or start a "
+                        f"new run.")
         if stored["treedef"] != expected["treedef"]:
             raise CheckpointError(
                 f"{where} field 'structure' differs: tree {stored['treedef']} in the checkpoint, "
                 f"{expected['treedef']} in this run. The experiment's state changed since the checkpoint was "
-                f"written; start a new run.")
+                f"written: resume it with the code that wrote it, or start a new run.")
         if meta.get("snnjax") != _snnjax_version():
             warnings.warn(f"{where} was written by snnjax {meta.get('snnjax')}, this is "
                           f"{_snnjax_version()}; resuming anyway", stacklevel=2)

@@ -302,8 +302,10 @@ def test_mismatched_config_seeds_experiment(tmp_path):
     _ckpt(tmp_path).save(2, _state())
     with pytest.raises(CheckpointError, match=r"field 'config' differs: 'lr' is 0.5 in the checkpoint but 0.25"):
         _ckpt(tmp_path, config={"seed": 0, "lr": 0.25, "classes": [1, 2]}).load(_template())
-    with pytest.raises(CheckpointError, match=r"'extra' is 1 in this run but absent"):
+    with pytest.raises(CheckpointError, match=r"'extra' is 1 in this run but absent.*code changed since"):
         _ckpt(tmp_path, config={"seed": 0, "lr": 0.5, "classes": [1, 2], "extra": 1}).load(_template())
+    with pytest.raises(CheckpointError, match=r"'lr' is 0.5 in the checkpoint but 0.25.*original settings"):
+        _ckpt(tmp_path, config={"seed": 0, "lr": 0.25, "classes": [1, 2], "extra": 1}).load(_template())
     with pytest.raises(CheckpointError, match=r"field 'n_seeds' differs: it holds 4 seed\(s\), this run has 8"):
         _ckpt(tmp_path, n_seeds=8).load(_template())
     with pytest.raises(CheckpointError, match=r"field 'experiment' differs.*'exp'.*'other'.*--resume"):
