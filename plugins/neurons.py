@@ -363,6 +363,16 @@ def inhibitory_lif(*, dt_ms: float = 0.1, tau_m_ms: float = 10.0, v_rest_mv: flo
     return _conductance(THESIS_INH, dict(locals()))
 
 
+def dc15_inhibitory_lif(*, dt_ms: float = 0.5, tau_m_ms: float = 10.0, v_rest_mv: float = -60.0,
+                         v_reset_mv: float = -45.0, v_th_mv: float = -40.0, e_exc_mv: float = 0.0,
+                         e_inh_mv: float = -85.0, tau_ge_ms: float = 1.0, tau_gi_ms: float = 2.0,
+                         refractory_ms: float = 2.0, method: str = "exponential_euler", threshold_form: str = "none",
+                         hold_when_refractory: bool = True, v_init_mv: float = -100.0) -> ConductanceLIF:
+    """Diehl & Cook 2015's inhibitory conductance LIF (``DC15_INH``: τ 10 ms, threshold −40 mV, exponential
+    Euler, v held while refractory)."""
+    return _conductance(DC15_INH, dict(locals()))
+
+
 def dc15_lif(*, dt_ms: float = 0.5, tau_m_ms: float = 100.0, v_rest_mv: float = -65.0,
              v_reset_mv: float = -65.0, v_th_mv: float = -52.0, e_exc_mv: float = 0.0,
              e_inh_mv: float = -100.0, tau_ge_ms: float = 1.0, tau_gi_ms: float = 2.0,
@@ -377,4 +387,5 @@ def dc15_lif(*, dt_ms: float = 0.5, tau_m_ms: float = 100.0, v_rest_mv: float = 
 
 @hookimpl
 def snnjax_neuron_models():
-    return {"lif": lif, "conductance-lif": conductance_lif, "inhibitory-lif": inhibitory_lif, "dc15-lif": dc15_lif}
+    return {"lif": lif, "conductance-lif": conductance_lif, "inhibitory-lif": inhibitory_lif, "dc15-lif": dc15_lif,
+            "dc15-inhibitory-lif": dc15_inhibitory_lif}

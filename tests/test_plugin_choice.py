@@ -502,3 +502,27 @@ def test_continual_runs_an_in_process_registrys_regularizer_as_a_method(tmp_path
     with pytest.raises(ConfigError, match="'baseline' is built in and takes no parameters"):
         snnjax.run("continual", {**CONTINUAL_TINY, "method": [{"name": "baseline", "x": 1}]}, out=tmp_path / "b",
                    registry=registry)
+
+
+def test_the_inhibitory_neuron_is_chosen_by_name_with_parameters(tmp_path, capsys):
+    """``inh_neuron``: the default written out by name gives the same run bit for bit (supervised-stdp;
+    diehl-cook's default ``dc15-inhibitory-lif`` is D&C's preset), a changed parameter changes the run,
+    and an unknown parameter is a one-line error before anything compiles."""
+    from snnjax_plugins.neurons import DC15_INH, dc15_inhibitory_lif, inhibitory_lif
+
+    assert dc15_inhibitory_lif(dt_ms=0.5) == inhibitory_lif(**{**DC15_INH, "dt_ms": 0.5})
+    plain = snnjax.run("supervised-stdp", TINY, seeds=2, out=tmp_path / "plain")
+    named = snnjax.run("supervised-stdp", {**TINY, "inh_neuron": {"name": "inhibitory-lif", "v_th_mv": -40.0}},
+                       seeds=2, out=tmp_path / "named")
+    for key in plain.metrics:
+        np.testing.assert_array_equal(plain.metrics[key], named.metrics[key], err_msg=key)
+    w_plain = np.load(tmp_path / "plain" / "weights.npz")["W"]
+    np.testing.assert_array_equal(w_plain, np.load(tmp_path / "named" / "weights.npz")["W"])
+    # an inhibitory population that never fires (threshold far above its drive) changes the run
+    snnjax.run("supervised-stdp", {**TINY, "inh_neuron": {"name": "inhibitory-lif", "v_th_mv": 100.0}},
+               seeds=2, out=tmp_path / "silent_inh")
+    assert not np.array_equal(w_plain, np.load(tmp_path / "silent_inh" / "weights.npz")["W"])
+    capsys.readouterr()
+    assert main(["run", "diehl-cook", "--set", "inh_neuron.v_thr_mv=-40", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "v_th_mv" in err, err

@@ -17,7 +17,8 @@ name = "stdp-dc15", nu_post = 5e-3``; ``--set rule.nu_post=5e-3``); ``regularize
 gets 10 and the presentation + rest time. ``neuron`` (default ``dc15-lif``, D&C's excitatory neuron) and
 ``encoder`` (default ``poisson``) take a neuron-model / encoder plugin's name or a table with its
 parameters the same way (``[neuron] name = "dc15-lif", theta_plus_mv = 0.1``); a factory that takes
-``dt_ms`` gets the run's. At test θ is frozen by setting the model's ``theta_plus_mv`` to 0 (a model
+``dt_ms`` gets the run's; ``inh_neuron`` (default ``dc15-inhibitory-lif``) is the inhibitory
+population's model. At test θ is frozen by setting the model's ``theta_plus_mv`` to 0 (a model
 without that field is tested as it is).
 """
 
@@ -50,6 +51,7 @@ DEFAULTS: dict[str, Any] = {
     "assign_window": 1000,
     "chunk": 250,
     "neuron": plugin_key("neuron", "dc15-lif"),
+    "inh_neuron": plugin_key("neuron", "dc15-inhibitory-lif"),
     "encoder": plugin_key("encoder", "poisson"),
     "rule": plugin_key("rule", "stdp-dc15"),
     "regularizers": plugin_list("regularizer"),
@@ -92,6 +94,7 @@ def run(ctx: RunContext) -> RunResult:
     rule = create_choice(reg, "rule", cfg["rule"])
     dt = cfg["dt_ms"]
     netcfg = net.dc15_config(n_exc=cfg["n_exc"], dt_ms=dt, exc=create_choice(reg, "neuron", cfg["neuron"], dt_ms=dt),
+                             inh=create_choice(reg, "neuron", cfg["inh_neuron"], dt_ms=dt),
                              input_encoder=create_choice(reg, "encoder", cfg["encoder"], dt_ms=dt))
     if cfg["regularizers"]:
         image_ms = netcfg.t_present_ms + netcfg.t_rest_ms

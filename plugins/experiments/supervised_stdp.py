@@ -41,7 +41,8 @@ factory that takes ``n_classes`` or ``image_ms`` (presentation + rest, 500 ms) g
 ``poisson``) take a neuron-model / encoder plugin's name or a table with its parameters (``[neuron]
 name = "conductance-lif", tau_m_ms = 80``; ``--set encoder.max_rate_hz=50``); a factory that takes
 ``dt_ms`` gets the run's, and a neuron factory that takes ``threshold_form`` gets the one
-``adaptive_threshold`` asks for (``vt-copy`` or ``none``) unless the table sets it. The network
+``adaptive_threshold`` asks for (``vt-copy`` or ``none``) unless the table sets it; ``inh_neuron``
+(default ``inhibitory-lif``) is the inhibitory population's model, chosen the same way. The network
 runs any :class:`snnjax.neurons.ScheduledNeuronModel` with conductance inputs and any rate encoder
 (``probabilities(image, scale)``; see :class:`snnjax_plugins.network.NetworkConfig`).
 ``w_init_high``: initial weights ``U(0, w_init_high)``
@@ -82,6 +83,7 @@ DEFAULTS: dict[str, Any] = {
     "adaptive_threshold": True,
     "w_init_high": 0.05,
     "neuron": plugin_key("neuron", "conductance-lif"),
+    "inh_neuron": plugin_key("neuron", "inhibitory-lif"),
     "encoder": plugin_key("encoder", "poisson"),
     "rule": plugin_key("rule", "segment-supervised"),
     "target_rule": plugin_key("rule", "stdp"),
@@ -227,8 +229,9 @@ def build_model(cfg: Mapping[str, Any], registry: Any):
     form = "vt-copy" if cfg["adaptive_threshold"] else "none"
     dt = cfg["dt_ms"]
     exc = create_choice(registry, "neuron", cfg["neuron"], dt_ms=dt, threshold_form=form)
+    inh = create_choice(registry, "neuron", cfg["inh_neuron"], dt_ms=dt)
     encoder = create_choice(registry, "encoder", cfg["encoder"], dt_ms=dt)
-    netcfg = net.thesis_config(n_exc=cfg["n_exc"], dt_ms=dt, w_init_high=cfg["w_init_high"], exc=exc,
+    netcfg = net.thesis_config(n_exc=cfg["n_exc"], dt_ms=dt, w_init_high=cfg["w_init_high"], exc=exc, inh=inh,
                                input_encoder=encoder)
     if choice_name(cfg["rule"]) == "segment-supervised":
         kw = {"n_classes": cfg["n_classes"], **choice_params(cfg["rule"])}

@@ -65,7 +65,8 @@ set, as the original did; every set starts from the post-flush state.
 The network's parts are plugins chosen by name (a name or a table with parameters, as in
 ``supervised-stdp``): ``neuron`` (the excitatory neuron model, default ``conductance-lif``; it gets
 ``dt_ms`` and the ``threshold_form`` of ``adaptive_threshold`` unless the table sets them),
-``encoder`` (default ``poisson``), ``target_rule`` / ``other_rule`` (the segments' rules, default
+``inh_neuron`` (the inhibitory neuron model, default ``inhibitory-lif``), ``encoder`` (default
+``poisson``), ``target_rule`` / ``other_rule`` (the segments' rules, default
 ``stdp`` / ``all-ltd``; ``[target_rule] name = "stdp", a_pre = 1e-3``), built from the run's registry.
 """
 
@@ -105,6 +106,7 @@ DEFAULTS: dict[str, Any] = {
     "n_exc": 30,
     "adaptive_threshold": True,
     "neuron": plugin_key("neuron", "conductance-lif"),
+    "inh_neuron": plugin_key("neuron", "inhibitory-lif"),
     "encoder": plugin_key("encoder", "poisson"),
     "target_rule": plugin_key("rule", "stdp"),
     "other_rule": plugin_key("rule", "all-ltd"),
@@ -376,9 +378,10 @@ def build_model(cfg: Mapping[str, Any], registry: Any):
     form = "vt-copy" if cfg["adaptive_threshold"] else "none"
     dt = cfg["dt_ms"]  # neuron model and encoder by name from the run's registry (as in supervised-stdp)
     exc = create_choice(registry, "neuron", cfg["neuron"], dt_ms=dt, threshold_form=form)
+    inh = create_choice(registry, "neuron", cfg["inh_neuron"], dt_ms=dt)
     encoder = create_choice(registry, "encoder", cfg["encoder"], dt_ms=dt)
     netcfg = net.thesis_config(n_exc=cfg["n_exc"], dt_ms=dt, t_present_ms=cfg["t_present_ms"],
-                               t_rest_ms=cfg["t_rest_ms"], exc=exc, input_encoder=encoder)
+                               t_rest_ms=cfg["t_rest_ms"], exc=exc, inh=inh, input_encoder=encoder)
     # the segments' rules by name (with parameters) from the run's registry; two built-in trace rules merge
     kw = {"n_classes": n_classes, "target": choice_name(cfg["target_rule"]), "others": choice_name(cfg["other_rule"])}
     for role, key in (("target", "target_rule"), ("others", "other_rule")):

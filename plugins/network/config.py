@@ -20,7 +20,7 @@ from snnjax.errors import ConfigError
 from snnjax.neurons import ScheduledNeuronModel
 
 from ..encoders import poisson
-from ..neurons import DC15_INH, conductance_lif, dc15_lif, inhibitory_lif
+from ..neurons import conductance_lif, dc15_inhibitory_lif, dc15_lif, inhibitory_lif
 
 RECORDABLE = ("exc_v", "exc_ge", "exc_gi", "exc_vt", "exc_theta", "inh_v", "inh_ge", "exc_spikes", "inh_spikes")
 
@@ -207,13 +207,13 @@ def thesis_config(**overrides) -> NetworkConfig:
 def dc15_config(n_exc: int = 100, **overrides) -> NetworkConfig:
     """Diehl & Cook 2015: N exc, dt 0.5 ms, exponential Euler, θ threshold, normalisation to 78, repeat if < 5 spikes.
 
-    ``exc``/``inh``/``input_encoder`` as in :func:`thesis_config` (left out: ``dc15-lif``, D&C's inhibitory
-    neuron, ``poisson``).
+    ``exc``/``inh``/``input_encoder`` as in :func:`thesis_config` (left out: ``dc15-lif``,
+    ``dc15-inhibitory-lif``, ``poisson``).
     """
     dt = overrides.get("dt_ms", 0.5)
     exc, inh = overrides.pop("exc", None), overrides.pop("inh", None)
     exc = dc15_lif(dt_ms=dt) if exc is None else exc
-    inh = inhibitory_lif(**{**DC15_INH, "dt_ms": dt}) if inh is None else inh
+    inh = dc15_inhibitory_lif(dt_ms=dt) if inh is None else inh
     base = dict(n_exc=n_exc, dt_ms=dt, exc=exc, inh=inh, w_ei=10.4, w_ie=17.0, s2_delay_max_ms=0.0, s3_delay_max_ms=0.0,
                 w_init="dc15", norm_target=78.0, min_spikes=5, max_repeats=10, intensity_start=2.0, intensity_step=1.0,
                 k_in=48, k_post=4)
