@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # snnjax training images/s on one accelerator, against N and against the number of vmapped seeds.
 # Sized to finish in about 5 minutes on one H200-class GPU: first the conv network (64 images per
-# phase, 1 and 8 seeds, conv_impl dot and nhwc; each case killed after 120 s), then the DC15 / thesis
+# phase, 1 and 8 seeds, conv_impl dot, nhwc and events; each case killed after 120 s), then the DC15 / thesis
 # cases, each one process (start-up + compile + 1 warm-up call + 2 timed calls of 1 image per seed),
 # killed after 60 s; no DC15 case is started after 170 s, and they run most important first (the
 # rest are listed as skipped).
@@ -23,7 +23,7 @@ $PY -c "import jax; print('# backend', jax.default_backend(), jax.devices())"
 # the conv network first (Mozafari et al. 2019 layout, per phase, 1 and 8 vmapped seeds, both conv
 # implementations; no SpykeTorch): its own JSON and table
 if [[ $TINY == 1 ]]; then CONV=(--conv-images 4 --conv-seeds 1,2); else CONV=(--conv-images 64 --conv-seeds 1,8); fi
-$PY benchmarks/run.py --conv-only --no-spyketorch --conv-impl dot,nhwc --conv-repeats 1 --case-timeout 120 "${CONV[@]}" \
+$PY benchmarks/run.py --conv-only --no-spyketorch --conv-impl dot,nhwc,events --conv-repeats 1 --case-timeout 120 "${CONV[@]}" \
   --json "$OUT/device_conv.json" --markdown "$OUT/device_conv.md"
 if [[ $TINY == 1 ]]; then
   CASES="dc15:100:1,dc15:100:4,thesis:30:2"

@@ -20,7 +20,8 @@ prints one JSON line, then the parent prints the tables):
   S2/S3, segment-supervised STDP) at 1, 8, 32, 128 seeds;
 * snnjax, the convolutional network (Mozafari et al. 2019 layout, ``snnjax_plugins.conv``):
   images/s of the front end, of STDP training of conv layers 1 and 2, of R-STDP training of the
-  decision layer, and of inference through each layer (``--conv-impl dot,nhwc``: both convolutions);
+  decision layer, and of inference through each layer (``--conv-impl dot,nhwc,events``: each form;
+  ``--baseline PATH`` adds single-seed dot runs of another snnjax_plugins, labelled ``dot@baseline``);
   beside it, alternating on the same images, the original SpykeTorch code (``spyketorch_phases.py``,
   torch on CPU, 1 thread, in ``benchmarks/.venvs/spyketorch``; ``--pin CPU`` pins both to one core),
   with a table of ms per image and phase and the ratio snnjax / SpykeTorch, in wall-clock and in
@@ -912,7 +913,7 @@ def main():
                          "run, in benchmarks/.venvs/spyketorch (default: on with --conv, off with --tiny)")
     ap.add_argument("--spyketorch-threads", default="1", help="torch threads of the SpykeTorch runs (comma list; default 1)")
     ap.add_argument("--conv-impl", default="dot",
-                    help="conv_impl of the conv runs (comma list of dot, nhwc; default dot, the reference rounding)")
+                    help="conv_impl of the conv runs (comma list of dot, nhwc, events; default dot, the reference rounding)")
     ap.add_argument("--conv-repeats", type=int, default=2,
                     help="alternating single-seed snnjax / SpykeTorch conv runs (default 2)")
     ap.add_argument("--pin", type=int, default=None,
@@ -928,7 +929,7 @@ def main():
     ap.add_argument("--commit", default=None,
                     help="measure this git revision (e.g. HEAD): a clean copy of its snnjax/ and plugins/, whatever the "
                          "working tree holds (default: the working tree as it is)")
-    ap.add_argument("--baseline", default=None, help="PYTHONPATH that holds another snnjax_plugins (before/after)")
+    ap.add_argument("--baseline", default=None, help="PYTHONPATH that holds another snnjax_plugins (before/after: the DC15 cases and the conv network's single-seed dot runs, labelled dot@baseline)")
     ap.add_argument("--json", default=None, help="also write all results to this file")
     ap.add_argument("--from-json", default=None, help="print the tables (and --plot) of an earlier --json file; run nothing")
     ap.add_argument("--markdown", default=None, help="also write the tables as Markdown to this file")
@@ -1056,12 +1057,16 @@ def main():
             # single seed and SpykeTorch alternate (--conv-repeats times) on the same images, so that
             # the load of a shared machine falls on both; then the multi-seed runs
             for rep in range(args.conv_repeats if args.spyketorch else 1):
-                for impl in impls if 1 in conv_seeds else []:
+                # with --baseline, its single-seed dot runs alternate too, labelled "dot@baseline"
+                for impl, pp in [(i, p) for i in (impls if 1 in conv_seeds else [])
+                                 for p in (engine_path,) + ((args.baseline,) if args.baseline and i == "dot" else ())]:
                     if over_budget():
                         skipped.append(f"conv:1:{impl}")
                         continue
-                    r = conv_case(1, n_img, pythonpath=engine_path, timeout=args.case_timeout, cpu=args.pin,
-                                  dump_images=prefix if rep == 0 else None, impl=impl)
+                    r = conv_case(1, n_img, pythonpath=pp, timeout=args.case_timeout, cpu=args.pin,
+                                  dump_images=prefix if rep == 0 and pp == engine_path else None, impl=impl)
+                    if r is not None and pp != engine_path:
+                        r["conv_impl"] = f"{impl}@baseline"
                     if r is not None:
                         r.update(side_by_side=bool(args.spyketorch), pinned_cpu=args.pin, load_after=round(os.getloadavg()[0], 1))
                         convs.append(r)

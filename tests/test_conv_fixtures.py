@@ -234,10 +234,11 @@ def test_stdp_rule_object_matches_fixture(cps):
 # ----------------------------------------------------------------------------- MNIST layers 1 + 2
 
 
-def test_mozafari_layers_1_2_two_images(mnist):
+@pytest.mark.parametrize("conv_impl", ["dot", "events"])
+def test_mozafari_layers_1_2_two_images(mnist, conv_impl):
     d = mnist
     T = 15
-    l1, l2 = N.mozafari2019().layers
+    l1, l2 = N.mozafari2019(conv_impl=conv_impl).layers
     rule = S.spyketorch_stdp()
     lat_in = jnp.stack([F.wave_to_latency(jnp.asarray(d["input_spikes"][i])) for i in range(2)])
     np.testing.assert_array_equal(jax.vmap(lambda l: F.latency_to_wave(l, T))(lat_in), d["input_spikes"])

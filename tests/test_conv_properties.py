@@ -142,3 +142,49 @@ def test_pointwise_k_winners_is_pointwise_then_k_winners(pot_spk, k_r, noisy):
     np.testing.assert_array_equal(spk2, spk)
     np.testing.assert_array_equal(win2.index, win.index)
     np.testing.assert_array_equal(win2.valid, win.valid)
+
+
+def _pointwise_per_step_argmax(x):
+    """Pointwise inhibition as first written: the argmax over features at every step, taken at ``e``."""
+    t = x.shape[0]
+    m = jnp.max(x, axis=1)
+    idx = jnp.argmax(x, axis=1)
+    e = jnp.clip(t - jnp.sum(m > 0, axis=0), 0, t - 1)
+    winner = jnp.take_along_axis(idx, e[None], axis=0)[0]
+    keep = jnp.arange(x.shape[1])[:, None, None] == winner[None]
+    return jnp.where(keep[None], x * jnp.sign(m[-1])[None, None], jnp.zeros((), x.dtype))
+
+
+_pointwise_ref = jax.jit(_pointwise_per_step_argmax)
+
+
+@settings(max_examples=40, deadline=None)
+@given(cumulative_potentials(), st.booleans())
+def test_pointwise_inhibition_argmax_at_the_first_step_only(pot_spk, noisy):
+    """The argmax over features taken on step ``e`` only equals the argmax at every step taken at ``e``
+    (ties to the lowest feature, non-cumulative and negative inputs included)."""
+    x = np.asarray(pot_spk[0])
+    if noisy:
+        x = x + np.random.default_rng(int(x.sum())).normal(0, 0.5, x.shape).astype(np.float32)
+    x = jnp.asarray(x, jnp.float32)
+    np.testing.assert_array_equal(I.pointwise_inhibition(x), _pointwise_ref(x))
+
+
+_conv_latency = jax.jit(L.conv_latency, static_argnames=("timesteps", "padding"))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.sampled_from([(2, 3, 3, 0), (3, 5, 5, 2), (4, 2, 3, 1)]),
+       st.sampled_from([0.1, 0.5, 1.0]), st.booleans())
+def test_conv_of_the_first_spike_map_is_the_dot_conv_of_its_wave_bit_for_bit(seed, shape, density, negative):
+    """``conv_latency(latency)`` == ``conv(pad(wave(latency)), impl="dot")`` exactly (same sums, same order)."""
+    c, f, k, padding = shape
+    rng = np.random.default_rng(seed)
+    steps = 7
+    lat = np.where(rng.random((c, 6, 7)) < density, rng.integers(0, steps, (c, 6, 7)), steps).astype(np.uint8)
+    w = rng.normal(0.5, 0.3 if negative else 0.05, (f, c, k, k)).astype(np.float32)
+    wave = L.pad(jnp.asarray(lat[None] <= np.arange(steps)[:, None, None, None], jnp.float32), padding)
+    want = L.conv(wave, jnp.asarray(w), impl="dot")
+    got = _conv_latency(jnp.asarray(lat), jnp.asarray(w), timesteps=steps, padding=padding)
+    assert got.shape == want.shape == (steps, f, 6 + 2 * padding - k + 1, 7 + 2 * padding - k + 1)
+    np.testing.assert_array_equal(got, want)

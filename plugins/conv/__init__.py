@@ -2,7 +2,8 @@
 
 Modules: :mod:`.frontend` (DoG + latency coding), :mod:`.layers` (conv / fire / pool / pad on
 spike waves), :mod:`.inhibition` (pointwise, k-WTA), :mod:`.stdp` (STDP, R-STDP),
-:mod:`.networks` (layer-wise training on cached spike waves). Registered plugins: encoder
+:mod:`.networks` (layer-wise training on cached spike waves), :mod:`.events` (a training step from
+first crossings: ``conv_impl = "events"``). Registered plugins: encoder
 ``dog-latency``; inhibitions ``pointwise`` and ``k-wta``; rules ``spyketorch-stdp`` and
 ``r-stdp``. The experiment ``conv-mnist`` is registered with the others
 (:mod:`snnjax_plugins.experiments`).

@@ -43,14 +43,25 @@ def check_k_radius(k, radius) -> tuple[int, int]:
 def pointwise_inhibition(x: jax.Array) -> jax.Array:
     """Per position keep only the earliest-firing feature (ties: larger potential, then lower index)."""
     _check(x)
+    winner, factor = _pointwise_survivor(x)
+    keep = jnp.arange(x.shape[1])[:, None, None] == winner[None]  # (F, H, W)
+    return jnp.where(keep[None], x * factor[None, None], jnp.zeros((), x.dtype))
+
+
+def _pointwise_survivor(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(winner, factor)`` ``(H, W)`` of pointwise inhibition on ``x`` ``(T, F, H, W)``.
+
+    With ``m_t = max_f x[t]`` and ``e = clip(T − #{t: m_t > 0}, 0, T − 1)`` (the first step at which
+    any feature fires, for a cumulative wave), the surviving feature is ``argmax_f x[e, f]`` (ties:
+    the lowest index) and ``factor = sign(m_{T−1})``. The argmax runs on the ``(F, H, W)`` slice at
+    step ``e`` only, not on all ``T`` steps: the same winner as ``argmax_f`` at every step taken at
+    ``e``, at a ``T``-th of the cost.
+    """
     t = x.shape[0]
     m = jnp.max(x, axis=1)  # (T, H, W)
-    idx = jnp.argmax(x, axis=1)  # lowest feature index on ties
     e = jnp.clip(t - jnp.sum(m > 0, axis=0), 0, t - 1)  # (H, W)
-    winner = jnp.take_along_axis(idx, e[None], axis=0)[0]  # (H, W)
-    keep = jnp.arange(x.shape[1])[:, None, None] == winner[None]  # (F, H, W)
-    factor = jnp.sign(m[-1])  # (H, W)
-    return jnp.where(keep[None], x * factor[None, None], jnp.zeros((), x.dtype))
+    at_e = jnp.take_along_axis(x, e[None, None], axis=0)[0]  # (F, H, W): x at step e
+    return jnp.argmax(at_e, axis=0), jnp.sign(m[-1])  # lowest feature index on ties
 
 
 @jax.jit
@@ -119,16 +130,25 @@ def pointwise_k_winners(x: jax.Array, k: int, radius: int = 0) -> tuple[jax.Arra
     _check(x)
     k, radius = check_k_radius(k, radius)
     t, f = x.shape[0], x.shape[1]
-    m = jnp.max(x, axis=1)  # (T, H, W)
-    idx = jnp.argmax(x, axis=1)
-    first = jnp.clip(t - jnp.sum(m > 0, axis=0), 0, t - 1)
-    winner = jnp.take_along_axis(idx, first[None], axis=0)[0]  # (H, W): the surviving feature
+    winner, factor = _pointwise_survivor(x)  # (H, W): the surviving feature
     keep = jnp.arange(f)[:, None, None] == winner[None]
-    factor = jnp.sign(m[-1])
-    pot = jnp.where(keep[None], x * factor[None, None], jnp.zeros((), x.dtype))
-    spk = jnp.sign(pot)
     # the surviving feature's potentials (T, H, W), as pointwise_inhibition computes them
     g = jnp.take_along_axis(x, jnp.broadcast_to(winner[None, None], (t, 1) + winner.shape), axis=1)[:, 0] * factor[None]
+    sg = jnp.sign(g)
+    # pointwise_inhibition(x) and its sign, built from g: where keep, x·factor is g (the same product)
+    zero = jnp.zeros((), x.dtype)
+    pot = jnp.where(keep[None], g[:, None], zero)
+    spk = jnp.where(keep[None], sg[:, None], zero)
+    return pot, spk, survivor_k_winners(g, keep, k, radius)
+
+
+def survivor_k_winners(g: jax.Array, keep: jax.Array, k: int, radius: int) -> Winners:
+    """k-WTA winners when only the feature ``keep`` ``(F, H, W)`` survives at each position, from its
+    potentials ``g`` ``(T, H, W)`` (after pointwise inhibition): the score is ``Σ_t sign(g_t)·(g_e + V)``
+    there and 0 elsewhere (see :func:`pointwise_k_winners`). Only ``sign(g)`` and ``g`` at the first
+    spike ``e`` enter it.
+    """
+    t, f = g.shape[0], keep.shape[0]
     sg = jnp.sign(g)
     e = jnp.clip(t - jnp.sum(sg, axis=0), 0, t - 1).astype(jnp.int32)
     val = jnp.take_along_axis(g, e[None], axis=0)[0]
@@ -136,8 +156,8 @@ def pointwise_k_winners(x: jax.Array, k: int, radius: int = 0) -> tuple[jax.Arra
     if f > 1:  # the other features' neurons: spk · pot[e] = 0
         top = jnp.maximum(top, jnp.zeros((), top.dtype))
     big = t * top
-    score = jnp.where(keep, jnp.sum(sg * (val + big)[None], axis=0)[None], jnp.zeros((), x.dtype))
-    return pot, spk, winners_from_scores(score, k, radius)
+    score = jnp.where(keep, jnp.sum(sg * (val + big)[None], axis=0)[None], jnp.zeros((), g.dtype))
+    return winners_from_scores(score, k, radius)
 
 
 def last_step_winner(pot_last: jax.Array, timesteps: int) -> Winners:

@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxtyping import Array, Float, Int
+
 from snnjax.errors import ConfigError, InputError
 
 
@@ -85,6 +87,41 @@ def conv(spikes: jax.Array, weight: jax.Array, padding: int = 0, impl: str = "do
     ho, wo = h - kh + 1, w - kw + 1
     cols = jnp.stack([x[:, :, i : i + ho, j : j + wo] for i in range(kh) for j in range(kw)], axis=2)
     return jnp.einsum("tckhw,fck->tfhw", cols, wt.reshape(wt.shape[0], wt.shape[1], kh * kw),
+                      precision=lax.Precision.HIGHEST)
+
+
+def conv_latency(latency: Int[Array, "C H W"], weight: Float[Array, "F C kh kw"], timesteps: int,
+                 padding: int = 0) -> Float[Array, "T F Ho Wo"]:
+    """:func:`conv` (``impl="dot"``) of the cumulative wave of a first-spike map, bit for bit, without the wave.
+
+    The wave is ``x[t, c, y, x] = [latency[c, y, x] <= t]`` (zero ``padding`` = never spikes, latency
+    ``T``), so the ``kh·kw`` shifted views of all ``T`` frames are ``[cols[c, k, h, w] <= t]`` with
+    ``cols`` the shifted views of the *latency map* (built once, not ``T`` times):
+
+        pot[t, f, h, w] = Σ_{c, k} W[f, c, k] · [cols[c, k, h, w] <= t]
+
+    The contraction is the dot form's ``einsum`` on an operand of the same shape ``(T, C, kh·kw, H', W')``,
+    so the sums run in the same order and round the same (potentials in weight units, e.g. mV).
+    """
+    timesteps = int(timesteps)
+    if latency.ndim != 3:
+        raise InputError(f"a first-spike map must be (C, H, W), got shape {latency.shape}")
+    if weight.ndim != 4 or weight.shape[1] != latency.shape[0]:
+        raise InputError(f"conv weight (out, {latency.shape[0]}, kh, kw) expected for {latency.shape[0]} input maps, "
+                         f"got shape {weight.shape}")
+    kh, kw = weight.shape[2:]
+    lat = latency.astype(jnp.int32)
+    if padding:
+        lat = jnp.pad(lat, ((0, 0), (padding, padding), (padding, padding)), constant_values=timesteps)
+    h, w = lat.shape[1:]
+    if kh > h or kw > w:
+        raise InputError(f"conv kernel {(kh, kw)} is larger than its (padded) input {(h, w)}")
+    ho, wo = h - kh + 1, w - kw + 1
+    cols = jnp.stack([lat[:, i : i + ho, j : j + wo] for i in range(kh) for j in range(kw)], axis=1)  # (C, K, H', W')
+    steps = jnp.arange(timesteps, dtype=jnp.int32).reshape(timesteps, 1, 1, 1, 1)
+    on = (cols[None] <= steps).astype(jnp.float32)  # (T, C, K, H', W'): the dot form's shifted views
+    wt = weight.astype(jnp.float32)
+    return jnp.einsum("tckhw,fck->tfhw", on, wt.reshape(wt.shape[0], wt.shape[1], kh * kw),
                       precision=lax.Precision.HIGHEST)
 
 

@@ -15,9 +15,13 @@ Layer-wise training on cached spike waves:
   differ in the initial weights and in the image order).
 
 The per-image recipe is MozafariDeep's: pad → conv → fire(θ) → pointwise inhibition → sign →
-k-winners(k, r) → STDP with the padded input. The decision layer ("no threshold") only needs
-its last-step potentials, so it is computed on the last step of its input wave only (exactly the
-same winner and update as the full computation).
+k-winners(k, r) → STDP with the padded input. ``conv_impl`` chooses how the STDP layers compute it:
+``"dot"`` (default; the potentials of all ``T`` steps from the first-spike map,
+:func:`~.layers.conv_latency`), ``"nhwc"`` (XLA's channels-last convolution of the wave) or
+``"events"`` (training steps from each position's first crossing only, :mod:`.events`; inference
+as ``"dot"``). All three agree to float32 rounding; ``"dot"`` is the rounding of every stored
+result. The decision layer ("no threshold") only needs its last-step potentials, so it is computed
+on the last step of its input wave only (exactly the same winner and update as the full computation).
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ from snnjax.errors import ConfigError, InputError
 from . import frontend
 from .inhibition import (KWinnersTakeAll, Winners, check_k_radius, last_step_winner, pointwise_inhibition,
                          pointwise_k_winners, winners_of)
-from .layers import conv, fire, pad, pool
+from .events import first_spike_k_winners
+from .layers import conv, conv_latency, fire, pad, pool
 from .stdp import ConvActivity, LearningRule
 
 
@@ -52,8 +57,10 @@ class ConvLayerSpec(NamedTuple):
     pointwise_input: bool = False  #: pointwise inhibition on the *input* wave while training (Kheradpisheh quirk)
     w_mean: float = 0.8
     w_std: float = 0.05
-    #: :func:`~.layers.conv` implementation: ``"dot"`` (the reference rounding) or ``"nhwc"`` (XLA's
+    #: :func:`~.layers.conv` implementation: ``"dot"`` (the reference rounding), ``"nhwc"`` (XLA's
     #: channels-last convolution: faster on CPU; potentials differ in float32 rounding, ≈ 1e-6 relative)
+    #: or ``"events"`` (training steps from the first crossings of each position, :mod:`.events`: 3×
+    #: fewer multiply-adds, needs weights ≥ 0, rounds differently; inference as ``"dot"``)
     conv_impl: str = "dot"
     #: the winner selection of a training step: ``None`` = SpykeTorch's k-WTA with ``k`` and ``radius``
     #: (fused with pointwise inhibition), else any :class:`snnjax.inhibition.Inhibition` called as
@@ -74,7 +81,7 @@ class NetworkSpec(NamedTuple):
         return frontend.dog_latency(self.dog, self.dog_padding, 50.0, 8, self.timesteps)
 
 
-CONV_IMPLS = ("dot", "nhwc")
+CONV_IMPLS = ("dot", "nhwc", "events")
 
 
 def check_conv_impl(conv_impl: str) -> str:
@@ -153,12 +160,38 @@ def _input_wave(layer: ConvLayerSpec, latency: jax.Array, timesteps: int) -> jax
     return pad(x, layer.pad_in) if layer.pad_in else x
 
 
+def _layer_potentials(layer: ConvLayerSpec, weight: jax.Array, latency: jax.Array, x: jax.Array,
+                      timesteps: int) -> jax.Array:
+    """Conv potentials ``(T, F, H', W')`` of a layer on its (padded, possibly inhibited) input wave ``x``.
+
+    With the dot form and an input that is the cached wave itself (no pointwise inhibition on the
+    input), the potentials come from the first-spike map (:func:`~.layers.conv_latency`: bit for bit
+    the same, without building ``T`` shifted views of the wave).
+    """
+    if layer.conv_impl in ("dot", "events") and not layer.pointwise_input:
+        return conv_latency(latency, weight, timesteps, layer.pad_in)
+    return conv(x, weight, impl="dot" if layer.conv_impl == "events" else layer.conv_impl)
+
+
+def _events_apply(layer: ConvLayerSpec) -> bool:
+    """Whether a training step of ``layer`` runs from first crossings (:mod:`.events`): ``conv_impl =
+    "events"`` with the fused k-WTA, θ ≥ 0 and the cached wave itself as input."""
+    return (layer.conv_impl == "events" and layer.inhibition is None and not layer.pointwise_input
+            and layer.threshold is not None and layer.threshold >= 0)
+
+
 def layer_train_forward(layer: ConvLayerSpec, weight: jax.Array, latency: jax.Array, timesteps: int) -> LayerStep:
     """Training-mode pass of one STDP layer on one cached input (first-spike map ``(C, H, W)``)."""
     x = _input_wave(layer, latency, timesteps)
     if layer.pointwise_input:
         x = pointwise_inhibition(x)
-    _, pot = fire(conv(x, weight, impl=layer.conv_impl), layer.threshold)
+    _, pot = fire(_layer_potentials(layer, weight, latency, x, timesteps), layer.threshold)
+    if _events_apply(layer):
+        # spikes and winners from the first crossings (3x fewer multiply-adds); the dense potentials
+        # above are only computed where a caller reads LayerStep.pot (XLA drops them otherwise)
+        spk, winners, _ = first_spike_k_winners(latency, weight, layer.threshold, timesteps, layer.pad_in,
+                                                layer.k, layer.radius)
+        return LayerStep(x, pointwise_inhibition(pot), spk, winners)
     if layer.inhibition is None:
         # pointwise inhibition → sign → k-WTA, with the k-WTA scores on the surviving feature only
         pot, spk, winners = pointwise_k_winners(pot, layer.k, layer.radius)
@@ -172,7 +205,7 @@ def layer_train_forward(layer: ConvLayerSpec, weight: jax.Array, latency: jax.Ar
 def layer_forward(layer: ConvLayerSpec, weight: jax.Array, latency: jax.Array, timesteps: int) -> jax.Array:
     """Inference pass of a frozen layer: pad → conv → fire → pool; returns the output first-spike map (uint8)."""
     x = _input_wave(layer, latency, timesteps)
-    spk, _ = fire(conv(x, weight, impl=layer.conv_impl), layer.threshold)
+    spk, _ = fire(_layer_potentials(layer, weight, latency, x, timesteps), layer.threshold)
     if layer.pool is not None:
         spk = pool(spk, *layer.pool)
     return frontend.wave_to_latency(spk)

@@ -319,6 +319,9 @@ class ConvPipeline:
         apart.
         """
         layer = self.spec.layers[index]
+        if layer.conv_impl == "events" and not self.events_exact(weight, make_rule):
+            layer = layer._replace(conv_impl="dot")  # the same results, computed densely
+            name = (name or f"layer{index + 1}") + "-dot"
         shared = cache.ndim == 4
         T, stdp = self.T, self.stdp
         builder = make_rule or (lambda *a: stdp)
@@ -329,9 +332,25 @@ class ConvPipeline:
         return self._run(name or f"layer{index + 1}", one, keys, weight, state, jnp.asarray(cache), rule_args,
                          shared=(3,) if shared else ())
 
+    def events_exact(self, weight: jax.Array, make_rule: Callable[..., LearningRule] | None = None) -> bool:
+        """Whether an epoch with ``conv_impl = "events"`` computes what the dense form computes (up to
+        rounding): its potentials never decrease in time, i.e. the weights are ≥ 0 now (checked here)
+        and stay so (the plain ``spyketorch-stdp`` rule with ``lb >= 0``, which clamps them to
+        ``[lb, ub]``, and no chained transform). Otherwise :meth:`train_layer_epoch` runs the dot form."""
+        return make_rule is None and self._rule_keeps_weights_non_negative() and bool(np.min(np.asarray(weight)) >= 0)
+
+    def _rule_keeps_weights_non_negative(self) -> bool:
+        factory = self.stdp_factory
+        named = getattr(factory, "args", ())[-1:] == ("spyketorch-stdp",)  # chosen by name through a registry
+        return (factory is spyketorch_stdp or named) and float(self.stdp_params.get("lb", 0.0)) >= 0
+
     def layer_step(self, index: int, rule: LearningRule):
-        """``step(w, st, latency) -> (w, st)``: one STDP image of layer ``index`` (0 or 1) under ``rule``."""
-        return N.layer_train_step(self.spec.layers[index], rule, self.T)
+        """``step(w, st, latency) -> (w, st)``: one STDP image of layer ``index`` (0 or 1) under ``rule``
+        (``conv_impl = "events"`` only with the pipeline's own non-negative rule, else the dot form)."""
+        layer = self.spec.layers[index]
+        if layer.conv_impl == "events" and not (rule is self.stdp and self._rule_keeps_weights_non_negative()):
+            layer = layer._replace(conv_impl="dot")
+        return N.layer_train_step(layer, rule, self.T)
 
     def propagate(self, index: int, weight: jax.Array, cache: jax.Array, batch_size: int = 64) -> jax.Array:
         """Run frozen layer ``index`` over a cache: per-seed output caches ``(S, N, C', H', W')`` uint8."""
