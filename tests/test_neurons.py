@@ -120,7 +120,7 @@ def test_invalid_lif_and_inh():
 
 
 def test_registered():
-    assert set(snnjax_neuron_models()) == {"lif", "conductance-lif", "inhibitory-lif", "dc15-lif"}
+    assert set(snnjax_neuron_models()) == {"lif", "conductance-lif", "inhibitory-lif", "dc15-lif", "dc15-inhibitory-lif"}
     from snnjax.plugins import build_registry
 
     reg = build_registry()

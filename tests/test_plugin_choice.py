@@ -504,24 +504,25 @@ def test_continual_runs_an_in_process_registrys_regularizer_as_a_method(tmp_path
                    registry=registry)
 
 
-def test_the_inhibitory_neuron_is_chosen_by_name_with_parameters(tmp_path, capsys):
-    """``inh_neuron``: the default written out by name gives the same run bit for bit (supervised-stdp;
-    diehl-cook's default ``dc15-inhibitory-lif`` is D&C's preset), a changed parameter changes the run,
-    and an unknown parameter is a one-line error before anything compiles."""
+def test_the_inhibitory_neuron_is_chosen_by_name_with_parameters(capsys):
+    """``inh_neuron``: the default by name builds the model the network used before (the golden runs pin
+    it), a parameter reaches the model the network gets, and an unknown parameter is a one-line error
+    before anything compiles."""
+    from snnjax.config import resolve
+    from snnjax.plugins import get_registry
+
+    from snnjax_plugins.experiments import supervised_stdp as sx
+    from snnjax_plugins.experiments import use_it_or_lose_it as ux
     from snnjax_plugins.neurons import DC15_INH, dc15_inhibitory_lif, inhibitory_lif
 
-    assert dc15_inhibitory_lif(dt_ms=0.5) == inhibitory_lif(**{**DC15_INH, "dt_ms": 0.5})
-    plain = snnjax.run("supervised-stdp", TINY, seeds=2, out=tmp_path / "plain")
-    named = snnjax.run("supervised-stdp", {**TINY, "inh_neuron": {"name": "inhibitory-lif", "v_th_mv": -40.0}},
-                       seeds=2, out=tmp_path / "named")
-    for key in plain.metrics:
-        np.testing.assert_array_equal(plain.metrics[key], named.metrics[key], err_msg=key)
-    w_plain = np.load(tmp_path / "plain" / "weights.npz")["W"]
-    np.testing.assert_array_equal(w_plain, np.load(tmp_path / "named" / "weights.npz")["W"])
-    # an inhibitory population that never fires (threshold far above its drive) changes the run
-    snnjax.run("supervised-stdp", {**TINY, "inh_neuron": {"name": "inhibitory-lif", "v_th_mv": 100.0}},
-               seeds=2, out=tmp_path / "silent_inh")
-    assert not np.array_equal(w_plain, np.load(tmp_path / "silent_inh" / "weights.npz")["W"])
+    reg = get_registry()
+    assert dc15_inhibitory_lif(dt_ms=0.5) == inhibitory_lif(**{**DC15_INH, "dt_ms": 0.5})  # diehl-cook's default
+    cfg = resolve(sx.DEFAULTS, ("test", TINY), registry=reg)
+    assert sx.build_model(cfg, reg)[0].inh == inhibitory_lif(dt_ms=0.1)
+    cfg = resolve(sx.DEFAULTS, ("test", {**TINY, "inh_neuron.v_th_mv": -45.0}), registry=reg)
+    assert sx.build_model(cfg, reg)[0].inh == inhibitory_lif(dt_ms=0.1, v_th_mv=-45.0)
+    ucfg = resolve(ux.DEFAULTS, ("test", {"inh_neuron": {"name": "inhibitory-lif", "tau_m_ms": 12.0}}), registry=reg)
+    assert ux.build_model(ucfg, reg)[0].inh == inhibitory_lif(dt_ms=0.1, tau_m_ms=12.0)
     capsys.readouterr()
     assert main(["run", "diehl-cook", "--set", "inh_neuron.v_thr_mv=-40", "--dry-run"]) == 2
     err = capsys.readouterr().err
