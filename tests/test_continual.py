@@ -380,11 +380,11 @@ def test_langevin_stop_rule_ends_a_seeds_noisy_epochs_and_drops_the_epoch_below_
     def run(*sets):
         return {k: np.asarray(v["per_seed"], float) for k, v in continual_run(*sets)["metrics"].items()}
 
-    free = run("method=langevin-ranges", "langevin_epochs=3")
-    stopped = run("method=langevin-ranges", "langevin_epochs=3", "langevin_stop=99.9")
+    free = run("method=langevin-ranges", "langevin_epochs=2")
+    stopped = run("method=langevin-ranges", "langevin_epochs=2", "langevin_stop=99.9")
     one = run(*LANGEVIN_ONE_EPOCH)
     assert np.all(free["langevin_task1_accuracy"] < 99.9)  # so the stop rule must end every seed after epoch 1
-    np.testing.assert_array_equal(free["langevin_epochs_run"], [3, 3])
+    np.testing.assert_array_equal(free["langevin_epochs_run"], [2, 2])
     np.testing.assert_array_equal(stopped["langevin_epochs_run"], [1, 1])
     assert np.all(np.isnan(stopped["langevin_task1_accuracy"][:, 1:]))
     for name in ("range_width", "final_task1", "final_task2", "task2_accuracy"):
