@@ -90,6 +90,10 @@ class LearningRule(NamedTuple):
             ``prepare``/``update`` with the same results up to float rounding; ``None``: none.
             Whoever replaces ``update`` or ``prepare`` (``rule._replace``) must drop it.
         parts: for a :func:`chain`, its ``(name, rule)`` pairs in order; else ``None``.
+        weight_range: a declared ``(low, high)``: from weights within it, ``update`` keeps them
+            within it (e.g. a rule that clamps to its bounds); an engine may rely on it (the conv
+            network's first-crossing training needs weights ≥ 0). ``None``: nothing declared; a
+            :func:`chain` declares nothing. Whoever replaces ``update`` must drop it.
     """
 
     init: Callable[[Any], State]
@@ -97,6 +101,7 @@ class LearningRule(NamedTuple):
     prepare: Callable[[Any, State, Activity], Any] = _identity_prepare
     fast: Any = None
     parts: tuple[tuple[str, LearningRule], ...] | None = None
+    weight_range: tuple[float, float] | None = None
 
 
 def identity() -> LearningRule:

@@ -32,27 +32,17 @@ import jax.numpy as jnp
 from jax import lax
 from jaxtyping import Array, Float, Int
 
-from snnjax.errors import InputError
-
 from .inhibition import Winners, check_k_radius, survivor_k_winners
+from .layers import latency_views
 
 
 def patch_latencies(latency: Int[Array, "C H W"], kernel: tuple[int, int], padding: int,
                     timesteps: int) -> Int[Array, "P K"]:
     """First-spike steps of every position's receptive field: ``(H'·W', C·kh·kw)`` int32, ordered
     ``(c, i, j)`` like a flattened ``(F, C, kh, kw)`` weight; zero padding is ``T`` (never)."""
-    if latency.ndim != 3:
-        raise InputError(f"a first-spike map must be (C, H, W), got shape {latency.shape}")
-    kh, kw = kernel
-    lat = latency.astype(jnp.int32)
-    if padding:
-        lat = jnp.pad(lat, ((0, 0), (padding, padding), (padding, padding)), constant_values=timesteps)
-    c, h, w = lat.shape
-    if kh > h or kw > w:
-        raise InputError(f"conv kernel {(kh, kw)} is larger than its (padded) input {(h, w)}")
-    ho, wo = h - kh + 1, w - kw + 1
-    cols = jnp.stack([lat[:, i : i + ho, j : j + wo] for i in range(kh) for j in range(kw)], axis=1)  # (C, K, H', W')
-    return cols.reshape(c * kh * kw, ho * wo).T
+    cols = latency_views(latency, kernel, padding, timesteps)  # (C, K, H', W')
+    c, k, ho, wo = cols.shape
+    return cols.reshape(c * k, ho * wo).T
 
 
 def potentials_at(cols: Int[Array, "P K"], weight_fk: Float[Array, "F K"], steps: Int[Array, " P"]) -> Float[Array, "P F"]:

@@ -90,6 +90,23 @@ def conv(spikes: jax.Array, weight: jax.Array, padding: int = 0, impl: str = "do
                       precision=lax.Precision.HIGHEST)
 
 
+def latency_views(latency: Int[Array, "C H W"], kernel: tuple[int, int], padding: int,
+                  timesteps: int) -> Int[Array, "C K Ho Wo"]:
+    """The ``K = kh·kw`` shifted views of a first-spike map, ``(C, K, H', W')`` int32 (view ``k = i·kw + j``
+    is the map shifted by ``(i, j)``); zero ``padding`` is ``timesteps`` (never spikes)."""
+    if latency.ndim != 3:
+        raise InputError(f"a first-spike map must be (C, H, W), got shape {latency.shape}")
+    kh, kw = kernel
+    lat = latency.astype(jnp.int32)
+    if padding:
+        lat = jnp.pad(lat, ((0, 0), (padding, padding), (padding, padding)), constant_values=int(timesteps))
+    h, w = lat.shape[1:]
+    if kh > h or kw > w:
+        raise InputError(f"conv kernel {(kh, kw)} is larger than its (padded) input {(h, w)}")
+    ho, wo = h - kh + 1, w - kw + 1
+    return jnp.stack([lat[:, i : i + ho, j : j + wo] for i in range(kh) for j in range(kw)], axis=1)
+
+
 def conv_latency(latency: Int[Array, "C H W"], weight: Float[Array, "F C kh kw"], timesteps: int,
                  padding: int = 0) -> Float[Array, "T F Ho Wo"]:
     """:func:`conv` (``impl="dot"``) of the cumulative wave of a first-spike map, bit for bit, without the wave.
@@ -110,14 +127,7 @@ def conv_latency(latency: Int[Array, "C H W"], weight: Float[Array, "F C kh kw"]
         raise InputError(f"conv weight (out, {latency.shape[0]}, kh, kw) expected for {latency.shape[0]} input maps, "
                          f"got shape {weight.shape}")
     kh, kw = weight.shape[2:]
-    lat = latency.astype(jnp.int32)
-    if padding:
-        lat = jnp.pad(lat, ((0, 0), (padding, padding), (padding, padding)), constant_values=timesteps)
-    h, w = lat.shape[1:]
-    if kh > h or kw > w:
-        raise InputError(f"conv kernel {(kh, kw)} is larger than its (padded) input {(h, w)}")
-    ho, wo = h - kh + 1, w - kw + 1
-    cols = jnp.stack([lat[:, i : i + ho, j : j + wo] for i in range(kh) for j in range(kw)], axis=1)  # (C, K, H', W')
+    cols = latency_views(latency, (kh, kw), padding, timesteps)  # (C, K, H', W')
     steps = jnp.arange(timesteps, dtype=jnp.int32).reshape(timesteps, 1, 1, 1, 1)
     on = (cols[None] <= steps).astype(jnp.float32)  # (T, C, K, H', W'): the dot form's shifted views
     wt = weight.astype(jnp.float32)

@@ -197,6 +197,11 @@ def digest(images: np.ndarray) -> str:
 _MEMORY_CACHE: dict[tuple, np.ndarray] = {}
 
 
+def keeps_weights_non_negative(rule: LearningRule) -> bool:
+    """Whether ``rule`` declares that it keeps weights ≥ 0 (a ``weight_range`` with ``low >= 0``)."""
+    return rule.weight_range is not None and rule.weight_range[0] >= 0
+
+
 class ConvPipeline:
     """Layer-wise training and evaluation of one conv network over many seeds (see the module docstring).
 
@@ -335,20 +340,16 @@ class ConvPipeline:
     def events_exact(self, weight: jax.Array, make_rule: Callable[..., LearningRule] | None = None) -> bool:
         """Whether an epoch with ``conv_impl = "events"`` computes what the dense form computes (up to
         rounding): its potentials never decrease in time, i.e. the weights are ≥ 0 now (checked here)
-        and stay so (the plain ``spyketorch-stdp`` rule with ``lb >= 0``, which clamps them to
-        ``[lb, ub]``, and no chained transform). Otherwise :meth:`train_layer_epoch` runs the dot form."""
-        return make_rule is None and self._rule_keeps_weights_non_negative() and bool(np.min(np.asarray(weight)) >= 0)
-
-    def _rule_keeps_weights_non_negative(self) -> bool:
-        factory = self.stdp_factory
-        named = getattr(factory, "args", ())[-1:] == ("spyketorch-stdp",)  # chosen by name through a registry
-        return (factory is spyketorch_stdp or named) and float(self.stdp_params.get("lb", 0.0)) >= 0
+        and stay so (the layer rule declares a ``weight_range`` with ``low >= 0``, as ``spyketorch-stdp``
+        with ``lb >= 0`` does; a rule built per epoch by ``make_rule`` is not looked into).
+        Otherwise :meth:`train_layer_epoch` runs the dot form."""
+        return make_rule is None and keeps_weights_non_negative(self.stdp) and bool(np.min(np.asarray(weight)) >= 0)
 
     def layer_step(self, index: int, rule: LearningRule):
         """``step(w, st, latency) -> (w, st)``: one STDP image of layer ``index`` (0 or 1) under ``rule``
         (``conv_impl = "events"`` only with the pipeline's own non-negative rule, else the dot form)."""
         layer = self.spec.layers[index]
-        if layer.conv_impl == "events" and not (rule is self.stdp and self._rule_keeps_weights_non_negative()):
+        if layer.conv_impl == "events" and not keeps_weights_non_negative(rule):
             layer = layer._replace(conv_impl="dot")
         return N.layer_train_step(layer, rule, self.T)
 

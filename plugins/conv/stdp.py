@@ -147,7 +147,7 @@ def spyketorch_stdp(
                           stabilizer=stabilizer, clamp_all=clamp_all)
         return new, STDPState(a_ltp, a_ltd, count)
 
-    return LearningRule(init, update)
+    return LearningRule(init, update, weight_range=(float(lb), float(ub)))  # the update clamps to [lb, ub]
 
 
 class RSTDPState(NamedTuple):
