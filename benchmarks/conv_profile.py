@@ -13,11 +13,13 @@ image at a time (``lax.map`` / ``lax.scan``), mean of 3 calls after a compile, o
   (one-hot in time) contracted with the weights, then a cumulative sum over time;
 * ``STDP step dot`` / ``STDP step events``: one training image (conv, fire, pointwise inhibition,
   k-WTA, STDP update) with ``conv_impl = "dot"`` / ``"events"``;
-* ``inference, batch 64`` / ``batch 1``: :func:`~snnjax_plugins.conv.networks.layer_outputs`;
+* ``inference, one product per 64 images`` (the form before chunking) / ``inference (default
+  chunks)``: :func:`~snnjax_plugins.conv.networks.layer_outputs` with ``chunk=64`` / its default;
 
-and for layer 1 how the rounding of the dense potentials depends on the batch: the potentials
-(and spikes) that differ between 64 images at a time and one at a time, and between one seed and
-two vmapped seeds (64 images at a time).
+and for layer 1 how the rounding of the dense potentials depends on the product: the potentials
+(and spikes) that differ between one product of all images and the default chunks, between one
+seed alone (padded to 64 filters, as ``ConvPipeline.propagate`` runs it) and the same seed vmapped
+beside a second, and between one seed unpadded and two seeds.
 """
 
 from __future__ import annotations
@@ -86,19 +88,25 @@ def main(argv=None) -> int:
             st0 = pipe.stdp.init(wl)
             timed(f"STDP step {impl}", lambda ls, step=step, st0=st0, wl=wl: lax.scan(
                 lambda c, l: (step(*c, l), None), (wl, st0), ls)[0], lat)
-        for b in (64, 1):
-            timed(f"inference, batch {b}", lambda ls, b=b, wl=wl, layer=layer: N.layer_outputs(wl, ls, layer, T, b), lat)
+        for what, chunk in (("one product per 64 images", 64), ("default chunks", None)):
+            timed(f"inference, {what}", lambda ls, c=chunk, wl=wl, layer=layer, first=li == 0: N.layer_outputs(
+                wl, ls, layer, T, chunk=c, min_features=64 if first and c is None else 0), lat)
     layer, wl = pipe.spec.layers[0], w[0]
-    pots = lambda ls, wl, b: lax.map(lambda l: L.conv_latency(l, wl, T, layer.pad_in), ls, batch_size=b)  # noqa: E731
-    b64 = jax.jit(lambda ls: pots(ls, wl, 64))(lat0)
-    b1 = jax.jit(lambda ls: pots(ls, wl, 1))(lat0)
-    two = jax.jit(lambda ls: jax.vmap(lambda ww: pots(ls, ww, 64))(jnp.stack([wl, w[0] * 0.5])))(lat0)[0]
-    for what, other in (("batch 1", b1), ("two seeds", two)):
+    pair = jnp.stack([wl, w[0] * 0.5])
+    pots = lambda ls, wl, c, pad=0: N.map_images(  # noqa: E731  (chunks only where layer_outputs runs them)
+        lambda l: L.conv_latency(l, wl, T, layer.pad_in, pad), ls, chunk=c, chunked=N.chunkable(layer, lat0))
+    b64 = jax.jit(lambda ls: jax.vmap(lambda ww: pots(ls, ww, 64))(pair))(lat0)[0]
+    chunked = jax.jit(lambda ls: jax.vmap(lambda ww: pots(ls, ww, N.INFERENCE_CHUNK))(pair))(lat0)[0]
+    alone = jax.jit(lambda ls: pots(ls, wl, N.INFERENCE_CHUNK, 64))(lat0)
+    unpadded = jax.jit(lambda ls: pots(ls, wl, 64))(lat0)
+    for what, other in (("the default chunks (2 seeds)", chunked), ("one seed padded to 64 filters", alone),
+                        ("one seed unpadded", unpadded)):
         diff = int(jnp.sum(b64 != other))
         flips = int(jnp.sum((b64 > layer.threshold) != (other > layer.threshold)))
-        print(f"layer 1  potentials, batch 64 vs {what}: {diff} of {b64.size} differ ({100 * diff / b64.size:.2f} %), "
+        print(f"layer 1  potentials, one product of all images (2 seeds) vs {what}: {diff} of {b64.size} differ ({100 * diff / b64.size:.2f} %), "
               f"max {float(jnp.max(jnp.abs(b64 - other))):.2g}; spikes that differ: {flips}", flush=True)
-        rows.append(dict(layer=1, rounding=f"batch 64 vs {what}", differ=diff, of=int(b64.size), spikes_differ=flips))
+        rows.append(dict(layer=1, rounding=f"one product (2 seeds) vs {what}", differ=diff, of=int(b64.size),
+                         spikes_differ=flips))
     print(json.dumps(dict(images=n, rows=rows)))
     return 0
 

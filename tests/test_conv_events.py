@@ -147,10 +147,16 @@ def test_conv_profile_script_prints_activity_and_every_part(capsys):
     blob = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     parts = {(r["layer"], r["part"]) for r in blob["rows"] if "part" in r}
     for layer in (1, 2):
-        for part in ("conv dot", "conv one-hot events", "STDP step dot", "STDP step events", "inference, batch 1"):
+        for part in ("conv dot", "conv one-hot events", "STDP step dot", "STDP step events",
+                     "inference, one product per 64 images", "inference, default chunks"):
             assert (layer, part) in parts
     dens = [r for r in blob["rows"] if "input_density" in r]
     assert [r["field"] for r in dens] == [150, 270] and all(0 < r["input_density"] < 1 for r in dens)
-    assert {r["rounding"] for r in blob["rows"] if "rounding" in r} == {"batch 64 vs batch 1", "batch 64 vs two seeds"}
+    rounding = {r["rounding"]: r for r in blob["rows"] if "rounding" in r}
+    assert set(rounding) == {"one product (2 seeds) vs the default chunks (2 seeds)",
+                             "one product (2 seeds) vs one seed padded to 64 filters", "one product (2 seeds) vs one seed unpadded"}
+    # the default chunks and a seed alone (padded) round as one product of two seeds, bit for bit
+    assert rounding["one product (2 seeds) vs the default chunks (2 seeds)"]["differ"] == 0
+    assert rounding["one product (2 seeds) vs one seed padded to 64 filters"]["differ"] == 0
     with pytest.raises(SystemExit, match="^error: "):
         main(["--images", "0"])

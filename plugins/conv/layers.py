@@ -108,7 +108,7 @@ def latency_views(latency: Int[Array, "C H W"], kernel: tuple[int, int], padding
 
 
 def conv_latency(latency: Int[Array, "C H W"], weight: Float[Array, "F C kh kw"], timesteps: int,
-                 padding: int = 0) -> Float[Array, "T F Ho Wo"]:
+                 padding: int = 0, min_features: int = 0) -> Float[Array, "T F Ho Wo"]:
     """:func:`conv` (``impl="dot"``) of the cumulative wave of a first-spike map, bit for bit, without the wave.
 
     The wave is ``x[t, c, y, x] = [latency[c, y, x] <= t]`` (zero ``padding`` = never spikes, latency
@@ -119,6 +119,14 @@ def conv_latency(latency: Int[Array, "C H W"], weight: Float[Array, "F C kh kw"]
 
     The contraction is the dot form's ``einsum`` on an operand of the same shape ``(T, C, kh·kw, H', W')``,
     so the sums run in the same order and round the same (potentials in weight units, e.g. mV).
+
+    ``min_features``: with fewer filters than that, the product runs with zero filters appended (and
+    their rows dropped). On CPU (JAX 0.10), XLA's product for layer 1 of the Mozafari network sums each
+    potential in one chain over the ``C·kh·kw`` terms, in order, once the weight side has 51 rows or
+    more (2 seeds' filters or more, vmapped on one shared input: the form of every stored result),
+    and in another order with 50 or fewer (one seed alone); ``ConvPipeline.propagate`` passes 64
+    where a seed is alone, so that its results do not depend on how many seeds run beside it
+    (``tests/test_conv_inference.py``).
     """
     timesteps = int(timesteps)
     if latency.ndim != 3:
@@ -131,8 +139,12 @@ def conv_latency(latency: Int[Array, "C H W"], weight: Float[Array, "F C kh kw"]
     steps = jnp.arange(timesteps, dtype=jnp.int32).reshape(timesteps, 1, 1, 1, 1)
     on = (cols[None] <= steps).astype(jnp.float32)  # (T, C, K, H', W'): the dot form's shifted views
     wt = weight.astype(jnp.float32)
-    return jnp.einsum("tckhw,fck->tfhw", on, wt.reshape(wt.shape[0], wt.shape[1], kh * kw),
-                      precision=lax.Precision.HIGHEST)
+    f = wt.shape[0]
+    if f < int(min_features):
+        wt = jnp.concatenate([wt, jnp.zeros((int(min_features) - f,) + wt.shape[1:], wt.dtype)])
+    pot = jnp.einsum("tckhw,fck->tfhw", on, wt.reshape(wt.shape[0], wt.shape[1], kh * kw),
+                     precision=lax.Precision.HIGHEST)
+    return pot[:, :f] if pot.shape[1] != f else pot
 
 
 def threshold(potentials: jax.Array, theta: float | jax.Array | None = None) -> jax.Array:

@@ -353,13 +353,24 @@ class ConvPipeline:
             layer = layer._replace(conv_impl="dot")
         return N.layer_train_step(layer, rule, self.T)
 
-    def propagate(self, index: int, weight: jax.Array, cache: jax.Array, batch_size: int = 64) -> jax.Array:
-        """Run frozen layer ``index`` over a cache: per-seed output caches ``(S, N, C', H', W')`` uint8."""
+    def propagate(self, index: int, weight: jax.Array, cache: jax.Array, batch_size: int = 64,
+                  chunk: int | None = None) -> jax.Array:
+        """Run frozen layer ``index`` over a cache: per-seed output caches ``(S, N, C', H', W')`` uint8.
+
+        Blocks of ``batch_size`` images, ``chunk`` at a time (:func:`~.networks.layer_outputs`). On a
+        shared cache the seeds' filters meet in one product; where one seed would be alone in it (one
+        seed per device, on CPU), zero filters pad it to 64 rows, so that its outputs are those of the
+        same seed beside others (:func:`~.layers.conv_latency`).
+        """
         layer = self.spec.layers[index]
         shared = cache.ndim == 4
         T = self.T
-        name = f"propagate{index + 1}" + ("" if batch_size == 64 else f"-b{batch_size}")
-        return self._run(name, lambda w, c: N.layer_outputs(w, c, layer, T, batch_size),
+        mesh = self.loop.mesh
+        per_device = weight.shape[0] // (mesh.devices.size if mesh is not None else 1)
+        pad = 64 if shared and per_device < 2 and jax.default_backend() == "cpu" else 0
+        name = (f"propagate{index + 1}" + ("" if batch_size == 64 else f"-b{batch_size}")
+                + ("" if chunk is None else f"-c{chunk}") + (f"-f{pad}" if pad else ""))
+        return self._run(name, lambda w, c: N.layer_outputs(w, c, layer, T, batch_size, chunk, pad),
                          weight, jnp.asarray(cache), shared=(1,) if shared else ())
 
     def features(self, w1: jax.Array, w2: jax.Array, lat0: np.ndarray) -> jax.Array:
@@ -393,14 +404,15 @@ class ConvPipeline:
         return self._run(name, one, keys, w3, st3, jnp.asarray(cache), jnp.asarray(labels, jnp.int32), rule_args,
                          shared=(3, 4) if shared else (4,))
 
-    def decisions(self, w3: jax.Array, cache: jax.Array, batch_size: int = 64) -> jax.Array:
-        """Decisions ``(S, N)`` of the decision layer (``-1`` = silence)."""
+    def decisions(self, w3: jax.Array, cache: jax.Array, batch_size: int = 64, chunk: int | None = None) -> jax.Array:
+        """Decisions ``(S, N)`` of the decision layer (``-1`` = silence); blocks of ``batch_size``
+        images, ``chunk`` at a time (:func:`~.networks.decision_outputs`)."""
         layer, T, n_classes = self.spec.decision, self.T, self.n_classes
 
         def one(w, c):
-            return jax.lax.map(lambda lat: N.decision_forward(layer, w, lat, T, n_classes)[0], c, batch_size=batch_size)
+            return N.decision_outputs(w, c, layer, T, n_classes, batch_size, chunk)
 
-        name = "decide" + ("" if batch_size == 64 else f"-b{batch_size}")
+        name = "decide" + ("" if batch_size == 64 else f"-b{batch_size}") + ("" if chunk is None else f"-c{chunk}")
         return self._run(name, one, w3, jnp.asarray(cache), shared=(1,) if cache.ndim == 4 else ())
 
     def evaluate(self, w3: jax.Array, cache: jax.Array, labels: np.ndarray) -> Evaluation:
