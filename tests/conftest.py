@@ -71,3 +71,17 @@ class TinyRuns:
 @pytest.fixture(scope="session")
 def golden_runs(tmp_path_factory) -> TinyRuns:
     return TinyRuns(tmp_path_factory.mktemp("tiny-runs"))
+
+
+#: The files whose tests take longest (CPU seconds as ``python -m pytest --durations=60`` shows them), longest
+#: first. ``--dist loadfile`` gives a worker one whole file at a time in collection order (addopts
+#: ``--no-loadscope-reorder``): these go first, so the many short files fill the gaps at the end and the two
+#: workers finish together instead of one running a long file alone.
+LONGEST_FIRST = ("test_continual.py", "test_golden.py", "test_plugin_choice.py", "test_use_it_or_lose_it.py",
+                 "test_benchmarks.py", "test_fast_path.py", "test_example_package.py", "test_network.py",
+                 "test_conv_events.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's tests keep their order
