@@ -160,6 +160,13 @@ def _input_wave(layer: ConvLayerSpec, latency: jax.Array, timesteps: int) -> jax
     return pad(x, layer.pad_in) if layer.pad_in else x
 
 
+def _reads_latency_map(layer: ConvLayerSpec) -> bool:
+    """Whether the layer's potentials are the dot form's product on its cached first-spike map (no
+    pointwise inhibition on the input): :func:`_layer_potentials`, and the products the inference
+    chunks are measured on (:func:`chunkable`)."""
+    return layer.conv_impl in ("dot", "events") and not layer.pointwise_input
+
+
 def _layer_potentials(layer: ConvLayerSpec, weight: jax.Array, latency: jax.Array, x: jax.Array,
                       timesteps: int, min_features: int = 0) -> jax.Array:
     """Conv potentials ``(T, F, H', W')`` of a layer on its (padded, possibly inhibited) input wave ``x``.
@@ -169,7 +176,7 @@ def _layer_potentials(layer: ConvLayerSpec, weight: jax.Array, latency: jax.Arra
     the same, without building ``T`` shifted views of the wave; ``min_features``: see
     :func:`~.layers.conv_latency`).
     """
-    if layer.conv_impl in ("dot", "events") and not layer.pointwise_input:
+    if _reads_latency_map(layer):
         return conv_latency(latency, weight, timesteps, layer.pad_in, min_features)
     return conv(x, weight, impl="dot" if layer.conv_impl == "events" else layer.conv_impl)
 
@@ -348,12 +355,17 @@ def _product_key(layer: ConvLayerSpec, latencies: jax.Array) -> tuple[int, ...]:
     return (layer.in_maps, layer.out_maps, layer.kernel, layer.pad_in, *latencies.shape[2:])
 
 
+def _measured_form(layer: ConvLayerSpec) -> bool:
+    """The form :data:`CHUNK_ROUNDS_AS_ONE` and :data:`PIXEL_MAJOR` were measured on: the dot form's
+    product on the cached first-spike map, on CPU."""
+    return _reads_latency_map(layer) and jax.default_backend() == "cpu"
+
+
 def chunkable(layer: ConvLayerSpec, latencies: jax.Array) -> Any:
     """``n -> bool``: whether a block of ``n`` images of ``layer`` on ``latencies`` ``(N, C, H, W)`` may
     run in chunks (:data:`CHUNK_ROUNDS_AS_ONE`; never for another product, another ``conv_impl`` than
     the dot form's, nor off CPU)."""
-    dot = layer.conv_impl in ("dot", "events") and not layer.pointwise_input
-    rule = CHUNK_ROUNDS_AS_ONE.get(_product_key(layer, latencies)) if dot and jax.default_backend() == "cpu" else None
+    rule = CHUNK_ROUNDS_AS_ONE.get(_product_key(layer, latencies)) if _measured_form(layer) else None
     return rule or (lambda n: False)
 
 
@@ -389,8 +401,7 @@ def layer_outputs(weight: jax.Array, latencies: jax.Array, layer: ConvLayerSpec,
     :func:`~.layers.conv_latency`."""
     _check_cache(latencies, layer)
     chunk = INFERENCE_CHUNK if chunk is None else int(chunk)
-    pixel_major = (chunk == 1 and _product_key(layer, latencies) in PIXEL_MAJOR and layer.conv_impl in ("dot", "events")
-                   and not layer.pointwise_input and jax.default_backend() == "cpu")  # (CHUNK_ROUNDS_AS_ONE holds it too)
+    pixel_major = chunk == 1 and _product_key(layer, latencies) in PIXEL_MAJOR and _measured_form(layer)
     return map_images(lambda lat: layer_forward(layer, weight, lat, timesteps, min_features), latencies, batch_size,
                       chunk, chunkable(layer, latencies),
                       lambda lat: layer_forward(layer, weight, lat, timesteps, min_features, pixel_major=pixel_major))
