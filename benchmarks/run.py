@@ -135,10 +135,25 @@ def tree_mb(tree):
 # ---------------------------------------------------------------------------------------------
 
 
+def xla_settings(args):
+    """The XLA settings of the ``snnjax`` command (``snnjax.xla_options``), unless ``--xla-defaults``: compile options."""
+    from snnjax.xla_options import compiler_options, use_sequential_cpu_schedule
+
+    if args.xla_defaults:
+        return {}
+    why = use_sequential_cpu_schedule()
+    if why:
+        print(f"# note: the sequential CPU schedule is not in effect: {why}", file=sys.stderr)
+    import jax
+
+    return compiler_options(jax.default_backend())
+
+
 def worker(args):
     t_start = time.perf_counter()
     if args.cpu is not None:  # before jax starts its threads
         os.sched_setaffinity(0, {args.cpu})
+    options = xla_settings(args)
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -181,7 +196,7 @@ def worker(args):
     t_ready = time.perf_counter()
     key = jax.random.key(args.seed + 1)
     t0 = time.perf_counter()
-    compiled = f.lower(state, px[:chunk], key_of(key), gates[:chunk]).compile()
+    compiled = f.lower(state, px[:chunk], key_of(key), gates[:chunk]).compile(compiler_options=options)
     compile_s = time.perf_counter() - t0
     try:
         mem = compiled.memory_analysis()
@@ -238,6 +253,7 @@ def worker(args):
 
 def conv_worker(args):
     t_start = time.perf_counter()
+    xla_settings(args)
     import jax
     import numpy as np
 
@@ -402,9 +418,10 @@ def _worker_cmd(net, n, seeds, chunk, chunks, *extra):
             str(seeds), "--chunk", str(chunk), "--chunks", str(chunks), *extra]
 
 
-def snnjax_case(net, n, seeds, chunk, chunks, first100=False, repeat=False, pythonpath=None, timeout=1800):
+def snnjax_case(net, n, seeds, chunk, chunks, first100=False, repeat=False, pythonpath=None, timeout=1800,
+                xla_defaults=False):
     cmd = _worker_cmd(net, n, seeds, chunk, chunks, *(["--first100"] if first100 else []),
-                      *(["--repeat"] if repeat else []))
+                      *(["--repeat"] if repeat else []), *(["--xla-defaults"] if xla_defaults else []))
     return run_json(cmd, _env(pythonpath), timeout=timeout)
 
 
@@ -614,6 +631,19 @@ def fmt(x, nd=1):
     return str(x)
 
 
+def xla_settings_ab(results):
+    """``(snnjax run, the xla-defaults run right after it)`` pairs of the same case."""
+    pairs = []
+    for i, d in enumerate(results):
+        if d.get("tool") != "xla-defaults":
+            continue
+        r = next((r for r in reversed(results[:i]) if r.get("tool") == "snnjax" and not r.get("run")
+                  and (r["net"], r["n_exc"], r["seeds"]) == (d["net"], d["n_exc"], d["seeds"])), None)
+        if r is not None:
+            pairs.append((r, d))
+    return pairs
+
+
 def print_tables(results, refs, convs, meta, conv_refs=()):
     if results:
         print()
@@ -718,6 +748,16 @@ def print_tables(results, refs, convs, meta, conv_refs=()):
         print("## vmapped seeds")
         for ln in lines:
             print(ln)
+    ab = xla_settings_ab(results)
+    if ab:
+        print()
+        print("## the snnjax command's XLA settings against XLA's defaults (same case, run one after the other; > 1 = faster)")
+        print(f"{'net':<8}{'N':>5}{'seeds':>6}{'snnjax img/s all':>18}{'XLA defaults':>14}{'ratio':>8}{'same spikes':>13}")
+        for r, d in ab:
+            same = r["mean_exc_spikes_per_image"] == d["mean_exc_spikes_per_image"]
+            print(f"{r['net']:<8}{r['n_exc']:>5}{r['seeds']:>6}{r['images_per_sec_aggregate']:>18.1f}"
+                  f"{d['images_per_sec_aggregate']:>14.1f}{r['images_per_sec_aggregate'] / d['images_per_sec_aggregate']:>7.2f}×"
+                  f"{'yes' if same else 'NO':>13}")
 
 
 def markdown_tables(results, refs, convs, meta, conv_refs=()):
@@ -877,6 +917,7 @@ def main():
     w.add_argument("--first100", action="store_true")
     w.add_argument("--repeat", action="store_true")
     w.add_argument("--cpu", type=int, default=None)
+    w.add_argument("--xla-defaults", action="store_true", help="XLA's default settings instead of the snnjax command's")
     c = sub.add_parser("_conv", help="(internal) the conv network, per layer")
     c.add_argument("--seeds", type=int, default=1)
     c.add_argument("--images", type=int, default=32)
@@ -884,6 +925,7 @@ def main():
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--conv-impl", default="dot", help="conv_impl of the network (dot | nhwc)")
     c.add_argument("--dump-images", default=None, help="write the images and labels used to PREFIX.images/labels.npy")
+    c.add_argument("--xla-defaults", action="store_true", help="XLA's default settings instead of the snnjax command's")
     ap.add_argument("--quick", action="store_true", help="N=100/400 and thesis at 1/8/32 seeds, conv at 1 seed")
     ap.add_argument("--tiny", action="store_true",
                     help="smoke run: 1 image per call, DC15 N=100 (1, 2 seeds), thesis (1 seed), tiny conv; no references "
@@ -930,6 +972,9 @@ def main():
                     help="measure this git revision (e.g. HEAD): a clean copy of its snnjax/ and plugins/, whatever the "
                          "working tree holds (default: the working tree as it is)")
     ap.add_argument("--baseline", default=None, help="PYTHONPATH that holds another snnjax_plugins (before/after: the DC15 cases and the conv network's single-seed dot runs, labelled dot@baseline)")
+    ap.add_argument("--xla-defaults-too", action="store_true",
+                    help="also run every DC15/thesis case with XLA's default settings (labelled xla-defaults), right "
+                         "after it with the snnjax command's (snnjax.xla_options): their ratio, side by side")
     ap.add_argument("--json", default=None, help="also write all results to this file")
     ap.add_argument("--from-json", default=None, help="print the tables (and --plot) of an earlier --json file; run nothing")
     ap.add_argument("--markdown", default=None, help="also write the tables as Markdown to this file")
@@ -988,9 +1033,12 @@ def main():
             return
         chunk, chunks = args.chunk or chunk, args.chunks or chunks
         f100 = first100 and s == 1 and net == "dc15" and n <= 400
-        for label, pp in (("snnjax", engine_path),) + ((("baseline", args.baseline),) if args.baseline else ()):
-            r = snnjax_case(net, n, s, chunk, chunks, first100=f100, repeat=args.repeat, pythonpath=pp,
-                            timeout=args.case_timeout)
+        runs = [("snnjax", engine_path, False)]
+        runs += [("baseline", args.baseline, False)] if args.baseline else []
+        runs += [("xla-defaults", engine_path, True)] if args.xla_defaults_too else []
+        for label, pp, xla_defaults in runs:
+            r = snnjax_case(net, n, s, chunk, chunks, first100=f100 and not xla_defaults, repeat=args.repeat,
+                            pythonpath=pp, timeout=args.case_timeout, xla_defaults=xla_defaults)
             if r is None:
                 print(json.dumps(dict(tool=label, net=net, n_exc=n, seeds=s, error="failed or timed out")), flush=True)
             else:

@@ -10,7 +10,8 @@ mechanics, as diffrax's ``diffeqsolve`` owns stepping, saving and progress:
   placed over a 1-D device mesh (:func:`snnjax.seeds.seed_mesh`: every device when the seed
   count divides evenly), compiled ahead of time once per argument shape, dtype and placement.
   Compile time is measured apart from run time (:attr:`RunLoop.timing`, stored in
-  ``results.json["timing"]``).
+  ``results.json["timing"]``). On CPU every program is compiled with
+  :func:`snnjax.xla_options.compiler_options` (fewer loop-carried copies per time step).
 * **Randomness as named streams** — ``loop.fold(keys, tag, …)`` is ``fold_in`` per seed (the
   integer tags are the stream ids the documented reproductions use, so they do not move);
   ``loop.split(keys, n)`` splits every seed's key into ``n`` streams.
@@ -38,6 +39,7 @@ import numpy as np
 from jaxtyping import Array, Key
 
 from .seeds import seed_mesh, shard_seeds
+from .xla_options import compiler_options
 
 __all__ = ["Program", "RunLoop"]
 
@@ -77,7 +79,9 @@ class Program:
         if exe is None:
             in_axes = tuple(None if i in self._shared else 0 for i in range(len(args)))
             t0 = time.perf_counter()
-            exe = jax.jit(jax.vmap(self._fn, in_axes=in_axes)).lower(*placed).compile()
+            platform = jax.default_backend() if mesh is None else mesh.devices.flat[0].platform
+            lowered = jax.jit(jax.vmap(self._fn, in_axes=in_axes)).lower(*placed)
+            exe = lowered.compile(compiler_options=compiler_options(platform))
             self._loop._count_compile(self.name, time.perf_counter() - t0)
             self._compiled[key] = exe
         return exe(*placed)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import platform
 import warnings
 from collections.abc import Mapping, Sequence
@@ -62,6 +63,8 @@ def versions() -> dict[str, str]:
         out["devices"] = str(len(jax.devices()))
     except Exception:  # noqa: BLE001
         pass
+    # how XLA was told to compile (snnjax.xla_options); it changes speed, not results
+    out["xla_flags"] = os.environ.get("XLA_FLAGS", "")
     return out
 
 

@@ -8,6 +8,11 @@ import jax
 import jax.monitoring
 import pytest
 
+from snnjax.xla_options import use_sequential_cpu_schedule
+
+# the kernel schedule the `snnjax` command runs with (before any test starts JAX's backends)
+use_sequential_cpu_schedule()
+
 #: The reference-simulator outputs (Brian 2, SpykeTorch) the tests reproduce; see ``tests/fixtures/README.md``.
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
