@@ -637,7 +637,7 @@ def xla_settings_ab(results):
     for i, d in enumerate(results):
         if d.get("tool") != "xla-defaults":
             continue
-        r = next((r for r in reversed(results[:i]) if r.get("tool") == "snnjax" and not r.get("run")
+        r = next((r for r in reversed(results[:i]) if r.get("tool") == "snnjax" and r.get("run") == d.get("run")
                   and (r["net"], r["n_exc"], r["seeds"]) == (d["net"], d["n_exc"], d["seeds"])), None)
         if r is not None:
             pairs.append((r, d))

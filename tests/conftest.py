@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import jax
@@ -12,6 +13,17 @@ from snnjax.xla_options import use_sequential_cpu_schedule
 
 # the kernel schedule the `snnjax` command runs with (before any test starts JAX's backends)
 use_sequential_cpu_schedule()
+
+# Compiled programs shared by all tests, the xdist workers and the processes tests start: many tests
+# compile the same program (the same experiment at the same shapes), and JAX's persistent cache hands
+# the second one the first one's executable. Its key is the program, the compile options, XLA_FLAGS
+# and jaxlib, so an entry is only ever reused for the same program; `.pytest_cache/` is git-ignored.
+XLA_CACHE = Path(__file__).resolve().parent.parent / ".pytest_cache" / "xla"
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(XLA_CACHE))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
+jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                  float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
 
 #: The reference-simulator outputs (Brian 2, SpykeTorch) the tests reproduce; see ``tests/fixtures/README.md``.
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
