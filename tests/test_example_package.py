@@ -67,7 +67,7 @@ CLI = "import sys; from snnjax.cli import main; sys.exit(main(sys.argv[1:]))"
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> dict[str, str]:
-    """The environment of a process that sees the installed example package (and a shared compile cache)."""
+    """The environment of a process that sees the installed example package."""
     target = tmp_path_factory.mktemp("site")
     pip = subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
@@ -78,11 +78,7 @@ def site(tmp_path_factory) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(target), *filter(None, [env.get("PYTHONPATH")])])
     env.setdefault("JAX_PLATFORMS", "cpu")
-    # the default and the plugin runs share most programs: compile them once (CI sets its own cache)
-    if "JAX_COMPILATION_CACHE_DIR" not in env:
-        env["JAX_COMPILATION_CACHE_DIR"] = str(tmp_path_factory.mktemp("xla-cache"))
-        env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
-        env["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "-1"
+    # the default and the plugin runs share most programs through the suite's compile cache (conftest.py)
     env.pop("SNNJAX_PLUGINS", None)
     return env
 
