@@ -137,13 +137,12 @@ def tree_mb(tree):
 
 def xla_settings(args):
     """The XLA settings of the ``snnjax`` command (``snnjax.xla_options``), unless ``--xla-defaults``: compile options."""
-    from snnjax.xla_options import compiler_options, use_sequential_cpu_schedule
+    from snnjax.xla_options import compiler_options, use_cpu_loop_flags
 
     if args.xla_defaults:
         return {}
-    why = use_sequential_cpu_schedule()
-    if why:
-        print(f"# note: the sequential CPU schedule is not in effect: {why}", file=sys.stderr)
+    for why in use_cpu_loop_flags():
+        print(f"# note: a CPU loop flag is not in effect: {why}", file=sys.stderr)
     import jax
 
     return compiler_options(jax.default_backend())

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, SnnjaxError
-from .xla_options import use_sequential_cpu_schedule
+from .xla_options import use_cpu_loop_flags
 
 
 class _Progress:
@@ -720,8 +720,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, registry: Any = None) -> int:
     """Run the command line ``argv``; ``registry`` replaces the installed plugins (for tests)."""
-    # the sequential kernel schedule on CPU, before JAX starts (snnjax.xla_options; XLA_FLAGS choosing it is kept)
-    use_sequential_cpu_schedule()
+    # XLA's CPU loop settings, before JAX starts (snnjax.xla_options; what XLA_FLAGS already sets is kept)
+    use_cpu_loop_flags()
     parser = build_parser()
     args = parser.parse_args(argv)
     args.registry = registry

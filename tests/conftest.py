@@ -9,22 +9,21 @@ import jax
 import jax.monitoring
 import pytest
 
-from snnjax.xla_options import use_sequential_cpu_schedule
+from snnjax.xla_options import use_cpu_loop_flags
 
-# the kernel schedule the `snnjax` command runs with (before any test starts JAX's backends)
-use_sequential_cpu_schedule()
+# the CPU loop settings the `snnjax` command runs with (before any test starts JAX's backends)
+use_cpu_loop_flags()
 
 # Compiled programs shared by all tests, the xdist workers and the processes tests start: the many tiny
 # runs of the suite compile the same programs (the same experiment at the same shapes) again and again,
 # and JAX's persistent cache turns a repeated compile into a disk read. Every program is cached, however
 # fast it compiled. The key is the program, the compile options, XLA_FLAGS and jaxlib, so an entry is
-# only ever reused for the same program; `.pytest_cache/` is git-ignored, and the cache keeps its most
-# recently used 1 GB. JAX_COMPILATION_CACHE_DIR etc. in the environment take precedence.
+# only ever reused for the same program; `.pytest_cache/` is git-ignored (entries of programs that no
+# longer exist stay until it is removed). JAX_COMPILATION_CACHE_DIR etc. in the environment take precedence.
 CACHE_SETTINGS = {
     "JAX_COMPILATION_CACHE_DIR": str(Path(__file__).resolve().parent.parent / ".pytest_cache" / "xla"),
     "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
     "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1",
-    "JAX_COMPILATION_CACHE_MAX_SIZE": str(2**30),
 }
 for _name, _value in CACHE_SETTINGS.items():
     os.environ.setdefault(_name, _value)  # for the processes tests start
@@ -32,7 +31,6 @@ jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE
 jax.config.update("jax_persistent_cache_min_compile_time_secs",
                   float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", int(os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"]))
-jax.config.update("jax_compilation_cache_max_size", int(os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"]))
 
 #: The reference-simulator outputs (Brian 2, SpykeTorch) the tests reproduce; see ``tests/fixtures/README.md``.
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

@@ -1,4 +1,4 @@
-"""snnjax.xla_options: the CPU settings the core compiles and schedules with, and that they change no result."""
+"""snnjax.xla_options: the CPU settings the core compiles and runs with, and that they change no result."""
 
 from __future__ import annotations
 
@@ -13,31 +13,39 @@ import pytest
 
 from snnjax import xla_options as xo
 from snnjax_plugins import network as net
+from snnjax_plugins.network.step import write_rows
 from snnjax_plugins.rules import stdp_dc15
 
-verified = pytest.mark.skipif(not xo._jaxlib_verified(), reason="the settings apply to verified jaxlib releases only")
+verified = pytest.mark.skipif(not xo._jaxlib_verified() or xo._accelerator_plugin() is not None,
+                              reason="the settings apply to verified jaxlib releases on CPU-only installs")
 
 
 @verified
-def test_the_flag_is_added_once_and_a_users_choice_is_kept():
+def test_the_flags_are_added_once_and_a_users_choice_is_kept():
     env = {}
-    assert xo.use_sequential_cpu_schedule(env) is None
-    assert env["XLA_FLAGS"] == xo.SEQUENTIAL_SCHEDULE_FLAG
-    assert xo.use_sequential_cpu_schedule(env) is None and env["XLA_FLAGS"] == xo.SEQUENTIAL_SCHEDULE_FLAG
+    assert xo.use_cpu_loop_flags(env) == []
+    assert env["XLA_FLAGS"].split() == list(xo.CPU_LOOP_FLAGS)
+    assert xo.use_cpu_loop_flags(env) == [] and env["XLA_FLAGS"].split() == list(xo.CPU_LOOP_FLAGS)
     env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    xo.use_sequential_cpu_schedule(env)
-    assert env["XLA_FLAGS"].split() == ["--xla_force_host_platform_device_count=2", xo.SEQUENTIAL_SCHEDULE_FLAG]
+    xo.use_cpu_loop_flags(env)
+    assert env["XLA_FLAGS"].split() == ["--xla_force_host_platform_device_count=2", *xo.CPU_LOOP_FLAGS]
     mine = "--xla_cpu_enable_concurrency_optimized_scheduler=true"
     env = {"XLA_FLAGS": mine}
-    why = xo.use_sequential_cpu_schedule(env)
-    assert env["XLA_FLAGS"] == mine and "already sets xla_cpu_enable_concurrency_optimized_scheduler" in why
+    why = xo.use_cpu_loop_flags(env)
+    assert env["XLA_FLAGS"].split() == [mine, xo.CPU_LOOP_FLAGS[1]]
+    assert why == ["XLA_FLAGS already sets xla_cpu_enable_concurrency_optimized_scheduler"]
 
 
-def test_an_unverified_jaxlib_gets_xla_defaults(monkeypatch):
+def test_an_unverified_jaxlib_or_an_accelerator_plugin_gets_xla_defaults(monkeypatch):
     monkeypatch.setattr(xo, "VERIFIED_JAXLIB", ())
     env = {}
-    assert "not one the sequential schedule was measured with" in xo.use_sequential_cpu_schedule(env)
+    assert "not one the CPU loop flags were measured with" in xo.use_cpu_loop_flags(env)[0]
     assert env == {} and xo.compiler_options("cpu") == {}
+    monkeypatch.undo()
+    monkeypatch.setattr(xo, "ACCELERATOR_PLUGINS", ("json",))  # any importable module stands for a plugin
+    if xo._jaxlib_verified():
+        assert "accelerator plugin (json)" in xo.use_cpu_loop_flags(env)[0]
+        assert env == {}
 
 
 @verified
@@ -49,19 +57,38 @@ def test_compile_options_on_cpu_only():
 def test_after_jax_started_it_says_so_and_changes_nothing(monkeypatch):
     jnp.zeros(1).block_until_ready()  # the backends have started
     monkeypatch.setenv("XLA_FLAGS", "")
-    why = xo.use_sequential_cpu_schedule()
-    if xo._jaxlib_verified():
-        assert "backends have started" in why
+    why = xo.use_cpu_loop_flags()
+    if xo._jaxlib_verified() and xo._accelerator_plugin() is None:
+        assert "backends have started" in why[0]
     assert os.environ["XLA_FLAGS"] == ""
 
 
 @verified
-def test_the_snnjax_command_runs_with_the_sequential_schedule():
+def test_the_snnjax_command_runs_with_the_flags():
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     code = "import os, sys; from snnjax.cli import main; main(['data']); print(os.environ['XLA_FLAGS'], file=sys.stderr)"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert xo.SEQUENTIAL_SCHEDULE_FLAG in out.stderr.splitlines()[-1]
+    assert out.stderr.splitlines()[-1].split() == list(xo.CPU_LOOP_FLAGS)
+
+
+def test_write_rows_equals_a_scatter_alone_and_under_vmap():
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(9, 3)), jnp.float32)
+    idx = jnp.asarray([4, 0, 8, 8, 8], jnp.int32)  # the padded entries (8: a spare row) repeat
+    vals = jnp.asarray(rng.normal(size=(5, 3)), jnp.float32)
+    got = write_rows(x, idx, vals)
+    np.testing.assert_array_equal(got[:8], x.at[idx].set(vals)[:8])
+    xs = jnp.stack([x, 2 * x])
+    idxs = jnp.stack([idx, jnp.asarray([1, 2, 3, 8, 8], jnp.int32)])
+    batched = jax.vmap(write_rows)(xs, idxs, jnp.stack([vals, -vals]))
+    for s, v in enumerate((vals, -vals)):
+        np.testing.assert_array_equal(batched[s][:8], xs[s].at[idxs[s]].set(v)[:8])
+    shared = jax.vmap(write_rows, in_axes=(None, 0, None))(x, idxs, vals)  # unbatched operands broadcast
+    np.testing.assert_array_equal(shared[1][:8], x.at[idxs[1]].set(vals)[:8])
+    hlo = jax.jit(write_rows).lower(x, idx, vals).as_text()
+    assert "scatter" not in hlo and "dynamic_update_slice" in hlo
+    assert "scatter" in jax.jit(jax.vmap(write_rows)).lower(xs, idxs, jnp.stack([vals, -vals])).as_text()
 
 
 @verified

@@ -20,7 +20,7 @@ from snnjax.plasticity import LearningRule
 from ..rules import decay_factor
 from .config import NetworkConfig
 from .state import NetworkState
-from .step import _delayed_synapses, _integrate_and_threshold, _record, _reset_and_record, batch_any
+from .step import _delayed_synapses, _integrate_and_threshold, _record, _reset_and_record, batch_any, write_rows
 
 class _Block(NamedTuple):
     """Block-local bookkeeping of the deferred on_post updates (see :mod:`snnjax.deferred`).
@@ -73,7 +73,7 @@ def _step_lazy(cfg: NetworkConfig, lz: DeferredTrace, rates, consts, st: Network
             if ts is not None:  # the chained row decay (lazy use-it-or-lose-it), before transmission
                 f = lz.row_decay.row_factor(t_ms, ts.at[idx].get(mode="promise_in_bounds"), b.kp, fdt)
                 rows = rows * f[:, None]
-                ts = ts.at[idx].set(t_ms, mode="promise_in_bounds")
+                ts = write_rows(ts, idx, jnp.broadcast_to(t_ms, idx.shape).astype(ts.dtype))
             valid = idx < cfg.n_input
             # a sequential sum in list order (elementwise adds that XLA fuses; a reduce op here is
             # dispatched to a library kernel whose threading costs more than the sum itself)
@@ -81,9 +81,9 @@ def _step_lazy(cfg: NetworkConfig, lz: DeferredTrace, rates, consts, st: Network
             for r in range(masked.shape[0]):
                 drive = drive + masked[r]
             rows = jnp.clip(rows + on_pre, lo, hi)
-            w = w.at[idx].set(rows, mode="promise_in_bounds")
-            c = c.at[idx].set(lz.pre_value(cc * eneg_u) * epos_u, mode="promise_in_bounds")
-            ul = ul.at[idx].set(u, mode="promise_in_bounds")
+            w = write_rows(w, idx, rows)
+            c = write_rows(c, idx, lz.pre_value(cc * eneg_u) * epos_u)
+            ul = write_rows(ul, idx, jnp.broadcast_to(u, idx.shape))
             return w, c, ul, ts, drive
 
         kc = _in_chunk(cfg, k)

@@ -33,6 +33,28 @@ def _batch_any_vmap(axis_size, in_batched, flag):
     return flag, False
 
 
+@custom_vmap
+def write_rows(x, idx, values):
+    """``x`` with ``x[idx[r]] = values[r]``, one ``r`` after another (``idx``: ``int32[k]``, in bounds).
+
+    Written as ``k`` dynamic-update-slices, not a scatter: XLA's CPU backend compiles a loop
+    that holds no scatter as one function (``snnjax.xla_options``), without a dispatch per
+    kernel. Under ``vmap`` (indices per seed) it is one scatter, which is faster there than
+    ``k`` batched updates. Equal values wherever ``idx`` has no repeats; a repeated index
+    keeps one of its values (the padded entries of an event list all point to a spare row).
+    """
+    for r in range(idx.shape[0]):
+        x = lax.dynamic_update_index_in_dim(x, values[r], idx[r], 0)
+    return x
+
+
+@write_rows.def_vmap
+def _write_rows_vmap(axis_size, in_batched, x, idx, values):
+    x, idx, values = (a if b else jnp.broadcast_to(a, (axis_size,) + a.shape)
+                      for a, b in zip((x, idx, values), in_batched, strict=True))
+    return jax.vmap(lambda x, i, v: x.at[i].set(v, mode="promise_in_bounds"))(x, idx, values), True
+
+
 def _record(names, st: NetworkState):
     out = {}
     for name in names:
