@@ -110,3 +110,42 @@ def test_the_compile_options_change_no_result():
     assert int(a[2].sum()) > 0
     for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_first_true_and_add_per_column_equal_nonzero_and_a_scatter_add():
+    from snnjax_plugins.network.step import add_per_column, first_true
+
+    rng = np.random.default_rng(1)
+    for n, k in [(30, 8), (5, 8), (10, 3)]:
+        for _ in range(20):
+            m = jnp.asarray(rng.random(n) < rng.random())
+            np.testing.assert_array_equal(first_true(m, k), jnp.nonzero(m, size=k, fill_value=n)[0])
+    buf = jnp.asarray(rng.normal(size=(6, 4)), jnp.float32)
+    rows = jnp.asarray(rng.integers(0, 6, (3, 4)), jnp.int32)  # repeats: two spikes landing in one slot
+    cols = jnp.broadcast_to(jnp.arange(4)[None], rows.shape)
+    w = jnp.float32(0.3)
+    np.testing.assert_array_equal(add_per_column(buf, rows, w), buf.at[rows, cols].add(w))
+    both = jax.vmap(add_per_column, in_axes=(0, 0, None))(jnp.stack([buf, -buf]), jnp.stack([rows, rows[::-1]]), w)
+    np.testing.assert_array_equal(both[1], (-buf).at[rows[::-1], cols].add(w))
+
+
+@verified
+@pytest.mark.parametrize("network", ["dc15", "thesis"])
+def test_one_seeds_time_steps_are_compiled_as_whole_loops(network):
+    """With the flags (set by conftest.py) XLA compiles the step loops of one seed as one function each:
+    they hold no scatter (a scatter in a step would bring back a kernel dispatch per operation)."""
+    if network == "dc15":
+        cfg, rule, gates = net.dc15_config(20, min_spikes=0), stdp_dc15(), None
+    else:
+        from snnjax_plugins.rules import segment_supervised
+
+        cfg, rule, gates = net.thesis_config(n_exc=30), segment_supervised(n_classes=3), jnp.ones((1, 30))
+    images = jnp.full((1, 784), 128.0)
+
+    def train(st, key):
+        return net.present_many(st, images, key, cfg, rule, gates=gates)[1].exc_counts
+
+    st = net.init_network(jax.random.key(0), cfg, rule)
+    text = jax.jit(train).lower(st, jax.random.key(1)).compile(compiler_options=xo.compiler_options("cpu")).as_text()
+    # the sampler's loops (4) and the input and rest phases' block and step loops (4)
+    assert text.count('xla_cpu_small_call="true"') >= 8

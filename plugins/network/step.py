@@ -55,6 +55,42 @@ def _write_rows_vmap(axis_size, in_batched, x, idx, values):
     return jax.vmap(lambda x, i, v: x.at[i].set(v, mode="promise_in_bounds"))(x, idx, values), True
 
 
+def first_true(mask, k: int):
+    """The indices of the first ``k`` true entries of ``mask`` (``bool[n]``), padded with ``n``: ``int32[k]``.
+
+    ``jnp.nonzero(mask, size=k, fill_value=n)`` without its scatter (see :func:`write_rows`):
+    entry ``r`` is the number of positions before the ``(r+1)``-th true one.
+    """
+    seen = jnp.cumsum(mask, dtype=jnp.int32)
+    return jnp.sum(seen[None, :] <= jnp.arange(k, dtype=jnp.int32)[:, None], axis=1, dtype=jnp.int32)
+
+
+@custom_vmap
+def add_per_column(buf, rows, value):
+    """``buf`` with ``value`` added at ``buf[rows[r, j], j]`` for every ``r`` and column ``j`` (``rows``: ``int32[k, n]``).
+
+    Written as ``k`` masked adds over ``buf`` (no scatter, so that XLA's CPU backend can compile
+    the loop around it as one function; see :func:`write_rows`); under ``vmap`` one scatter-add.
+    The same values as the scatter-add: every addend is ``value``, so their order does not matter.
+    """
+    pos = jnp.arange(buf.shape[0], dtype=rows.dtype)[:, None]
+    for r in range(rows.shape[0]):
+        buf = buf + jnp.where(pos == rows[r][None, :], value, jnp.zeros((), buf.dtype))
+    return buf
+
+
+@add_per_column.def_vmap
+def _add_per_column_vmap(axis_size, in_batched, buf, rows, value):
+    buf, rows, value = (a if b else jnp.broadcast_to(a, (axis_size,) + jnp.shape(a))
+                        for a, b in zip((buf, rows, value), in_batched, strict=True))
+
+    def one(buf, rows, value):
+        cols = jnp.broadcast_to(jnp.arange(buf.shape[1])[None, :], rows.shape)
+        return buf.at[rows, cols].add(value, mode="promise_in_bounds")
+
+    return jax.vmap(one)(buf, rows, value), True
+
+
 def _record(names, st: NetworkState):
     out = {}
     for name in names:
@@ -99,12 +135,11 @@ def _delayed_synapses(cfg: NetworkConfig, st: NetworkState, exc, inh, se, si):
 
         def spread(buf3):
             # padded list of spiking inhibitory neurons; pads and absent synapses add to the spare row `ring3`
-            inh_idx = jnp.nonzero(si, size=cfg.k_inh, fill_value=cfg.n_inh)[0].astype(jnp.int32)
+            inh_idx = first_true(si, cfg.k_inh)
             valid = inh_idx < cfg.n_inh
             dd = jnp.take(st.d3, jnp.minimum(inh_idx, cfg.n_inh - 1), axis=0)
             rows = jnp.where(valid[:, None] & (dd >= 0), (n + dd) % cfg.ring3, cfg.ring3)
-            cols = jnp.broadcast_to(jnp.arange(cfg.n_exc)[None, :], rows.shape)
-            return buf3.at[rows, cols].add(w_ie, mode="promise_in_bounds")
+            return add_per_column(buf3, rows.astype(jnp.int32), w_ie)
 
         # most steps have no inhibitory spike (in any seed): skip the list and the scatter then
         buf3 = lax.cond(batch_any(jnp.any(si)), spread, lambda b3: b3, buf3)
