@@ -4,7 +4,7 @@ A training presentation is a ``lax.scan`` of a few thousand time steps whose bod
 some 25–55 small kernels on arrays of tens to hundreds of elements. On a CPU their
 dispatch, not their arithmetic, sets the time per step, and three of XLA's CPU settings
 decide how much of it there is (measured with jax/jaxlib 0.10.2, ``docs/performance.md``,
-"Fewer kernels per step"):
+"Time steps as whole compiled loops"):
 
 * **Copy insertion with region analysis** (``xla_cpu_copy_insertion_use_region_analysis``):
   without it XLA copies most small loop-carried arrays at the start of every iteration
@@ -29,7 +29,7 @@ option and refuses the threshold as one), so they are settings of the process:
 :func:`use_cpu_loop_flags` adds them to ``XLA_FLAGS`` before JAX starts its backends. The
 ``snnjax`` command does so; a program that uses snnjax as a library may call it first thing.
 They cost where one process runs many seeds of a wide network on several cores (Diehl & Cook
-N = 400, 8 seeds in one 2-core process: 0.84×), where XLA splits the seed-batched kernels
+N = 400, 8 seeds in one 2-core process: 0.82–0.89×), where XLA splits the seed-batched kernels
 over threads and the concurrent order overlaps them; one process per core
 (``snnjax run --first-seed``, ``snnjax merge``) avoids that case.
 
