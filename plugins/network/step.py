@@ -48,10 +48,14 @@ def write_rows(x, idx, values):
     return x
 
 
+def _all_batched(axis_size, in_batched, *args):
+    """``args`` with the unbatched ones broadcast along a leading axis of ``axis_size`` (in a ``custom_vmap`` rule)."""
+    return tuple(a if b else jnp.broadcast_to(a, (axis_size,) + jnp.shape(a)) for a, b in zip(args, in_batched, strict=True))
+
+
 @write_rows.def_vmap
 def _write_rows_vmap(axis_size, in_batched, x, idx, values):
-    x, idx, values = (a if b else jnp.broadcast_to(a, (axis_size,) + a.shape)
-                      for a, b in zip((x, idx, values), in_batched, strict=True))
+    x, idx, values = _all_batched(axis_size, in_batched, x, idx, values)
     return jax.vmap(lambda x, i, v: x.at[i].set(v, mode="promise_in_bounds"))(x, idx, values), True
 
 
@@ -81,8 +85,7 @@ def add_per_column(buf, rows, value):
 
 @add_per_column.def_vmap
 def _add_per_column_vmap(axis_size, in_batched, buf, rows, value):
-    buf, rows, value = (a if b else jnp.broadcast_to(a, (axis_size,) + jnp.shape(a))
-                        for a, b in zip((buf, rows, value), in_batched, strict=True))
+    buf, rows, value = _all_batched(axis_size, in_batched, buf, rows, value)
 
     def one(buf, rows, value):
         cols = jnp.broadcast_to(jnp.arange(buf.shape[1])[None, :], rows.shape)
