@@ -133,11 +133,14 @@ def check_choice(registry: Registry, kind: str, choice: Any, key: str) -> Any:
     The name must be a registered ``kind`` plugin (a "did you mean" otherwise); every
     parameter must be one the factory takes, and takes the type of the factory's default
     (an ``int`` where the default is a ``float`` becomes a ``float``; a string from ``--set``
-    is read as that type). Nothing is built. Returns ``"name"`` when there are no
-    parameters, else ``{"name": name, **params}``.
+    is read as that type). A choice with parameters of a model, encoder, rule, inhibition or
+    regularizer is then built once (plugin factories are cheap) so that a value the factory
+    refuses (``neuron.tau_m_ms=-5``) is a config error of ``key`` before the run, and under
+    ``--dry-run``; a factory that needs a value the experiment gives it (no default) is not
+    built here. Returns ``"name"`` when there are no parameters, else ``{"name": name, **params}``.
     """
     from .config import _coerce, _parse_literal
-    from .errors import ConfigError
+    from .errors import ConfigError, InputError
 
     if isinstance(choice, dict) and "name" not in choice:
         raise ConfigError(f"config key {key!r} gives parameters {', '.join(map(repr, choice))} but no plugin name: "
@@ -172,7 +175,18 @@ def check_choice(registry: Registry, kind: str, choice: Any, key: str) -> Any:
             typed[param] = _parse_literal(f"{key}.{param}", value, None) if isinstance(value, str) else value
         else:
             typed[param] = _coerce(f"{key}.{param}", value, default)
+    if kind in BUILT_WHEN_CHECKED and all(
+            p in typed or v.default is not inspect.Parameter.empty for p, v in takes.items()):
+        try:
+            registry.create(kind, name, **typed)
+        except (ConfigError, InputError) as exc:
+            raise ConfigError(f"config key {key!r}: {exc}") from None
     return {"name": name, **typed}
+
+
+#: Plugin kinds whose factories :func:`check_choice` builds to check parameter values (the others
+#: — datasets, experiments — may read data or do real work when built).
+BUILT_WHEN_CHECKED = ("neuron", "encoder", "rule", "inhibition", "regularizer")
 
 
 def create_choice(registry: Registry, kind: str, choice: Any, /, **context: Any) -> Any:

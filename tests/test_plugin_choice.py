@@ -86,6 +86,8 @@ def test_bad_choices_are_one_line_config_errors(layer, message):
     (["regularizers=use-it-or-loose-it"], "Did you mean 'use-it-or-lose-it'?"),
     (["regularizers=use-it-or-lose-it", "regularizers.0.semantic=lazy"], "no parameter 'semantic'"),
     (["target_rule.a_pre=big"], "config key 'target_rule.a_pre' must be a number, got 'big'"),
+    (["regularizers=use-it-or-lose-it", "regularizers.0.k_p=-1"],
+     "config key 'regularizers.0': k_p must be 0 (no decay) or 1 (decay), got -1.0"),
 ])
 @pytest.mark.parametrize("dry_run", [True, False])
 def test_a_bad_choice_exits_2_with_one_line_before_any_compile(sets, message, dry_run, compiles, tmp_path, capsys):
@@ -173,6 +175,9 @@ FAMILY = ["supervised-stdp", "diehl-cook", "use-it-or-lose-it"]
     (["encoder=poison"], "unknown encoder plugin 'poison'. Did you mean 'poisson'?"),
     (["encoder.max_rate=50"], "encoder plugin 'poisson' has no parameter 'max_rate'. Did you mean 'max_rate_hz'?"),
     (["encoder.max_rate_hz=fast"], "config key 'encoder.max_rate_hz' must be a number, got 'fast'"),
+    # values the factories refuse: found by building the choice while the config is checked
+    (["neuron.tau_m_ms=-5"], "config key 'neuron': tau_m_ms must be a positive number of ms, got -5.0"),
+    (["encoder.max_rate_hz=-3"], "config key 'encoder': max_rate_hz must be ≥ 0 Hz, got -3.0"),
 ])
 @pytest.mark.parametrize("dry_run", [True, False])
 def test_a_bad_neuron_or_encoder_exits_2_with_one_line_before_any_compile(experiment, sets, message, dry_run,
@@ -344,11 +349,13 @@ def test_conv_mnist_refuses_a_bad_part_in_one_line_before_any_compile(sets, mess
     (["inhibition.k=0"], "k (number of winners) must be a positive integer, got 0"),
     (["layer_rule.lb=2"], "STDP bounds need lb < ub, got [2.0, 1.0]"),
 ])
-def test_conv_mnist_refuses_a_part_its_factory_refuses_before_any_compile(sets, message, compiles, tmp_path, capsys):
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_conv_mnist_refuses_a_part_its_factory_refuses_before_any_compile(sets, message, dry_run, compiles, tmp_path,
+                                                                          capsys):
     argv = ["run", "conv-mnist", "--quiet", "--out", str(tmp_path / "run")]
     for item in [*CONV_TINY, *sets]:
         argv += ["--set", item]
-    assert main(argv) == 2
+    assert main(argv + (["--dry-run"] if dry_run else [])) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and message in err
     assert compiles == []
