@@ -19,7 +19,7 @@ from __future__ import annotations
 import ast
 import math
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -177,10 +177,12 @@ class PluginKey(str):
     """
 
     kind: str
+    check: Callable[[Any], None] | None
 
-    def __new__(cls, kind: str, name: str) -> "PluginKey":
+    def __new__(cls, kind: str, name: str, check: Callable[[Any], None] | None = None) -> "PluginKey":
         obj = super().__new__(cls, name)
         obj.kind = kind
+        obj.check = check
         return obj
 
 
@@ -201,9 +203,15 @@ class PluginList(list):
         self.builtins = tuple(builtins)
 
 
-def plugin_key(kind: str, name: str) -> PluginKey:
-    """The default of a config key that chooses one plugin of ``kind`` by name (with parameters)."""
-    return PluginKey(kind, name)
+def plugin_key(kind: str, name: str, check: Callable[[Any], None] | None = None) -> PluginKey:
+    """The default of a config key that chooses one plugin of ``kind`` by name (with parameters).
+
+    ``check(plugin)``: what the experiment needs of the plugin it is given (raising
+    :class:`~snnjax.errors.ConfigError`); :func:`resolve` builds the chosen plugin and calls it,
+    so a plugin that exists but cannot serve here (a current-based neuron model in a
+    conductance network) is refused while the config is checked, under ``--dry-run`` too.
+    """
+    return PluginKey(kind, name, check)
 
 
 def plugin_list(kind: str, default: Iterable[Any] = (), builtins: Iterable[str] = ()) -> PluginList:
@@ -296,7 +304,7 @@ def resolve(defaults: Mapping[str, Any], *layers: tuple[str, Mapping[str, Any]],
 
         for key, default in defaults.items():
             if isinstance(default, PluginKey):
-                config[key] = check_choice(registry, default.kind, config[key], key)
+                config[key] = check_choice(registry, default.kind, config[key], key, default.check)
             elif isinstance(default, PluginList):
                 config[key] = [v if isinstance(v, str) and v in default.builtins
                                else _builtin_or_choice(registry, default, f"{key}.{i}", key, v)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import inspect
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from types import ModuleType
@@ -127,7 +127,8 @@ def choice_params(choice: Any) -> dict[str, Any]:
     return {} if isinstance(choice, str) else {k: v for k, v in choice.items() if k != "name"}
 
 
-def check_choice(registry: Registry, kind: str, choice: Any, key: str) -> Any:
+def check_choice(registry: Registry, kind: str, choice: Any, key: str,
+                 check: Callable[[Any], None] | None = None) -> Any:
     """Check a plugin choice of config key ``key`` against ``registry``; return it with typed parameters.
 
     The name must be a registered ``kind`` plugin (a "did you mean" otherwise); every
@@ -137,7 +138,9 @@ def check_choice(registry: Registry, kind: str, choice: Any, key: str) -> Any:
     regularizer is then built once (plugin factories are cheap) so that a value the factory
     refuses (``neuron.tau_m_ms=-5``) is a config error of ``key`` before the run, and under
     ``--dry-run``; a factory that needs a value the experiment gives it (no default) is not
-    built here. Returns ``"name"`` when there are no parameters, else ``{"name": name, **params}``.
+    built here. ``check``: what the config key needs of the plugin (see
+    :func:`snnjax.config.plugin_key`), called on the built plugin, parameters or not.
+    Returns ``"name"`` when there are no parameters, else ``{"name": name, **params}``.
     """
     from .config import _coerce, _parse_literal
     from .errors import ConfigError, InputError
@@ -153,12 +156,10 @@ def check_choice(registry: Registry, kind: str, choice: Any, key: str) -> Any:
     except PluginError as exc:
         raise ConfigError(f"config key {key!r}: {exc}") from None
     params = choice_params(choice)
-    if not params:
-        return name
     try:
         sig = inspect.signature(factory)
     except (TypeError, ValueError):
-        return {"name": name, **params}
+        return {"name": name, **params} if params else name
     takes = {p: v for p, v in sig.parameters.items()
              if v.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)}
     open_ended = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
@@ -175,13 +176,15 @@ def check_choice(registry: Registry, kind: str, choice: Any, key: str) -> Any:
             typed[param] = _parse_literal(f"{key}.{param}", value, None) if isinstance(value, str) else value
         else:
             typed[param] = _coerce(f"{key}.{param}", value, default)
-    if kind in BUILT_WHEN_CHECKED and all(
-            p in typed or v.default is not inspect.Parameter.empty for p, v in takes.items()):
+    buildable = all(p in typed or v.default is not inspect.Parameter.empty for p, v in takes.items())
+    if kind in BUILT_WHEN_CHECKED and buildable and (typed or check is not None):
         try:
-            registry.create(kind, name, **typed)
+            plugin = registry.create(kind, name, **typed)
+            if check is not None:
+                check(plugin)
         except (ConfigError, InputError) as exc:
             raise ConfigError(f"config key {key!r}: {exc}") from None
-    return {"name": name, **typed}
+    return {"name": name, **typed} if typed else name
 
 
 #: Plugin kinds whose factories :func:`check_choice` builds to check parameter values (the others

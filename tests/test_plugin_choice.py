@@ -178,6 +178,11 @@ FAMILY = ["supervised-stdp", "diehl-cook", "use-it-or-lose-it"]
     # values the factories refuse: found by building the choice while the config is checked
     (["neuron.tau_m_ms=-5"], "config key 'neuron': tau_m_ms must be a positive number of ms, got -5.0"),
     (["encoder.max_rate_hz=-3"], "config key 'encoder': max_rate_hz must be ≥ 0 Hz, got -3.0"),
+    # plugins that exist but cannot serve in this network (what the key's check asks of the built plugin)
+    (["neuron=lif"], "config key 'neuron': the excitatory neuron model LIF cannot run in this network: its state has "
+                     "no conductances ge, gi"),
+    (["inh_neuron=lif"], "config key 'inh_neuron': the inhibitory neuron model LIF cannot run in this network"),
+    (["encoder=dog-latency"], "config key 'encoder': the encoder DogLatencyEncoder cannot drive this network"),
 ])
 @pytest.mark.parametrize("dry_run", [True, False])
 def test_a_bad_neuron_or_encoder_exits_2_with_one_line_before_any_compile(experiment, sets, message, dry_run,
@@ -332,6 +337,7 @@ CONV_TINY = ["n_train=8", "n_test=4"]
     (["decision_rule.adaptive_int=lots"], "config key 'decision_rule.adaptive_int' must be a number, got 'lots'"),
     (["encoder.threshold=high"], "config key 'encoder.threshold' must be a number, got 'high'"),
     (["encoder=poison"], "unknown encoder plugin 'poison'"),
+    (["encoder=poisson"], "config key 'encoder': the encoder PoissonEncoder cannot feed the conv network"),
 ])
 @pytest.mark.parametrize("dry_run", [True, False])
 def test_conv_mnist_refuses_a_bad_part_in_one_line_before_any_compile(sets, message, dry_run, compiles, tmp_path,
@@ -534,3 +540,47 @@ def test_the_inhibitory_neuron_is_chosen_by_name_with_parameters(capsys):
     assert main(["run", "diehl-cook", "--set", "inh_neuron.v_thr_mv=-40", "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "v_th_mv" in err, err
+
+
+def test_a_key_checks_what_it_needs_of_the_plugin_it_is_given():
+    """``plugin_key(kind, name, check)``: the chosen plugin is built and checked while the config resolves."""
+    seen = []
+
+    def needs_pairing(rule):
+        seen.append(rule)
+        if not hasattr(rule, "fast"):
+            raise ConfigError("this experiment needs a rule with a fast path")
+
+    defaults = {"rule": plugin_key("rule", "stdp", needs_pairing)}
+    assert resolve(defaults, ("--set", {"rule.a_pre": "1e-3"}), registry=get_registry())["rule"]["a_pre"] == 1e-3
+    assert len(seen) == 1  # built once, with the given parameter
+    seen.clear()
+    assert resolve(defaults, registry=get_registry())["rule"] == "stdp"  # a plain name is checked too
+    assert len(seen) == 1
+
+
+def test_a_neuron_model_that_does_not_declare_its_state_is_checked_by_its_shape(tmp_path, capsys):
+    """A third-party current-based model without a return annotation on ``init`` is refused in one line too."""
+    from plugins import neurons
+
+    class Undeclared:
+        def __init__(self, dt_ms):
+            self._m = neurons.lif(dt_ms=dt_ms)
+            self.dt_ms = dt_ms
+
+        def init(self, n, dtype=None):  # no return annotation
+            return self._m.init(n, dtype)
+
+        def __getattr__(self, name):
+            return getattr(self._m, name)
+
+    def plain_lif(*, dt_ms: float = 0.1):
+        """A current-based LIF that does not declare its state type (a test model)."""
+        return Undeclared(dt_ms)
+
+    mine = types.SimpleNamespace(__name__="my_model",
+                                 snnjax_neuron_models=snnjax.hookimpl(lambda: {"plain-lif": plain_lif}))
+    argv = ["run", "diehl-cook", "--quiet", "--dry-run", "--set", "neuron=plain-lif"]
+    assert main(argv, registry=build_registry([mine])) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "config key 'neuron': the excitatory neuron model Undeclared cannot run" in err

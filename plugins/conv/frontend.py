@@ -23,6 +23,7 @@ is its first-spike step map (``uint8``, ``T`` = never): see :func:`wave_to_laten
 from __future__ import annotations
 
 import functools
+import inspect
 
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -210,6 +211,22 @@ def dog_latency(
     if padding < 0:
         raise ConfigError(f"padding must be >= 0, got {padding!r}")
     return DogLatencyEncoder(kernels, int(padding), threshold, int(norm_radius), timesteps)
+
+
+def check_latency_encoder(encoder) -> None:
+    """What the conv networks need of an encoder: ``latency_batch(images)`` or ``encode(key, image)``.
+
+    (A cumulative ``[T, C, H, W]`` wave, deterministic: it is computed once per dataset, see
+    :func:`latency_maps`.) A rate encoder that needs a step count (``poisson``) is refused.
+    """
+    if hasattr(encoder, "latency_batch"):
+        return
+    try:
+        inspect.signature(encoder.encode).bind(None, np.zeros((1, 1), np.float32))
+    except (AttributeError, TypeError, ValueError):
+        raise ConfigError(f"the encoder {type(encoder).__name__} cannot feed the conv network: it needs "
+                          f"encode(key, image) -> a cumulative spike wave [T, C, H, W] (a deterministic latency "
+                          f"encoder such as 'dog-latency')") from None
 
 
 def latency_maps(encoder, images: np.ndarray, chunk: int = 500) -> np.ndarray:

@@ -87,6 +87,10 @@ PLUGIN_KEYS: dict[str, tuple[str, str]] = {
     "decision_rule": ("rule", "r-stdp"),
 }
 
+#: What the network needs of the plugin a key of :data:`PLUGIN_KEYS` chooses (``snnjax.config.plugin_key``'s
+#: ``check``: refused while the config is checked).
+PLUGIN_CHECKS: dict[str, Callable[[Any], None]] = {"encoder": frontend.check_latency_encoder}
+
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)

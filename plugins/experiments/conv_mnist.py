@@ -56,7 +56,7 @@ DEFAULTS: dict[str, Any] = {
     "feature_readout": True,
     **P.NETWORK_DEFAULTS,
     # the network's parts by name, with parameters, through the run's registry (docs/plugins.md)
-    **{key: plugin_key(kind, name) for key, (kind, name) in P.PLUGIN_KEYS.items()},
+    **{key: plugin_key(kind, name, P.PLUGIN_CHECKS.get(key)) for key, (kind, name) in P.PLUGIN_KEYS.items()},
 }
 
 #: The thesis' task-1 accuracy per (R1, R2) (24,000 training images), for the figure and summary.

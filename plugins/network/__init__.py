@@ -55,7 +55,8 @@ gates of a sequence of images). Presets:
 from __future__ import annotations
 
 from ..encoders import FAR
-from .config import RECORDABLE, NetworkConfig, dc15_config, delay_steps, delay_steps_static, thesis_config
+from .config import (RECORDABLE, NetworkConfig, check_exc_model, check_inh_model, check_rate_encoder, dc15_config,
+                     delay_steps, delay_steps_static, thesis_config)
 from .present import present, present_each, present_many, present_raster, segment_gates
 from .state import NetworkState, PresentationOutput, check_dropped, init_network, with_delays
 from .step import batch_any
@@ -68,6 +69,9 @@ __all__ = [
     "NetworkConfig",
     "NetworkState",
     "check_dropped",
+    "check_exc_model",
+    "check_inh_model",
+    "check_rate_encoder",
     "PresentationOutput",
     "dc15_config",
     "delay_steps",

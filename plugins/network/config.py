@@ -12,8 +12,10 @@ defaults (``conductance-lif``, ``inhibitory-lif``, ``poisson``).
 from __future__ import annotations
 
 import dataclasses
+import typing
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 
 from snnjax.errors import ConfigError
@@ -23,6 +25,52 @@ from ..encoders import poisson
 from ..neurons import conductance_lif, dc15_inhibitory_lif, dc15_lif, inhibitory_lif
 
 RECORDABLE = ("exc_v", "exc_ge", "exc_gi", "exc_vt", "exc_theta", "inh_v", "inh_ge", "exc_spikes", "inh_spikes")
+
+
+def state_fields(model: Any) -> tuple[str, ...]:
+    """The field names of the state ``model.init`` returns (a ``NamedTuple``).
+
+    Read from ``init``'s declared return type, so checking a config traces nothing; a model
+    that does not declare it is evaluated abstractly (``jax.eval_shape``).
+    """
+    try:
+        declared = typing.get_type_hints(type(model).init).get("return")
+    except Exception:  # noqa: BLE001 - an annotation that does not resolve: evaluate instead
+        declared = None
+    fields = getattr(declared, "_fields", None)
+    if fields is None:
+        fields = getattr(jax.eval_shape(lambda: model.init(1)), "_fields", ())
+    return tuple(fields)
+
+
+def _check_neuron(model: Any, role: str, conductances: tuple[str, ...]) -> None:
+    if not isinstance(model, ScheduledNeuronModel):
+        raise ConfigError(f"the {role} neuron model {type(model).__name__} cannot run in this network: it needs "
+                          f"init/integrate/threshold/reset (snnjax.neurons.ScheduledNeuronModel)")
+    fields = state_fields(model)
+    missing = [g for g in conductances if g not in fields]
+    if missing:
+        raise ConfigError(f"the {role} neuron model {type(model).__name__} cannot run in this network: its state has "
+                          f"no conductance{'s' if len(missing) > 1 else ''} {', '.join(missing)} for the synapses to add to; choose a "
+                          f"conductance-based model (e.g. conductance-lif, dc15-lif, inhibitory-lif)")
+
+
+def check_exc_model(model: Any) -> None:
+    """What the network needs of its excitatory model: Brian 2's slots and conductances ``ge``, ``gi``."""
+    _check_neuron(model, "excitatory", ("ge", "gi"))
+
+
+def check_inh_model(model: Any) -> None:
+    """What the network needs of its inhibitory model: Brian 2's slots and a conductance ``ge`` (from S2)."""
+    _check_neuron(model, "inhibitory", ("ge",))
+
+
+def check_rate_encoder(encoder: Any) -> None:
+    """What the network needs of its input encoder: ``probabilities(image, scale)`` per step and input."""
+    if not callable(getattr(encoder, "probabilities", None)):
+        raise ConfigError(f"the encoder {type(encoder).__name__} cannot drive this network: it needs "
+                          f"probabilities(image, scale) -> spike probability per step and input "
+                          f"(a rate encoder such as 'poisson')")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,19 +161,20 @@ class NetworkConfig:
         for name in ("t_present_ms", "t_rest_ms", "s2_delay_max_ms", "s3_delay_max_ms", "max_rate_hz"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"{name} must be ≥ 0, got {getattr(self, name)!r}")
+        check_exc_model(self.exc)
+        check_inh_model(self.inh)
+        if self.reset_between_images:
+            missing = [f for f in ("vt", "theta") if f not in state_fields(self.exc)]
+            if missing:
+                raise ConfigError(f"reset_between_images keeps the learned thresholds, but the exc neuron model "
+                                  f"{type(self.exc).__name__}'s state has no {', '.join(missing)}")
         for name in ("exc", "inh"):
             m = getattr(self, name)
-            if not isinstance(m, ScheduledNeuronModel):
-                raise ConfigError(f"the {name} neuron model {type(m).__name__} cannot run in this network: it needs "
-                                  f"init/integrate/threshold/reset (snnjax.neurons.ScheduledNeuronModel)")
             if abs(m.dt_ms - self.dt_ms) > 1e-12:
                 raise ConfigError(f"the {name} neuron model has dt_ms={m.dt_ms} but the network dt_ms={self.dt_ms}")
         enc = self.input_encoder
         if enc is not None:
-            if not callable(getattr(enc, "probabilities", None)):
-                raise ConfigError(f"the encoder {type(enc).__name__} cannot drive this network: it needs "
-                                  f"probabilities(image, scale) -> spike probability per step and input "
-                                  f"(a rate encoder such as 'poisson')")
+            check_rate_encoder(enc)
             enc_dt = getattr(enc, "dt_ms", None)
             if enc_dt is not None and abs(enc_dt - self.dt_ms) > 1e-12:
                 raise ConfigError(f"the encoder has dt_ms={enc_dt} but the network dt_ms={self.dt_ms}")
