@@ -111,13 +111,16 @@ def test_decision_chunks_round_as_one_product_of_their_block():
     np.testing.assert_array_equal(np.asarray(pot(8, N.DECISION_CHUNK)), whole)
 
 
-def test_pipeline_outputs_of_one_seed_are_those_of_the_same_seed_in_a_two_and_four_seed_run():
-    lat0 = _maps(5, 4, (6, 28, 28), 0.25)
-    pipe = P.ConvPipeline(SPEC, 10)
-    w1 = _weights(L1, 4)
+@pytest.mark.parametrize("network, maps, out", [("mozafari", (6, 28, 28), (30, 14, 14)),
+                                                 ("kheradpisheh", (2, 28, 28), (32, 15, 15))])
+def test_pipeline_outputs_of_one_seed_are_those_of_the_same_seed_in_a_two_and_four_seed_run(network, maps, out):
+    spec = N.network(network)
+    lat0 = _maps(5, 4, maps, 0.25)
+    pipe = P.ConvPipeline(spec, 10)
+    w1 = _weights(spec.layers[0], 4)
     outs = {s: np.asarray(pipe.propagate(0, w1[:s], lat0)) for s in (1, 2, 4)}
     assert "propagate1-f64" in pipe.compile_s and "propagate1" in pipe.compile_s  # one seed alone was padded
-    assert outs[1].shape == (1, 4, 30, 14, 14) and 0 < np.mean(outs[1] < T) < 1
+    assert outs[1].shape == (1, 4, *out) and 0 < np.mean(outs[1] < T) < 1
     np.testing.assert_array_equal(outs[1][0], outs[2][0])
     np.testing.assert_array_equal(outs[1][0], outs[4][0])
 
