@@ -2,7 +2,8 @@
 
     taskset -c 1 python benchmarks/conv_profile.py --images 32
 
-Prints, for STDP layers 1 and 2 of the Mozafari network (seed 0, initial weights; layer 2 reads
+Prints the CPU ms per image of the front end's parts (DoG filters, the local normalisation's box
+mean, the latency ranks; all images at once), then, for STDP layers 1 and 2 of the Mozafari network (seed 0, initial weights; layer 2 reads
 layer 1's pooled inference output, as in training): the fraction of input units that spike at all
 and the active entries per receptive field (of ``C·kh·kw``); then process CPU ms per image, one
 image at a time (``lax.map`` / ``lax.scan``), mean of 3 calls after a compile, of
@@ -43,7 +44,7 @@ def main(argv=None) -> int:
         raise SystemExit("error: --images and --repeats must be >= 1")
 
     from snnjax import data
-    from snnjax_plugins.conv import events as E, layers as L, networks as N, pipeline as P
+    from snnjax_plugins.conv import events as E, frontend as F, layers as L, networks as N, pipeline as P
 
     n, T = args.images, 15
     pipe = P.ConvPipeline(N.mozafari2019(), 10)
@@ -52,15 +53,27 @@ def main(argv=None) -> int:
     lat1 = N.layer_outputs(w[0], lat0, pipe.spec.layers[0], T)
     rows = []
 
-    def timed(name, fn, *a):
+    def timed(name, fn, *a, where=None):
+        where = f"layer {li + 1}" if where is None else where
         fn = jax.jit(fn)
         jax.block_until_ready(fn(*a))
         c0 = time.process_time()
         for _ in range(args.repeats):
             jax.block_until_ready(fn(*a))
         ms = 1e3 * (time.process_time() - c0) / args.repeats / n
-        rows.append(dict(layer=li + 1, part=name, cpu_ms_per_image=round(ms, 3)))
-        print(f"layer {li + 1}  {name:<24}{ms:8.2f} CPU ms / image", flush=True)
+        rows.append(dict(layer=where, part=name, cpu_ms_per_image=round(ms, 3)))
+        print(f"{where}  {name:<24}{ms:8.2f} CPU ms / image", flush=True)
+
+    # the front end's parts, all images at once (as ConvPipeline.encode runs them)
+    enc, images = pipe.spec.encoder(), jnp.asarray(data.load("mnist-embedded", "train", limit=n).images, jnp.float32)
+    filtered = jax.jit(jax.vmap(lambda im: F.dog_filter(im, enc.kernels, enc.padding, enc.threshold)))(images)
+    normalised = jax.jit(jax.vmap(lambda x: F.local_normalization(x, enc.norm_radius)))(filtered)
+    timed("DoG filters", jax.vmap(lambda im: F.dog_filter(im, enc.kernels, enc.padding, enc.threshold)), images,
+          where="front end")
+    timed(f"local normalisation ({2 * enc.norm_radius + 1}x{2 * enc.norm_radius + 1} box)",
+          jax.vmap(lambda x: F.local_normalization(x, enc.norm_radius)), filtered, where="front end")
+    timed("latency (ranks)", jax.vmap(lambda x: F.latency_ranks(x, T)[0]), normalised, where="front end")
+    timed("whole", jax.vmap(enc.latency), images, where="front end")
 
     for li, (lat, wl) in enumerate(((lat0, w[0]), (lat1, w[1]))):
         layer = pipe.spec.layers[li]
