@@ -54,6 +54,7 @@ def main(argv=None) -> int:
     rows = []
 
     def timed(name, fn, *a, where=None):
+        layer = li + 1 if where is None else where
         where = f"layer {li + 1}" if where is None else where
         fn = jax.jit(fn)
         jax.block_until_ready(fn(*a))
@@ -61,7 +62,7 @@ def main(argv=None) -> int:
         for _ in range(args.repeats):
             jax.block_until_ready(fn(*a))
         ms = 1e3 * (time.process_time() - c0) / args.repeats / n
-        rows.append(dict(layer=where, part=name, cpu_ms_per_image=round(ms, 3)))
+        rows.append(dict(layer=layer, part=name, cpu_ms_per_image=round(ms, 3)))
         print(f"{where}  {name:<24}{ms:8.2f} CPU ms / image", flush=True)
 
     # the front end's parts, all images at once (as ConvPipeline.encode runs them)

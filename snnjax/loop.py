@@ -11,7 +11,8 @@ mechanics, as diffrax's ``diffeqsolve`` owns stepping, saving and progress:
   count divides evenly), compiled ahead of time once per argument shape, dtype and placement.
   Compile time is measured apart from run time (:attr:`RunLoop.timing`, stored in
   ``results.json["timing"]``). On CPU every program is compiled with
-  :func:`snnjax.xla_options.compiler_options` (fewer loop-carried copies per time step).
+  :func:`snnjax.xla_options.compiler_options` (fewer loop-carried copies per time step; with
+  ``library_reductions=False``, reductions compiled inline).
 * **Randomness as named streams** — ``loop.fold(keys, tag, …)`` is ``fold_in`` per seed (the
   integer tags are the stream ids the documented reproductions use, so they do not move);
   ``loop.split(keys, n)`` splits every seed's key into ``n`` streams.
@@ -63,11 +64,13 @@ class Program:
     every leaf. Its compiled forms are kept on the object (never in a process-wide table).
     """
 
-    def __init__(self, fn: Callable[..., Any], loop: RunLoop, shared: Sequence[int], name: str):
+    def __init__(self, fn: Callable[..., Any], loop: RunLoop, shared: Sequence[int], name: str,
+                 library_reductions: bool = True):
         self._fn = fn
         self._loop = loop
         self._shared = frozenset(shared)
         self.name = name
+        self.library_reductions = bool(library_reductions)
         self._compiled: dict[tuple, Any] = {}
 
     def __call__(self, *args: Any) -> Any:
@@ -81,7 +84,8 @@ class Program:
             t0 = time.perf_counter()
             platform = jax.default_backend() if mesh is None else mesh.devices.flat[0].platform
             lowered = jax.jit(jax.vmap(self._fn, in_axes=in_axes)).lower(*placed)
-            exe = lowered.compile(compiler_options=compiler_options(platform))
+            exe = lowered.compile(compiler_options=compiler_options(platform,
+                                                                     library_reductions=self.library_reductions))
             self._loop._count_compile(self.name, time.perf_counter() - t0)
             self._compiled[key] = exe
         return exe(*placed)
@@ -119,15 +123,19 @@ class RunLoop:
 
     # ------------------------------------------------------------------ programs
 
-    def batched(self, fn: Callable[..., Any], *, shared: Sequence[int] = (), name: str | None = None) -> Program:
+    def batched(self, fn: Callable[..., Any], *, shared: Sequence[int] = (), name: str | None = None,
+                library_reductions: bool = True) -> Program:
         """``fn`` (written for one seed) as one program over every seed of the run.
 
         Args:
             fn: a pure per-seed function of positional array (pytree) arguments.
             shared: positions of the arguments that every seed shares (no seed axis).
             name: how the program is called in :attr:`timing` (default: ``fn``'s name).
+            library_reductions: ``False`` compiles the program's reductions inline on CPU instead of
+                as library calls (:func:`snnjax.xla_options.compiler_options`): faster for many small
+                reductions in a scan; a float sum may round otherwise, so keep one setting per program.
         """
-        return Program(fn, self, shared, name or getattr(fn, "__name__", "program"))
+        return Program(fn, self, shared, name or getattr(fn, "__name__", "program"), library_reductions)
 
     def _count_compile(self, name: str, seconds: float) -> None:
         self.timing["compile_s"] += seconds

@@ -33,7 +33,11 @@ N = 400, 8 seeds in one 2-core process: 0.82–0.89×), where XLA splits the see
 over threads and the concurrent order overlaps them; one process per core
 (``snnjax run --first-seed``, ``snnjax merge``) avoids that case.
 
-None of them changes an operation on the values: the same programs give bit-for-bit the same
+A program may also ask for its reductions to be compiled inline rather than as library calls
+(:func:`compiler_options` with ``library_reductions=False``; the conv network's training and
+inference programs do): unlike the settings above, this can change how a float sum rounds.
+
+None of the three settings above changes an operation on the values: the same programs give bit-for-bit the same
 results with and without them (the golden-value tests pass under both). They are applied
 only with the jaxlib versions they were measured on (an unknown ``XLA_FLAGS`` entry aborts
 the process, so an untested jaxlib runs with XLA's defaults), and only where JAX has no
@@ -47,10 +51,15 @@ import os
 from collections.abc import MutableMapping
 from typing import Any
 
-__all__ = ["CPU_LOOP_FLAGS", "compiler_options", "use_cpu_loop_flags"]
+__all__ = ["CPU_LOOP_FLAGS", "INLINE_REDUCTIONS", "compiler_options", "use_cpu_loop_flags"]
 
 #: Per-program compile options of every CPU program the core compiles.
 CPU_COMPILER_OPTIONS: dict[str, Any] = {"xla_cpu_copy_insertion_use_region_analysis": True}
+
+#: The compile option of a CPU program that keeps its reductions out of XLA's library kernels
+#: (``compiler_options(..., library_reductions=False)``): of jaxlib 0.10's default library fusions
+#: (YNNPACK single dot products and reductions) only the dot products remain.
+INLINE_REDUCTIONS: dict[str, Any] = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
 
 #: The ``XLA_FLAGS`` entries of :func:`use_cpu_loop_flags`: the sequential kernel schedule, small loops as one function.
 CPU_LOOP_FLAGS: tuple[str, ...] = (
@@ -89,11 +98,19 @@ def _accelerator_plugin() -> str | None:
     return None
 
 
-def compiler_options(platform: str) -> dict[str, Any]:
-    """The compile options of a program for ``platform`` (``"cpu"``, ``"gpu"``, …): ``{}`` but on a verified CPU."""
+def compiler_options(platform: str, *, library_reductions: bool = True) -> dict[str, Any]:
+    """The compile options of a program for ``platform`` (``"cpu"``, ``"gpu"``, …): ``{}`` but on a verified CPU.
+
+    ``library_reductions=False``: XLA compiles the program's reductions (sums, maxima) as its own
+    loops instead of calling a library kernel for each (:data:`INLINE_REDUCTIONS`). A library call
+    costs more than a small reduction inside a scan over images or time steps — the conv
+    network's R-STDP decision epoch ran 1.4× faster without — but a float sum may then round
+    otherwise (the Diehl & Cook column sums do), so a program keeps one setting for its stored
+    results to stay put (``RunLoop.batched(..., library_reductions=...)``).
+    """
     if platform != "cpu" or not _jaxlib_verified():
         return {}
-    return dict(CPU_COMPILER_OPTIONS)
+    return {**CPU_COMPILER_OPTIONS, **({} if library_reductions else INLINE_REDUCTIONS)}
 
 
 def use_cpu_loop_flags(environ: MutableMapping[str, str] | None = None) -> list[str]:

@@ -51,7 +51,50 @@ def test_an_unverified_jaxlib_or_an_accelerator_plugin_gets_xla_defaults(monkeyp
 @verified
 def test_compile_options_on_cpu_only():
     assert xo.compiler_options("cpu") == {"xla_cpu_copy_insertion_use_region_analysis": True}
+    assert xo.compiler_options("cpu", library_reductions=False) == {
+        "xla_cpu_copy_insertion_use_region_analysis": True,
+        "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
     assert xo.compiler_options("gpu") == {} and xo.compiler_options("tpu") == {}
+    assert xo.compiler_options("gpu", library_reductions=False) == {}
+
+
+@verified
+def test_conv_inference_and_decision_programs_reduce_inline_with_the_same_bits(monkeypatch):
+    """The conv pipeline compiles inference and the decision layer's epochs with ``library_reductions=False``:
+    no reduction is left to a library call, and every output equals the library's (they reduce spike
+    counts and maxima only)."""
+    import re
+
+    from snnjax import data
+    from snnjax.loop import RunLoop
+    from snnjax_plugins.conv import pipeline as P
+
+    ds = data.load("mnist-embedded", "train", limit=8)
+    images, labels = np.asarray(ds.images), np.asarray(ds.labels)
+    keys = jax.random.split(jax.random.key(0), 2)
+    batched = RunLoop.batched
+
+    def outputs(library: bool):
+        if library:
+            monkeypatch.setattr(RunLoop, "batched", lambda self, fn, **kw: batched(self, fn, **{
+                **kw, "library_reductions": True}))
+        pipe = P.pipeline_from_config(dict(P.NETWORK_DEFAULTS), 10, 8)
+        st = pipe.init(keys)
+        lat1 = pipe.propagate(0, st.w1, pipe.encode(images))
+        lat2 = pipe.propagate(1, st.w2, lat1)
+        w3, _, stats = pipe.decision_epoch(P.epoch_keys(keys, 3, 0), st.w3, st.st3, lat2, labels)
+        monkeypatch.setattr(RunLoop, "batched", batched)
+        texts = {name: exe.as_text() for (name, _), prog in pipe._programs.items() for exe in prog._compiled.values()}
+        library_reduce = {n: len(re.findall(r"%ynn_fusion[^\n]*op_name=\"[^\"]*reduce_(?:max|sum)\"", t))
+                          for n, t in texts.items() if n != "init"}
+        return [np.asarray(x) for x in (lat1, lat2, w3, pipe.decisions(w3, lat2))], library_reduce
+
+    inline, none_left = outputs(False)
+    library, some = outputs(True)
+    assert set(none_left) == {"propagate1", "propagate2", "decision"} and not any(none_left.values())
+    assert some["decision"] > 0
+    for a, b in zip(inline, library, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_after_jax_started_it_says_so_and_changes_nothing(monkeypatch):

@@ -251,15 +251,21 @@ class ConvPipeline:
 
     # ------------------------------------------------------------------ compile once per shape
 
-    def _run(self, name: str, fn: Callable, *args, shared: tuple[int, ...] = ()):
+    def _run(self, name: str, fn: Callable, *args, shared: tuple[int, ...] = (), library_reductions: bool = True):
         """``fn`` (written for one seed) over every seed: the loop's program ``name``, made once per pipeline.
 
         ``shared``: positions of the arguments without a seed axis. ``fn`` must not close over values
         that change between calls with the same ``name`` (pass them as arguments).
+        ``library_reductions=False`` (inference and the decision layer's epochs): their many small
+        reductions per image compiled inline (``RunLoop.batched``). Those programs reduce only
+        spike counts (integers) and maxima, which no order changes; the STDP layers' epochs keep
+        the library's reductions, because their k-WTA scores are float sums over time steps
+        whose rounding the library's order decides (:func:`~.inhibition.winner_scores`).
         """
         prog = self._programs.get((name, shared))
         if prog is None:
-            prog = self._programs[(name, shared)] = self.loop.batched(fn, shared=shared, name=f"conv/{name}")
+            prog = self._programs[(name, shared)] = self.loop.batched(fn, shared=shared, name=f"conv/{name}",
+                                                                      library_reductions=library_reductions)
         before = self.loop.timing["compile_s"]
         out = prog(*args)
         if self.loop.timing["compile_s"] != before:
@@ -375,7 +381,7 @@ class ConvPipeline:
         name = (f"propagate{index + 1}" + ("" if batch_size == 64 else f"-b{batch_size}")
                 + ("" if chunk is None else f"-c{chunk}") + (f"-f{pad}" if pad else ""))
         return self._run(name, lambda w, c: N.layer_outputs(w, c, layer, T, batch_size, chunk, pad),
-                         weight, jnp.asarray(cache), shared=(1,) if shared else ())
+                         weight, jnp.asarray(cache), shared=(1,) if shared else (), library_reductions=False)
 
     def features(self, w1: jax.Array, w2: jax.Array, lat0: np.ndarray) -> jax.Array:
         """Layer-2 outputs per seed ``(S, N, C, H, W)`` of a front-end cache (layers 1 and 2 frozen)."""
@@ -406,7 +412,7 @@ class ConvPipeline:
             return N.train_decision(k, w, s, c, y, layer, builder(*args), T, n_classes)
 
         return self._run(name, one, keys, w3, st3, jnp.asarray(cache), jnp.asarray(labels, jnp.int32), rule_args,
-                         shared=(3, 4) if shared else (4,))
+                         shared=(3, 4) if shared else (4,), library_reductions=False)
 
     def decisions(self, w3: jax.Array, cache: jax.Array, batch_size: int = 64, chunk: int | None = None) -> jax.Array:
         """Decisions ``(S, N)`` of the decision layer (``-1`` = silence); blocks of ``batch_size``
@@ -417,7 +423,8 @@ class ConvPipeline:
             return N.decision_outputs(w, c, layer, T, n_classes, batch_size, chunk)
 
         name = "decide" + ("" if batch_size == 64 else f"-b{batch_size}") + ("" if chunk is None else f"-c{chunk}")
-        return self._run(name, one, w3, jnp.asarray(cache), shared=(1,) if cache.ndim == 4 else ())
+        return self._run(name, one, w3, jnp.asarray(cache), shared=(1,) if cache.ndim == 4 else (),
+                         library_reductions=False)
 
     def evaluate(self, w3: jax.Array, cache: jax.Array, labels: np.ndarray) -> Evaluation:
         """Test accuracy and silence rate per seed (percent; silence counts as wrong)."""

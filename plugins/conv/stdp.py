@@ -57,13 +57,22 @@ def _winner_array(winners) -> jax.Array:
     return w
 
 
+def _count_over_time(spikes: jax.Array) -> jax.Array:
+    """``Σ_t spikes[t]`` as float32, written as ``T − 1`` elementwise adds: spike counts are exact in
+    any order, and adds fuse into the loop around them where a reduction would be a library call."""
+    x = spikes.astype(jnp.float32)
+    total = x[0]
+    for t in range(1, x.shape[0]):
+        total = total + x[t]
+    return total
+
+
 @functools.partial(jax.jit, static_argnames=('kernel_size',))
 def stdp_pairings(spk_in: jax.Array, spk_out: jax.Array, winners, kernel_size: tuple[int, int]) -> jax.Array:
     """``(k, C, kh, kw)`` bool: input count ``>=`` winner's output count over each winner's receptive field."""
     win = _winner_array(winners)
     kh, kw = kernel_size
-    in_cnt = jnp.sum(spk_in.astype(jnp.float32), axis=0)
-    out_cnt = jnp.sum(spk_out.astype(jnp.float32), axis=0)
+    in_cnt, out_cnt = _count_over_time(spk_in), _count_over_time(spk_out)
 
     def one(row):
         f, r, c = jnp.maximum(row, 0)
