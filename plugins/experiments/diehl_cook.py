@@ -50,9 +50,7 @@ DEFAULTS: dict[str, Any] = {
     "n_test": 1000,
     "assign_window": 1000,
     "chunk": 250,
-    "neuron": plugin_key("neuron", "dc15-lif", net.check_exc_model),
-    "inh_neuron": plugin_key("neuron", "dc15-inhibitory-lif", net.check_inh_model),
-    "encoder": plugin_key("encoder", "poisson", net.check_rate_encoder),
+    **net.part_keys(exc="dc15-lif", inh="dc15-inhibitory-lif"),  # neuron, inh_neuron, encoder
     "rule": plugin_key("rule", "stdp-dc15"),
     "regularizers": plugin_list("regularizer"),
     "dt_ms": 0.5,

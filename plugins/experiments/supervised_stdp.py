@@ -82,9 +82,7 @@ DEFAULTS: dict[str, Any] = {
     "n_exc": 30,
     "adaptive_threshold": True,
     "w_init_high": 0.05,
-    "neuron": plugin_key("neuron", "conductance-lif", net.check_exc_model),
-    "inh_neuron": plugin_key("neuron", "inhibitory-lif", net.check_inh_model),
-    "encoder": plugin_key("encoder", "poisson", net.check_rate_encoder),
+    **net.part_keys(exc="conductance-lif", inh="inhibitory-lif"),  # neuron, inh_neuron, encoder
     "rule": plugin_key("rule", "segment-supervised"),
     "target_rule": plugin_key("rule", "stdp"),
     "other_rule": plugin_key("rule", "all-ltd"),

@@ -105,9 +105,7 @@ DEFAULTS: dict[str, Any] = {
     "unknown_classes": [9, 2, 1],
     "n_exc": 30,
     "adaptive_threshold": True,
-    "neuron": plugin_key("neuron", "conductance-lif", net.check_exc_model),
-    "inh_neuron": plugin_key("neuron", "inhibitory-lif", net.check_inh_model),
-    "encoder": plugin_key("encoder", "poisson", net.check_rate_encoder),
+    **net.part_keys(exc="conductance-lif", inh="inhibitory-lif"),  # neuron, inh_neuron, encoder
     "target_rule": plugin_key("rule", "stdp"),
     "other_rule": plugin_key("rule", "all-ltd"),
     "n_train": 0,

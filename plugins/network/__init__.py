@@ -56,7 +56,7 @@ from __future__ import annotations
 
 from ..encoders import FAR
 from .config import (RECORDABLE, NetworkConfig, check_exc_model, check_inh_model, check_rate_encoder, dc15_config,
-                     delay_steps, delay_steps_static, thesis_config)
+                     delay_steps, delay_steps_static, part_keys, thesis_config)
 from .present import present, present_each, present_many, present_raster, segment_gates
 from .state import NetworkState, PresentationOutput, check_dropped, init_network, with_delays
 from .step import batch_any
@@ -76,6 +76,7 @@ __all__ = [
     "dc15_config",
     "delay_steps",
     "init_network",
+    "part_keys",
     "present",
     "present_each",
     "present_many",

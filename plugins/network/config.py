@@ -18,6 +18,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from snnjax.config import PluginKey, plugin_key
 from snnjax.errors import ConfigError
 from snnjax.neurons import ScheduledNeuronModel
 
@@ -71,6 +72,15 @@ def check_rate_encoder(encoder: Any) -> None:
         raise ConfigError(f"the encoder {type(encoder).__name__} cannot drive this network: it needs "
                           f"probabilities(image, scale) -> spike probability per step and input "
                           f"(a rate encoder such as 'poisson')")
+
+
+def part_keys(exc: str, inh: str, encoder: str = "poisson") -> dict[str, PluginKey]:
+    """The config keys of an experiment on this network that choose its parts by name: ``neuron``
+    (excitatory), ``inh_neuron`` and ``encoder``, each with its default and what the network needs of
+    it (:func:`check_exc_model`, :func:`check_inh_model`, :func:`check_rate_encoder`)."""
+    return {"neuron": plugin_key("neuron", exc, check_exc_model),
+            "inh_neuron": plugin_key("neuron", inh, check_inh_model),
+            "encoder": plugin_key("encoder", encoder, check_rate_encoder)}
 
 
 @dataclasses.dataclass(frozen=True)
