@@ -19,7 +19,7 @@ image at a time (``lax.map`` / ``lax.scan``), mean of 3 calls after a compile, o
 
 and for layer 1 how the rounding of the dense potentials depends on the product: the potentials
 (and spikes) that differ between one product of all images and the default chunks, between one
-seed alone (padded to 64 filters, as ``ConvPipeline.propagate`` runs it) and the same seed vmapped
+seed alone (padded to ``ALONE_MIN_ROWS`` filters, as ``ConvPipeline.propagate`` runs it) and the same seed vmapped
 beside a second, and between one seed unpadded and two seeds.
 """
 
@@ -104,16 +104,16 @@ def main(argv=None) -> int:
                 lambda c, l: (step(*c, l), None), (wl, st0), ls)[0], lat)
         for what, chunk in (("one product per 64 images", 64), ("default chunks", None)):
             timed(f"inference, {what}", lambda ls, c=chunk, wl=wl, layer=layer, first=li == 0: N.layer_outputs(
-                wl, ls, layer, T, chunk=c, min_features=64 if first and c is None else 0), lat)
+                wl, ls, layer, T, chunk=c, min_features=P.ALONE_MIN_ROWS if first and c is None else 0), lat)
     layer, wl = pipe.spec.layers[0], w[0]
     pair = jnp.stack([wl, w[0] * 0.5])
     pots = lambda ls, wl, c, pad=0: N.map_images(  # noqa: E731  (chunks only where layer_outputs runs them)
         lambda l: L.conv_latency(l, wl, T, layer.pad_in, pad), ls, chunk=c, chunked=N.chunkable(layer, lat0))
     b64 = jax.jit(lambda ls: jax.vmap(lambda ww: pots(ls, ww, 64))(pair))(lat0)[0]
     chunked = jax.jit(lambda ls: jax.vmap(lambda ww: pots(ls, ww, N.INFERENCE_CHUNK))(pair))(lat0)[0]
-    alone = jax.jit(lambda ls: pots(ls, wl, N.INFERENCE_CHUNK, 64))(lat0)
+    alone = jax.jit(lambda ls: pots(ls, wl, N.INFERENCE_CHUNK, P.ALONE_MIN_ROWS))(lat0)
     unpadded = jax.jit(lambda ls: pots(ls, wl, 64))(lat0)
-    for what, other in (("the default chunks (2 seeds)", chunked), ("one seed padded to 64 filters", alone),
+    for what, other in (("the default chunks (2 seeds)", chunked), (f"one seed padded to {P.ALONE_MIN_ROWS} filters", alone),
                         ("one seed unpadded", unpadded)):
         diff = int(jnp.sum(b64 != other))
         flips = int(jnp.sum((b64 > layer.threshold) != (other > layer.threshold)))

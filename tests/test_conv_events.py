@@ -156,9 +156,9 @@ def test_conv_profile_script_prints_activity_and_every_part(capsys):
     assert [r["field"] for r in dens] == [150, 270] and all(0 < r["input_density"] < 1 for r in dens)
     rounding = {r["rounding"]: r for r in blob["rows"] if "rounding" in r}
     assert set(rounding) == {"one product (2 seeds) vs the default chunks (2 seeds)",
-                             "one product (2 seeds) vs one seed padded to 64 filters", "one product (2 seeds) vs one seed unpadded"}
+                             f"one product (2 seeds) vs one seed padded to {P.ALONE_MIN_ROWS} filters", "one product (2 seeds) vs one seed unpadded"}
     # the default chunks and a seed alone (padded) round as one product of two seeds, bit for bit
     assert rounding["one product (2 seeds) vs the default chunks (2 seeds)"]["differ"] == 0
-    assert rounding["one product (2 seeds) vs one seed padded to 64 filters"]["differ"] == 0
+    assert rounding[f"one product (2 seeds) vs one seed padded to {P.ALONE_MIN_ROWS} filters"]["differ"] == 0
     with pytest.raises(SystemExit, match="^error: "):
         main(["--images", "0"])

@@ -66,7 +66,7 @@ def test_layer1_one_seed_rounds_as_the_same_seed_beside_others_and_as_the_sequen
 
     @jax.jit
     def forms(w):
-        return (chunks(w[0], 64)[None],  # one seed alone, padded as ConvPipeline.propagate runs it
+        return (chunks(w[0], P.ALONE_MIN_ROWS)[None],  # one seed alone, padded as ConvPipeline.propagate runs it
                 jax.vmap(chunks)(w[:2]), jax.vmap(chunks)(w),
                 jax.vmap(whole)(w))  # the 4 images in one product (the form of the stored results)
 
@@ -77,6 +77,21 @@ def test_layer1_one_seed_rounds_as_the_same_seed_beside_others_and_as_the_sequen
     np.testing.assert_array_equal(two[1], four[1])
     np.testing.assert_array_equal(four, product)
     _check_sequential(four, np.asarray(lats), np.asarray(w), L1, np.random.default_rng(1))
+
+
+@pytest.mark.parametrize("network, maps", [("mozafari", (6, 28, 28)), ("kheradpisheh", (2, 28, 28))])
+def test_a_seed_alone_needs_exactly_alone_min_rows_to_round_as_beside_another(network, maps):
+    """Layer 1's potentials of one seed padded to ``ALONE_MIN_ROWS`` filter rows equal the same seed's
+    beside a second; with one row fewer XLA sums them in another order (so the padding is needed,
+    and no smaller one would do)."""
+    layer = N.network(network).layers[0]
+    lats = jnp.asarray(_maps(0, 4, maps, 0.25))
+    w = _weights(layer, 2)
+    chunks = lambda ww, pad=0: N.map_images(lambda l: L.conv_latency(l, ww, T, layer.pad_in, pad), lats)  # noqa: E731
+    two, alone, below = map(np.asarray, jax.jit(lambda w: (
+        jax.vmap(chunks)(w)[0], chunks(w[0], P.ALONE_MIN_ROWS), chunks(w[0], P.ALONE_MIN_ROWS - 1)))(w))
+    np.testing.assert_array_equal(alone, two)
+    assert np.mean(below != two) > 0.01
 
 
 def test_layer2_chunks_round_as_one_product_and_as_the_sequential_sum_for_any_seed_count():
@@ -119,7 +134,7 @@ def test_pipeline_outputs_of_one_seed_are_those_of_the_same_seed_in_a_two_and_fo
     pipe = P.ConvPipeline(spec, 10)
     w1 = _weights(spec.layers[0], 4)
     outs = {s: np.asarray(pipe.propagate(0, w1[:s], lat0)) for s in (1, 2, 4)}
-    assert "propagate1-f64" in pipe.compile_s and "propagate1" in pipe.compile_s  # one seed alone was padded
+    assert f"propagate1-f{P.ALONE_MIN_ROWS}" in pipe.compile_s and "propagate1" in pipe.compile_s  # one seed alone was padded
     assert outs[1].shape == (1, 4, *out) and 0 < np.mean(outs[1] < T) < 1
     np.testing.assert_array_equal(outs[1][0], outs[2][0])
     np.testing.assert_array_equal(outs[1][0], outs[4][0])

@@ -124,8 +124,8 @@ def conv_latency(latency: Int[Array, "C H W"], weight: Float[Array, "F C kh kw"]
     their rows dropped). On CPU (JAX 0.10), XLA's product for layer 1 of the Mozafari network sums each
     potential in one chain over the ``C·kh·kw`` terms, in order, once the weight side has 51 rows or
     more (2 seeds' filters or more, vmapped on one shared input: the form of every stored result),
-    and in another order with 50 or fewer (one seed alone); ``ConvPipeline.propagate`` passes 64
-    where a seed is alone, so that its results do not depend on how many seeds run beside it
+    and in another order with 50 or fewer (one seed alone); ``ConvPipeline.propagate`` passes 51
+    (``pipeline.ALONE_MIN_ROWS``) where a seed is alone, so that its results do not depend on how many seeds run beside it
     (``tests/test_conv_inference.py``).
     """
     timesteps = int(timesteps)

@@ -76,6 +76,13 @@ NETWORK_DEFAULTS: dict[str, Any] = {
 
 NETWORKS = ("mozafari", "kheradpisheh")
 
+#: Filter rows a frozen layer's product is padded to where one seed would be alone in it (CPU):
+#: XLA's CPU product (JAX 0.10) sums each potential in one chain over the ``C·kh·kw`` terms, in
+#: order, from 51 weight rows up — as it does for two or more seeds' filters side by side — and in
+#: another order below (:func:`~.layers.conv_latency`). More rows cost time and change nothing
+#: (51: 0.91× the time of 64 for layer 1 of one seed).
+ALONE_MIN_ROWS = 51
+
 #: Config keys of ``conv-mnist`` choosing the network's parts by name through the run's registry
 #: (``snnjax.config.plugin_key``: a name, a TOML table ``[layer_rule] name = ..., param = ...`` or
 #: ``--set layer_rule.a_plus=...``). The numeric keys of :data:`NETWORK_DEFAULTS` fill the parameters
@@ -369,7 +376,7 @@ class ConvPipeline:
 
         Blocks of ``batch_size`` images, ``chunk`` at a time (:func:`~.networks.layer_outputs`). On a
         shared cache the seeds' filters meet in one product; where one seed would be alone in it (one
-        seed per device, on CPU), zero filters pad it to 64 rows, so that its outputs are those of the
+        seed per device, on CPU), zero filters pad it to :data:`ALONE_MIN_ROWS` rows, so that its outputs are those of the
         same seed beside others (:func:`~.layers.conv_latency`).
         """
         layer = self.spec.layers[index]
@@ -377,7 +384,7 @@ class ConvPipeline:
         T = self.T
         mesh = self.loop.mesh
         per_device = weight.shape[0] // (mesh.devices.size if mesh is not None else 1)
-        pad = 64 if shared and per_device < 2 and jax.default_backend() == "cpu" else 0
+        pad = ALONE_MIN_ROWS if shared and per_device < 2 and jax.default_backend() == "cpu" else 0
         name = (f"propagate{index + 1}" + ("" if batch_size == 64 else f"-b{batch_size}")
                 + ("" if chunk is None else f"-c{chunk}") + (f"-f{pad}" if pad else ""))
         return self._run(name, lambda w, c: N.layer_outputs(w, c, layer, T, batch_size, chunk, pad),
