@@ -220,3 +220,18 @@ def test_method2_classifiers_perceptron_and_prototypes():
     p1, lab1 = m.competitive_prototypes(x, y, 2, 1)
     np.testing.assert_allclose(p1, np.stack([x[y == c].sum(0) for c in range(2)], 1))
     assert lab1.tolist() == [0, 1]
+
+
+def test_langevin_step_prints_the_noise_and_the_quantile_update(capsys):
+    import runpy
+
+    main = runpy.run_path(str(Path(__file__).resolve().parents[1] / "benchmarks" / "langevin_step.py"))["main"]
+    assert main(["--weights", "6,5", "--probs", "0.1,0.9", "--repeats", "2"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    blob = json.loads(out[-1])
+    assert blob["weights"] == [6, 5] and blob["probs"] == [0.1, 0.9]
+    assert [r["part"] for r in blob["rows"]] == ["noise", "quantiles (2)"] and all(r["cpu_ms"] >= 0 for r in blob["rows"])
+    for bad in (["--probs", "0,1"], ["--weights", "0,3"], ["--repeats", "0"]):
+        with pytest.raises(SystemExit) as exc:
+            main(bad)
+        assert exc.value.code == 2

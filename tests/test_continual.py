@@ -168,7 +168,54 @@ def test_streaming_quantiles_match_exact_quantiles_within_tolerance():
     for v in ([0.3, 0.1, 0.2], [0.5, 0.4, 0.6], [0.2, 0.2, 0.9]):
         s = p2_update(s, jnp.asarray(v), 0.5)
     np.testing.assert_allclose(p2_estimate(s, 0.5), [0.3, 0.2, 0.6], atol=1e-7)
-    assert s.q.shape == (5, 3) and s.n.shape == (5, 3)
+    assert [a.shape for a in s.q + s.n] == [(3,)] * 10
+
+
+def _p2_scalar(stream: np.ndarray, p: float) -> tuple[np.ndarray, np.ndarray]:
+    """Jain & Chlamtac's P² for one element, written out in float32 scalars (0-based positions):
+    the markers (heights, positions) after ``stream``. The parabolic step's final multiply-add is
+    rounded once, as XLA's CPU code fuses it."""
+    f = np.float32
+    fma = lambda a, b, c: f(np.float64(a) * np.float64(b) + np.float64(c))  # noqa: E731  (XLA fuses a·b + c)
+    q, n = [f(v) for v in stream[:5]], [f(i) for i in range(5)]
+    q[: min(len(stream), 5)] = sorted(q) if len(stream) >= 5 else q
+    inc = [f(0.0), f(p / 2), f(p), f((1 + p) / 2), f(1.0)]
+    for count, x in enumerate(stream[5:], start=6):
+        x = f(x)
+        k = int(x >= q[1]) + int(x >= q[2]) + int(x >= q[3])
+        for i in range(k + 1, 5):
+            n[i] = f(n[i] + f(1))
+        q[0], q[4] = min(q[0], x), max(q[4], x)
+        for i in (1, 2, 3):
+            d = f(inc[i] * f(count - 1)) - n[i]
+            if (d >= 1 and n[i + 1] - n[i] > 1) or (d <= -1 and n[i - 1] - n[i] < -1):
+                s = f(1.0) if d >= 1 else f(-1.0)
+                slope = ((n[i] - n[i - 1] + s) * (q[i + 1] - q[i]) / (n[i + 1] - n[i])
+                         + (n[i + 1] - n[i] - s) * (q[i] - q[i - 1]) / (n[i] - n[i - 1]))
+                parab = fma(s / (n[i + 1] - n[i - 1]), slope, q[i])
+                j = i + 1 if s > 0 else i - 1
+                q[i] = parab if q[i - 1] < parab < q[i + 1] else q[i] + s * (q[j] - q[i]) / (n[j] - n[i])
+                n[i] = f(n[i] + s)
+    return np.asarray(q, np.float32), np.asarray(n, np.float32)
+
+
+def test_streaming_quantiles_equal_the_textbook_p2_bit_for_bit():
+    """The vectorised estimator (five marker arrays, both branches selected element-wise) against
+    the algorithm written out per element in float32: the same markers, bit for bit."""
+    rng = np.random.default_rng(5)
+    data = (np.cumsum(rng.normal(0, 0.02, (300, 24)), axis=0) + rng.random((300, 24))).astype(np.float32)
+    probs = (0.1, 0.5, 0.9)
+    for length in (3, 5, 300):
+        st = jax.jit(lambda s, d: jax.lax.scan(lambda c, x: (quantiles_update(c, x, probs), None), s, d)[0])(
+            quantiles_init((24,), probs), jnp.asarray(data[:length]))
+        for state, p in zip(st, probs):
+            assert int(state.count) == length
+            if length < 5:
+                continue
+            for e in range(24):
+                q, n = _p2_scalar(data[:length, e], p)
+                np.testing.assert_array_equal([float(a[e]) for a in state.q], q)
+                np.testing.assert_array_equal([float(a[e]) for a in state.n], n)
 
 
 def test_streaming_quantile_memory_does_not_grow_with_the_number_of_snapshots():
