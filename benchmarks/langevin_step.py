@@ -70,14 +70,14 @@ def main(argv=None) -> int:
         return jax.lax.scan(lambda c, _: (noise.update(*c, update), None), (w, key), None, length=n)[0]
 
     @jax.jit
-    def observe(qs, w):
-        return jax.lax.scan(lambda q, i: (quantiles_update(q, w + 1e-4 * i, probs), None), qs,
-                            jnp.arange(n, dtype=jnp.float32))[0]
+    def observe(qs, ws):
+        return jax.lax.scan(lambda q, w: (quantiles_update(q, w, probs), None), qs, ws)[0]
 
     qs = jax.jit(lambda w: jax.lax.scan(lambda q, i: (quantiles_update(q, w * (1 + 0.01 * i), probs), None),
                                         quantiles_init(shape, probs), jnp.arange(5, dtype=jnp.float32))[0])(w0)
     rows = []
-    for part, fn, a in (("noise", noisy, (w0, noise.init(w0))), (f"quantiles ({len(probs)})", observe, (qs, w0))):
+    snapshots = w0 + args.sigma * jax.random.normal(jax.random.key(2), (n,) + shape)  # n weight vectors
+    for part, fn, a in (("noise", noisy, (w0, noise.init(w0))), (f"quantiles ({len(probs)})", observe, (qs, snapshots))):
         jax.block_until_ready(fn(*a))
         c0 = time.process_time()
         jax.block_until_ready(fn(*a))

@@ -48,9 +48,9 @@ class P2State(NamedTuple):
         count: ``int32`` scalar: observations so far.
 
     The markers are five arrays, not one ``[5, *shape]`` stack, and an update selects between its
-    two branches element-wise, not through ``lax.cond``: the same arithmetic, bit for bit, in about
-    half the time on CPU (``benchmarks/langevin_step.py``; the stack was re-sliced and re-stacked,
-    and the ``cond`` copied every marker array, on every update).
+    two branches element-wise, not through ``lax.cond``: the same arithmetic, bit for bit, 1.3–1.4×
+    faster on CPU (``benchmarks/langevin_step.py``; the stack was re-sliced and re-stacked, and the
+    ``cond`` copied every marker array, on every update).
     """
 
     q: tuple[jax.Array, ...]
