@@ -167,7 +167,8 @@ class RunLoop:
         return self._store
 
     def phase(self, name: str, n_chunks: int, body: Callable[[int, Any], Any], carry: Any, *,
-              unit: str = "chunks", report: Callable[[int], tuple[int, int]] | None = None) -> Any:
+              unit: str = "chunks", report: Callable[[int], tuple[int, int]] | None = None,
+              keep: Callable[[Any], Any] | None = None) -> Any:
         """Run chunks ``start … n_chunks − 1`` of phase ``name``: ``carry = body(c, carry)``.
 
         Args:
@@ -179,11 +180,20 @@ class RunLoop:
                 structure is used.
             unit: what a chunk is, for the progress line.
             report: ``report(chunks_done) -> (done, total)`` in ``unit`` (default: chunks).
+            keep: what of the final carry the run still needs once the phase has ended, as a
+                selection ``keep(carry) -> subtree`` (no computation: it is also applied to the
+                initial carry to learn the structure). The checkpoint then holds only that part
+                (e.g. an estimator's output, not its state); a resumed run that had finished the
+                phase gets it back without running a chunk.
 
         Returns:
-            the carry after the last chunk.
+            the carry after the last chunk (``keep(carry)`` with ``keep``).
         """
         store = self._phases()
+        if keep is not None:
+            kept = store.get(f"{name}.kept", keep(carry))
+            if kept is not None:
+                return kept
         stored = store.get(name, (carry, np.int32(0)))
         start = 0
         if stored is not None:
@@ -199,5 +209,9 @@ class RunLoop:
             entry["log"].append({"chunk": c, "wall_s": round(seconds, 4)})
             done, total = report(c + 1) if report is not None else (c + 1, n_chunks)
             self._ctx.progress(done, total, unit)
-        return carry
+        if keep is None:
+            return carry
+        kept = keep(carry)
+        store.put(f"{name}.kept", kept, drop=(name,))
+        return kept
 

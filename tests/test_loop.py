@@ -118,6 +118,45 @@ def test_resumed_phases_equal_an_uninterrupted_run(tmp_path):
     np.testing.assert_array_equal(resumed, whole)
 
 
+def test_a_phase_that_keeps_part_of_its_carry_checkpoints_only_that_part(tmp_path):
+    """``phase(..., keep=...)``: once the phase ends the checkpoint holds ``keep(carry)``, not the
+    carry; a resumed run gets it back without running the phase, and ends as an uninterrupted one."""
+    config = {"seed": 0}
+
+    def run(out, stop=False, resume=False):
+        ckpt = Checkpointer(out, every=1, experiment="loop-test", config=config, n_seeds=3, resume=resume)
+        ctx = RunContext(config=config, n_seeds=3, out_dir=out, registry=None, checkpoint=ckpt)
+        calls: list[int] = []
+        body = _accumulate(ctx.loop, calls)
+        big = jnp.zeros((3, 1000))  # a state the run no longer needs once the phase is done
+
+        def step(c, carry):
+            total, state, acc = carry
+            total = body(c, total)
+            acc = np.array(acc)
+            acc[:, c] = np.asarray(total[:, 0], np.float64)
+            return total, state + 1.0, acc
+
+        total, acc = ctx.loop.phase("first", 3, step, (jnp.zeros((3, 2)), big, np.zeros((3, 3))),
+                                    keep=lambda c: (c[0], c[2]))
+        if stop:
+            raise _Stop
+        second = ctx.loop.phase("second", 2, lambda c, carry: body(c, carry), total * 2.0)
+        return np.asarray(second), acc, calls
+
+    whole, acc_whole, _ = run(tmp_path / "a")
+    with pytest.raises(_Stop):
+        run(tmp_path / "b", stop=True)
+    stored = np.load(tmp_path / "b" / "checkpoint.npz")
+    sizes = [stored[k].size for k in stored.files if k.startswith("leaf")]
+    assert sizes and 0 < sum(sizes) < 1000  # the (3, 1000) state is gone, the kept part is there
+    resumed, acc, calls = run(tmp_path / "b", resume=True)
+    assert calls == [0, 1]  # only the second phase ran
+    assert isinstance(acc, np.ndarray) and acc.dtype == np.float64  # a NumPy leaf stays NumPy (float64)
+    np.testing.assert_array_equal(acc, acc_whole)
+    np.testing.assert_array_equal(resumed, whole)
+
+
 def test_a_local_loop_runs_programs_and_phases_outside_a_run():
     """``RunLoop.local()`` (scripts, tests, benchmarks): batched programs as in a run, phases in memory."""
     loop = RunLoop.local()
