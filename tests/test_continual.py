@@ -373,7 +373,8 @@ def test_interrupted_continual_run_resumes_to_the_same_results(tmp_path, monkeyp
     """Ctrl-C in the middle of the method arm, then ``--resume``: the metrics equal an uninterrupted run's,
     bit for bit. Every epoch of every phase is one checkpoint: the baseline arm keeps 8 (task-1 features
     2, task-1 decision layer 2, task-2 features 1, task-2 decision layer 3), the method arm reuses the
-    shared task 1 and task-2 features and keeps its Langevin epoch (9) and its first task-2 epoch (10)."""
+    shared task 1 and task-2 features and keeps its Langevin epoch (9), then only the phase's ranges and
+    accuracies (10: ``loop.phase(keep=...)``), so the resumed run takes the ranges without a noisy epoch."""
     stop_after = 10
     from snnjax.checkpoint import FILENAME, PhaseStore, describe
 
