@@ -91,22 +91,26 @@ class _Stop(Exception):
     pass
 
 
-def test_resumed_phases_equal_an_uninterrupted_run(tmp_path):
+def _checkpointed(out, resume):
+    """A 3-seed run context checkpointing every chunk into ``out``; its loop; the chunks it runs; a body."""
     config = {"seed": 0}
+    ckpt = Checkpointer(out, every=1, experiment="loop-test", config=config, n_seeds=3, resume=resume)
+    ctx = RunContext(config=config, n_seeds=3, out_dir=out, registry=None, checkpoint=ckpt)
+    calls: list[int] = []
+    return ctx.loop, calls, _accumulate(ctx.loop, calls)
 
+
+def test_resumed_phases_equal_an_uninterrupted_run(tmp_path):
     def run(out, stop_at=None, resume=False):
-        ckpt = Checkpointer(out, every=1, experiment="loop-test", config=config, n_seeds=3, resume=resume)
-        ctx = RunContext(config=config, n_seeds=3, out_dir=out, registry=None, checkpoint=ckpt)
-        calls: list[int] = []
-        body = _accumulate(ctx.loop, calls)
+        loop, calls, body = _checkpointed(out, resume)
 
         def stopping(c, carry):
             if c == stop_at:
                 raise _Stop
             return body(c, carry)
 
-        first = ctx.loop.phase("first", 3, lambda c, carry: body(c, carry), jnp.zeros((3, 2)))
-        second = ctx.loop.phase("second", 5, stopping, first * 2.0)
+        first = loop.phase("first", 3, lambda c, carry: body(c, carry), jnp.zeros((3, 2)))
+        second = loop.phase("second", 5, stopping, first * 2.0)
         return np.asarray(second), calls
 
     whole, _ = run(tmp_path / "a")
@@ -121,13 +125,8 @@ def test_resumed_phases_equal_an_uninterrupted_run(tmp_path):
 def test_a_phase_that_keeps_part_of_its_carry_checkpoints_only_that_part(tmp_path):
     """``phase(..., keep=...)``: once the phase ends the checkpoint holds ``keep(carry)``, not the
     carry; a resumed run gets it back without running the phase, and ends as an uninterrupted one."""
-    config = {"seed": 0}
-
     def run(out, stop=False, resume=False):
-        ckpt = Checkpointer(out, every=1, experiment="loop-test", config=config, n_seeds=3, resume=resume)
-        ctx = RunContext(config=config, n_seeds=3, out_dir=out, registry=None, checkpoint=ckpt)
-        calls: list[int] = []
-        body = _accumulate(ctx.loop, calls)
+        loop, calls, body = _checkpointed(out, resume)
         big = jnp.zeros((3, 1000))  # a state the run no longer needs once the phase is done
 
         def step(c, carry):
@@ -137,11 +136,11 @@ def test_a_phase_that_keeps_part_of_its_carry_checkpoints_only_that_part(tmp_pat
             acc[:, c] = np.asarray(total[:, 0], np.float64)
             return total, state + 1.0, acc
 
-        total, acc = ctx.loop.phase("first", 3, step, (jnp.zeros((3, 2)), big, np.zeros((3, 3))),
-                                    keep=lambda c: (c[0], c[2]))
+        total, acc = loop.phase("first", 3, step, (jnp.zeros((3, 2)), big, np.zeros((3, 3))),
+                                keep=lambda c: (c[0], c[2]))
         if stop:
             raise _Stop
-        second = ctx.loop.phase("second", 2, lambda c, carry: body(c, carry), total * 2.0)
+        second = loop.phase("second", 2, lambda c, carry: body(c, carry), total * 2.0)
         return np.asarray(second), acc, calls
 
     whole, acc_whole, _ = run(tmp_path / "a")

@@ -80,7 +80,7 @@ NETWORKS = ("mozafari", "kheradpisheh")
 #: XLA's CPU product (JAX 0.10) sums each potential in one chain over the ``C·kh·kw`` terms, in
 #: order, from 51 weight rows up — as it does for two or more seeds' filters side by side — and in
 #: another order below (:func:`~.layers.conv_latency`). More rows cost time and change nothing
-#: (51: 0.91× the time of 64 for layer 1 of one seed).
+#: (51 rather than 64: one seed's layer-1 inference 1.06× faster, docs/performance.md).
 ALONE_MIN_ROWS = 51
 
 #: Config keys of ``conv-mnist`` choosing the network's parts by name through the run's registry
