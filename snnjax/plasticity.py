@@ -26,7 +26,10 @@ parts on the value (``rule.parts``: ``(name, rule)`` pairs, as optax's
 
 A rule may declare a faster, equivalent form in its ``fast`` field (an instance
 of :class:`snnjax.deferred.DeferredTrace`); a chain declares the composition of
-its parts' forms when one exists (:func:`snnjax.deferred.compose_fast`).
+its parts' forms when one exists (:func:`snnjax.deferred.compose_fast`). A rule
+whose step changes only a few rows of the weights (a winner-take-all rule) may
+declare a :class:`RowLocal` form in ``row_local``; the bounds and masks here
+declare theirs, and a chain composes them (:func:`row_local_step` runs one).
 """
 
 from __future__ import annotations
@@ -80,6 +83,109 @@ def _identity_prepare(weights, state, activity):
     return weights
 
 
+class RowLocal(NamedTuple):
+    r"""A declared row-local form of a rule: a capability, like :attr:`LearningRule.fast`.
+
+    A *row* is a slice of the weights along axis 0 (a conv kernel's output feature, a dense
+    layer's presynaptic neuron). The declaration says: when every row satisfies ``holds``, one
+    ``update`` changes only the rows ``touched(activity)`` names, and changes them as
+    ``update_rows`` does. An engine may then gather those rows, update them and scatter them
+    back (:func:`row_local_step`) — the same bits as ``update``, without a pass over the whole
+    array (a winner-take-all rule changes one kernel of 200). It checks ``holds`` on every row
+    before (:func:`row_local_holds`) and on each changed row after every step, and runs
+    ``update`` instead when a check fails.
+
+    Attributes:
+        touched: ``touched(activity) -> int[k]``: the rows one step may change (a static ``k``,
+            padded with the out-of-range index ``n_rows``, each row at most once); ``None`` for a
+            transform that changes only the rows others touched (a bound, a mask).
+        update_rows: ``update_rows(w_rows, state, activity, rows) -> (w_rows, state)``: ``update``
+            on the rows ``rows`` (``w_rows = weights[rows]``; ``activity.w_before`` holds the whole
+            start-of-step weights); the state it returns equals ``update``'s.
+        holds: ``holds(w_rows, rows) -> bool[k]``: per row, whether ``update`` leaves it bit for
+            bit unchanged when the step does not touch it (e.g. it already lies within the bounds
+            the update clamps to).
+    """
+
+    touched: Callable[[Any], Int[Array, " k"]] | None
+    update_rows: Callable[[Any, State, Any, Int[Array, " k"]], tuple[Any, State]]
+    holds: Callable[[Any, Int[Array, " k"]], Bool[Array, " k"]]
+
+
+def unchanged_bits(new: Float[Array, "k ..."], old: Float[Array, "k ..."]) -> Bool[Array, " k"]:
+    """Per row, whether ``new`` equals ``old`` bit for bit (``-0.0 ≠ 0.0``; a NaN never holds)."""
+    same = (new == old) & (jnp.signbit(new) == jnp.signbit(old))
+    return jnp.all(same.reshape(same.shape[0], -1), axis=1)
+
+
+def _rows_of(values: Array, rows: Int[Array, " k"]) -> Array:
+    """``values[rows]``; rows past the end (padding) read as NaN, which no caller keeps."""
+    return values.at[rows].get(mode="fill", fill_value=jnp.nan if jnp.issubdtype(values.dtype, jnp.floating) else 0)
+
+
+def _rows_like(values: Array, rows: Int[Array, " k"], w_rows: Array) -> Array:
+    """A transform's per-weight ``values`` for the rows ``rows``; values that broadcast along
+    axis 0 (a scalar, trailing dimensions only, a leading 1) apply to every row as they are."""
+    if values.ndim < w_rows.ndim or values.shape[0] == 1:
+        return values
+    return _rows_of(values, rows)
+
+
+def row_local_holds(form: RowLocal, weights: Float[Array, "n ..."]) -> Bool[Array, ""]:
+    """Whether every row of ``weights`` satisfies ``form.holds`` (one pass over the array)."""
+    return jnp.all(form.holds(weights, jnp.arange(weights.shape[0])))
+
+
+def row_local_step(form: RowLocal, weights: Float[Array, "n ..."], state: State,
+                   activity: Any) -> tuple[Float[Array, "n ..."], State, Bool[Array, ""]]:
+    """One ``update`` through its row-local form: ``(weights, state, ok)``.
+
+    Gathers the touched rows, runs ``form.update_rows`` on them (``activity.w_before`` set to
+    ``weights``, as :func:`chain` does) and scatters them back. ``ok`` is false when a changed row
+    no longer satisfies ``holds``: later row-local steps would then differ from ``update``, and
+    the caller must redo its work with ``update`` (the engine checks ``ok`` once per epoch).
+    """
+    if form.touched is None:
+        from .errors import ConfigError
+
+        raise ConfigError("this row-local form names no touched rows (a transform alone); chain it after a rule")
+    activity = activity._replace(w_before=weights)
+    rows = form.touched(activity)
+    new_rows, state = form.update_rows(_rows_of(weights, rows), state, activity, rows)
+    real = rows < weights.shape[0]
+    ok = jnp.all(form.holds(new_rows, rows) | ~real)
+    return weights.at[rows].set(new_rows, mode="drop"), state, ok
+
+
+def _compose_row_local(forms: tuple[RowLocal | None, ...]) -> RowLocal | None:
+    """A chain's row-local form: every part has one and at least one names touched rows."""
+    if not forms or any(f is None for f in forms) or all(f.touched is None for f in forms):
+        return None
+    touching = [f for f in forms if f.touched is not None]
+
+    def touched(activity):
+        if len(touching) == 1:
+            return touching[0].touched(activity)
+        rows = jnp.concatenate([f.touched(activity) for f in touching])
+        first = jnp.argmax(rows[:, None] == rows[None, :], axis=1) == jnp.arange(rows.shape[0])
+        return jnp.where(first, rows, jnp.iinfo(rows.dtype).max)  # each row once
+
+    def update_rows(w_rows, state, activity, rows):
+        new_state = []
+        for f, s in zip(forms, state):
+            w_rows, s = f.update_rows(w_rows, s, activity, rows)
+            new_state.append(s)
+        return w_rows, tuple(new_state)
+
+    def holds(w_rows, rows):
+        ok = forms[0].holds(w_rows, rows)
+        for f in forms[1:]:
+            ok = ok & f.holds(w_rows, rows)
+        return ok
+
+    return RowLocal(touched, update_rows, holds)
+
+
 class LearningRule(NamedTuple):
     """An ``(init, update)`` pair of pure functions, plus an optional ``prepare``.
 
@@ -94,6 +200,8 @@ class LearningRule(NamedTuple):
             within it (e.g. a rule that clamps to its bounds); an engine may rely on it (the conv
             network's first-crossing training needs weights ≥ 0). ``None``: nothing declared; a
             :func:`chain` declares nothing. Whoever replaces ``update`` must drop it.
+        row_local: a declared :class:`RowLocal` form (``update`` changes only a few rows); a
+            :func:`chain` declares one when all its parts do. Whoever replaces ``update`` must drop it.
     """
 
     init: Callable[[Any], State]
@@ -102,6 +210,7 @@ class LearningRule(NamedTuple):
     fast: Any = None
     parts: tuple[tuple[str, LearningRule], ...] | None = None
     weight_range: tuple[float, float] | None = None
+    row_local: RowLocal | None = None
 
 
 def identity() -> LearningRule:
@@ -154,7 +263,8 @@ def named_chain(*named_rules: tuple[str, LearningRule]) -> LearningRule:
         return weights, tuple(new_state)
 
     fast = compose_fast(tuple(r.fast for r in rules))
-    return LearningRule(init, update, prepare, fast=fast, parts=tuple(named_rules))
+    return LearningRule(init, update, prepare, fast=fast, parts=tuple(named_rules),
+                        row_local=_compose_row_local(tuple(r.row_local for r in rules)))
 
 
 def chain_parts(rule: LearningRule) -> tuple[LearningRule, ...] | None:
@@ -226,14 +336,24 @@ def clip(low: float, high: float) -> LearningRule:
         from .errors import ConfigError
 
         raise ConfigError(f"clip bounds need low < high, got low={low}, high={high}")
-    return LearningRule(lambda w: (), lambda w, s, a: (jnp.clip(w, low, high), s))
+    return LearningRule(lambda w: (), lambda w, s, a: (jnp.clip(w, low, high), s),
+                        row_local=RowLocal(None, lambda w, s, a, rows: (jnp.clip(w, low, high), s),
+                                           lambda w, rows: unchanged_bits(jnp.clip(w, low, high), w)))
 
 
 def clip_per_weight(low: Float[Array, "..."], high: Float[Array, "..."]) -> LearningRule:
     """Per-weight ranges: ``w_ij ← clip(w_ij, low_ij, high_ij)`` (e.g. Langevin ranges)."""
     low = jnp.asarray(low)
     high = jnp.asarray(high)
-    return LearningRule(lambda w: (), lambda w, s, a: (jnp.clip(w, low, high), s))
+
+    def update_rows(w, s, a, rows):
+        return jnp.clip(w, _rows_like(low, rows, w), _rows_like(high, rows, w)), s
+
+    def holds(w, rows):
+        return unchanged_bits(update_rows(w, (), None, rows)[0], w)
+
+    return LearningRule(lambda w: (), lambda w, s, a: (jnp.clip(w, low, high), s),
+                        row_local=RowLocal(None, update_rows, holds))
 
 
 def freeze(mask: Bool[Array, "..."]) -> LearningRule:
@@ -244,4 +364,8 @@ def freeze(mask: Bool[Array, "..."]) -> LearningRule:
         before = w if a.w_before is None else a.w_before
         return jnp.where(mask, before, w), s
 
-    return LearningRule(lambda w: (), update)
+    def update_rows(w, s, a, rows):  # an untouched row equals its start-of-step value: nothing to hold
+        return jnp.where(_rows_like(mask, rows, w), _rows_of(a.w_before, rows), w), s
+
+    return LearningRule(lambda w: (), update,
+                        row_local=RowLocal(None, update_rows, lambda w, rows: jnp.ones((w.shape[0],), bool)))

@@ -34,6 +34,7 @@ import numpy as np
 import optax
 
 from snnjax.errors import ConfigError, InputError
+from snnjax.plasticity import row_local_step
 
 from . import frontend
 from .inhibition import (KWinnersTakeAll, Winners, check_k_radius, last_step_winner, pointwise_inhibition,
@@ -423,26 +424,52 @@ class DecisionStats(NamedTuple):
     silent: jax.Array
 
 
-def train_decision(key: jax.Array, weight: jax.Array, rule_state, latencies: jax.Array, labels: jax.Array,
-                   layer: ConvLayerSpec, rule: LearningRule, timesteps: int, n_classes: int = 10):
-    """One epoch of R-STDP on the decision layer; returns ``(weight, rule_state, DecisionStats)`` (counts)."""
+def _decision_epoch(key, weight, rule_state, latencies, labels, layer, timesteps, n_classes, update):
     _check_cache(latencies, layer)
     order = jax.random.permutation(key, latencies.shape[0])
 
     def step(carry, idx):
-        w, st = carry
+        w, st, ok = carry
         lat, label = latencies[idx], labels[idx]
         decision, pot_last, win = decision_forward(layer, w, lat, timesteps, n_classes)
         x = _input_wave(layer, lat, timesteps)
         spk_out = jnp.sign(pot_last)[None]  # only the last step spikes: the counts are all STDP needs
-        w, st = rule.update(w, st, ConvActivity(x, spk_out, win, decision, label))
+        w, st, step_ok = update(w, st, ConvActivity(x, spk_out, win, decision, label))
         silent = decision < 0
         good = (~silent) & (decision == label)
-        return (w, st), jnp.stack([good, (~silent) & ~good, silent]).astype(jnp.int32)
+        return (w, st, ok & step_ok), jnp.stack([good, (~silent) & ~good, silent]).astype(jnp.int32)
 
-    (weight, rule_state), counts = jax.lax.scan(step, (weight, rule_state), order)
+    (weight, rule_state, ok), counts = jax.lax.scan(step, (weight, rule_state, jnp.bool_(True)), order)
     c = counts.sum(0)
-    return weight, rule_state, DecisionStats(c[0], c[1], c[2])
+    return weight, rule_state, DecisionStats(c[0], c[1], c[2]), ok
+
+
+def train_decision(key: jax.Array, weight: jax.Array, rule_state, latencies: jax.Array, labels: jax.Array,
+                   layer: ConvLayerSpec, rule: LearningRule, timesteps: int, n_classes: int = 10):
+    """One epoch of R-STDP on the decision layer; returns ``(weight, rule_state, DecisionStats)`` (counts)."""
+    def update(w, st, activity):
+        return *rule.update(w, st, activity), jnp.bool_(True)
+
+    return _decision_epoch(key, weight, rule_state, latencies, labels, layer, timesteps, n_classes, update)[:3]
+
+
+def train_decision_rows(key: jax.Array, weight: jax.Array, rule_state, latencies: jax.Array, labels: jax.Array,
+                        layer: ConvLayerSpec, rule: LearningRule, timesteps: int, n_classes: int = 10):
+    """:func:`train_decision` through the rule's declared row-local form (only the winner's kernel
+    is read and written after each image): ``(weight, rule_state, DecisionStats, ok)``.
+
+    The same bits as :func:`train_decision` when every kernel satisfies the form's ``holds`` at the
+    start (:func:`snnjax.plasticity.row_local_holds`) and ``ok`` comes back true; otherwise the
+    caller must run :func:`train_decision` from the same start.
+    """
+    if rule.row_local is None:
+        raise ConfigError("this decision rule declares no row-local form (LearningRule.row_local); "
+                          "use train_decision")
+
+    def update(w, st, activity):
+        return row_local_step(rule.row_local, w, st, activity)
+
+    return _decision_epoch(key, weight, rule_state, latencies, labels, layer, timesteps, n_classes, update)
 
 
 def evaluate_decision(weight: jax.Array, latencies: jax.Array, labels: jax.Array, layer: ConvLayerSpec,
@@ -521,7 +548,7 @@ def network(name: str, **params) -> NetworkSpec:
 __all__ = [
     "ConvLayerSpec", "NetworkSpec", "mozafari2019", "kheradpisheh2018", "init_weight", "init_weights",
     "layer_train_forward", "layer_train_step", "layer_forward", "decision_forward", "train_layer", "make_layer_trainer",
-    "layer_outputs", "train_decision", "evaluate_decision", "readout_features", "train_readout",
+    "layer_outputs", "train_decision", "train_decision_rows", "evaluate_decision", "readout_features", "train_readout",
     "readout_accuracy", "network", "with_inhibitions", "DecisionStats", "LayerStep", "INFERENCE_CHUNK", "DECISION_CHUNK",
     "INFERENCE_BLOCK", "CHUNK_ROUNDS_AS_ONE", "chunkable", "pooled_extent", "inference_potentials", "PIXEL_MAJOR", "map_images", "decision_outputs",
 ]

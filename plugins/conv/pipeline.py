@@ -47,7 +47,7 @@ import numpy as np
 from snnjax.errors import ConfigError, InputError
 from snnjax.plugins import choice_name, choice_params, create_choice
 from snnjax.loop import Program, RunLoop
-from snnjax.plasticity import LearningRule, chain
+from snnjax.plasticity import LearningRule, chain, row_local_holds
 
 from . import frontend
 from . import networks as N
@@ -398,7 +398,7 @@ class ConvPipeline:
 
     def decision_epoch(self, keys: jax.Array, w3: jax.Array, st3: Any, cache: jax.Array, labels: jax.Array, *,
                        name: str = "decision", make_rule: Callable[..., LearningRule] | None = None,
-                       rule_args: Any = ()):
+                       rule_args: Any = (), row_local: bool = True):
         """One R-STDP epoch of the decision layer for every seed: ``(w3, st3, stats)``.
 
         ``stats`` (:class:`~.networks.DecisionStats`) counts correct / wrong / silent training
@@ -407,19 +407,39 @@ class ConvPipeline:
         state ``st3`` must match. By default the plain R-STDP rule. ``name`` tells programs with
         different ``make_rule`` apart (one compile per name and shape): ``make_rule`` must not
         close over values that change between calls (pass them in ``rule_args``).
+
+        When the rule declares a row-local form (:attr:`~snnjax.plasticity.LearningRule.row_local`:
+        R-STDP changes only the winner's kernel, chained bounds and masks follow it) and every
+        seed's kernels satisfy it, each image reads and writes only the winner's kernel
+        (:func:`~.networks.train_decision_rows`), with the same bits; should a changed kernel
+        leave the form's conditions, the epoch runs again through ``update``. ``row_local=False``
+        always runs ``update``.
         """
         layer, T, n_classes = self.spec.decision, self.T, self.n_classes
         if layer is None:
             raise ConfigError(f"network {self.spec.name!r} has no decision layer (it uses a readout)")
         base = self.rstdp_rule()
         builder = make_rule or (lambda *a: base)
-        shared = cache.ndim == 4
+        shared = (3, 4) if cache.ndim == 4 else (4,)
+        cache, labels = jnp.asarray(cache), jnp.asarray(labels, jnp.int32)
+        if row_local:
+            def holds(w, args):  # false for a rule that declares no row-local form
+                form = builder(*args).row_local
+                return jnp.bool_(False) if form is None else row_local_holds(form, w)
+
+            if bool(np.all(np.asarray(self._run(f"{name}-holds", holds, w3, rule_args, library_reductions=False)))):
+                def rows(k, w, s, c, y, args):
+                    return N.train_decision_rows(k, w, s, c, y, layer, builder(*args), T, n_classes)
+
+                w, st, stats, ok = self._run(f"{name}-rows", rows, keys, w3, st3, cache, labels, rule_args,
+                                             shared=shared, library_reductions=False)
+                if bool(np.all(np.asarray(ok))):
+                    return w, st, stats
 
         def one(k, w, s, c, y, args):
             return N.train_decision(k, w, s, c, y, layer, builder(*args), T, n_classes)
 
-        return self._run(name, one, keys, w3, st3, jnp.asarray(cache), jnp.asarray(labels, jnp.int32), rule_args,
-                         shared=(3, 4) if shared else (4,), library_reductions=False)
+        return self._run(name, one, keys, w3, st3, cache, labels, rule_args, shared=shared, library_reductions=False)
 
     def decisions(self, w3: jax.Array, cache: jax.Array, batch_size: int = 64, chunk: int | None = None) -> jax.Array:
         """Decisions ``(S, N)`` of the decision layer (``-1`` = silence); blocks of ``batch_size``

@@ -18,6 +18,11 @@ the winner, simultaneous included → LTP, else LTD); a later winner of the same
 an earlier one; ``Δw = a·(w−lb)·(ub−w)`` with the stabilizer, ``Δw = a`` without; then the weights
 are clamped to ``[lb, ub]`` — **all** of them (``clamp_all=True``, faithful: this also clips
 features that had no winner) or only the kernels that were updated (``clamp_all=False``).
+
+Both rules declare a :class:`snnjax.plasticity.RowLocal` form: a step changes only the winners'
+kernels (:func:`winner_kernels`, updated by :func:`stdp_update_rows`) when every other kernel is a
+fixed point of the clamp (:func:`untouched_kernels_hold`: within ``[lb, ub]``), so an engine may
+update one kernel of 200 instead of all of them, with the same bits.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from snnjax.errors import ConfigError, InputError
-from snnjax.plasticity import LearningRule
+from snnjax.plasticity import LearningRule, RowLocal, unchanged_bits
 
 from .inhibition import Winners
 
@@ -82,27 +87,24 @@ def stdp_pairings(spk_in: jax.Array, spk_out: jax.Array, winners, kernel_size: t
     return jax.vmap(one)(win)
 
 
-@functools.partial(jax.jit, static_argnames=('lb', 'ub', 'stabilizer', 'clamp_all'))
-def stdp_update(
-    weight: jax.Array, spk_in: jax.Array, spk_out: jax.Array, winners, a_ltp: jax.Array, a_ltd: jax.Array,
-    *, lb: float = 0.0, ub: float = 1.0, stabilizer: bool = True, clamp_all: bool = True,
-) -> jax.Array:
-    """One SpykeTorch STDP step on conv weights ``(F, C, kh, kw)``; ``a_ltp``/``a_ltd`` are per feature ``(F,)`` or scalars."""
-    if weight.ndim != 4:
-        raise InputError(f"conv weight must be (out, in, kh, kw), got shape {weight.shape}")
-    n_feat = weight.shape[0]
+def _feature_rates(n_feat: int, kernel: tuple[int, int], spk_in, spk_out, winners, a_ltp, a_ltd, dtype):
+    """Per winner its ``(C, kh, kw)`` rates, per feature the winner that counts (the last) and
+    whether it has one: ``(per_win (k, C, kh, kw), last (F,), has (F,))``."""
     win = _winner_array(winners)
-    pair = stdp_pairings(spk_in, spk_out, win, weight.shape[2:])  # (k, C, kh, kw)
-    a_ltp = jnp.broadcast_to(jnp.asarray(a_ltp, weight.dtype), (n_feat,))
-    a_ltd = jnp.broadcast_to(jnp.asarray(a_ltd, weight.dtype), (n_feat,))
+    pair = stdp_pairings(spk_in, spk_out, win, kernel)  # (k, C, kh, kw)
+    a_ltp = jnp.broadcast_to(jnp.asarray(a_ltp, dtype), (n_feat,))
+    a_ltd = jnp.broadcast_to(jnp.asarray(a_ltd, dtype), (n_feat,))
     feat = win[:, 0]
     fsafe = jnp.maximum(feat, 0)
-    per_win = jnp.where(pair, a_ltp[fsafe][:, None, None, None], a_ltd[fsafe][:, None, None, None])  # (k, C, kh, kw)
+    per_win = jnp.where(pair, a_ltp[fsafe][:, None, None, None], a_ltd[fsafe][:, None, None, None])
     k = win.shape[0]
     match = (feat[None, :] == jnp.arange(n_feat)[:, None]) & (feat[None, :] >= 0)  # (F, k)
     last = k - 1 - jnp.argmax(match[:, ::-1], axis=1)  # last winner of each feature
-    has = jnp.any(match, axis=1)
-    rate = jnp.where(has[:, None, None, None], per_win[last], jnp.zeros((), weight.dtype))
+    return per_win, last, jnp.any(match, axis=1)
+
+
+def _step_kernels(weight, rate, lb: float, ub: float, stabilizer: bool):
+    """``clip(w + a·(w−lb)·(ub−w), lb, ub)`` (or ``clip(w + a)``) elementwise, unclamped and clamped."""
     lb_ = jnp.asarray(lb, weight.dtype)
     ub_ = jnp.asarray(ub, weight.dtype)
     if stabilizer:
@@ -113,10 +115,57 @@ def stdp_update(
         new = weight + jnp.where(delta == delta, delta, jnp.zeros((), delta.dtype))
     else:
         new = weight + rate
-    clamped = jnp.clip(new, lb_, ub_)
+    return jnp.clip(new, lb_, ub_)
+
+
+@functools.partial(jax.jit, static_argnames=('lb', 'ub', 'stabilizer', 'clamp_all'))
+def stdp_update(
+    weight: jax.Array, spk_in: jax.Array, spk_out: jax.Array, winners, a_ltp: jax.Array, a_ltd: jax.Array,
+    *, lb: float = 0.0, ub: float = 1.0, stabilizer: bool = True, clamp_all: bool = True,
+) -> jax.Array:
+    """One SpykeTorch STDP step on conv weights ``(F, C, kh, kw)``; ``a_ltp``/``a_ltd`` are per feature ``(F,)`` or scalars."""
+    if weight.ndim != 4:
+        raise InputError(f"conv weight must be (out, in, kh, kw), got shape {weight.shape}")
+    per_win, last, has = _feature_rates(weight.shape[0], weight.shape[2:], spk_in, spk_out, winners, a_ltp, a_ltd,
+                                        weight.dtype)
+    rate = jnp.where(has[:, None, None, None], per_win[last], jnp.zeros((), weight.dtype))
+    clamped = _step_kernels(weight, rate, lb, ub, stabilizer)
     if clamp_all:
         return clamped
     return jnp.where(has[:, None, None, None], clamped, weight)
+
+
+def winner_kernels(n_feat: int, winners) -> jax.Array:
+    """The kernels one :func:`stdp_update` changes: each winner's feature once (its last winner),
+    padded with ``n_feat`` — the touched rows of the rules' :class:`~snnjax.plasticity.RowLocal` form."""
+    feat = _winner_array(winners)[:, 0]
+    later = jnp.triu(feat[:, None] == feat[None, :], k=1)  # (i, j): j > i names the same feature
+    counts = (feat >= 0) & (feat < n_feat) & ~jnp.any(later, axis=1)
+    return jnp.where(counts, feat, n_feat)
+
+
+def stdp_update_rows(
+    kernels: jax.Array, rows: jax.Array, n_feat: int, spk_in: jax.Array, spk_out: jax.Array, winners,
+    a_ltp: jax.Array, a_ltd: jax.Array, *, lb: float = 0.0, ub: float = 1.0, stabilizer: bool = True,
+    clamp_all: bool = True,
+) -> jax.Array:
+    """:func:`stdp_update` on the kernels ``rows`` only (``kernels = weight[rows]``, ``(k, C, kh, kw)``),
+    bit for bit: what the full update makes of those kernels."""
+    per_win, last, has = _feature_rates(n_feat, kernels.shape[2:], spk_in, spk_out, winners, a_ltp, a_ltd,
+                                        kernels.dtype)
+    has_r = has.at[rows].get(mode="fill", fill_value=False)[:, None, None, None]
+    rate = jnp.where(has_r, per_win[last.at[rows].get(mode="fill", fill_value=0)], jnp.zeros((), kernels.dtype))
+    clamped = _step_kernels(kernels, rate, lb, ub, stabilizer)
+    return clamped if clamp_all else jnp.where(has_r, clamped, kernels)
+
+
+def untouched_kernels_hold(kernels: jax.Array, *, lb: float, ub: float, stabilizer: bool,
+                           clamp_all: bool) -> jax.Array:
+    """Per kernel, whether :func:`stdp_update` leaves it bit for bit as it is when no winner names
+    it (with ``clamp_all`` it is clamped: true when it lies within ``[lb, ub]``)."""
+    if not clamp_all:
+        return jnp.ones((kernels.shape[0],), bool)
+    return unchanged_bits(_step_kernels(kernels, jnp.zeros((), kernels.dtype), lb, ub, stabilizer), kernels)
 
 
 class STDPState(NamedTuple):
@@ -141,7 +190,7 @@ def spyketorch_stdp(
         n = weight.shape[0]
         return STDPState(jnp.full((n,), a_plus, jnp.float32), jnp.full((n,), a_minus, jnp.float32), jnp.zeros((), jnp.int32))
 
-    def update(weight, state: STDPState, activity: ConvActivity):
+    def scheduled(state: STDPState) -> STDPState:
         a_ltp, a_ltd, count = state
         if schedule_every is not None:
             # the original counts the image before its STDP step: the N-th image already uses the new rate
@@ -152,11 +201,24 @@ def spyketorch_stdp(
             a_ltp = jnp.where(hit, jnp.full_like(a_ltp, ap), a_ltp)
             a_ltd = jnp.where(hit, jnp.full_like(a_ltd, an), a_ltd)
             count = jnp.where(hit, 0, count)
-        new = stdp_update(weight, activity.spk_in, activity.spk_out, activity.winners, a_ltp, a_ltd, lb=lb, ub=ub,
-                          stabilizer=stabilizer, clamp_all=clamp_all)
-        return new, STDPState(a_ltp, a_ltd, count)
+        return STDPState(a_ltp, a_ltd, count)
 
-    return LearningRule(init, update, weight_range=(float(lb), float(ub)))  # the update clamps to [lb, ub]
+    bounds = dict(lb=lb, ub=ub, stabilizer=stabilizer, clamp_all=clamp_all)
+
+    def update(weight, state: STDPState, activity: ConvActivity):
+        state = scheduled(state)
+        return stdp_update(weight, activity.spk_in, activity.spk_out, activity.winners, state.a_ltp, state.a_ltd,
+                           **bounds), state
+
+    def update_rows(kernels, state: STDPState, activity: ConvActivity, rows):
+        state = scheduled(state)
+        return stdp_update_rows(kernels, rows, activity.w_before.shape[0], activity.spk_in, activity.spk_out,
+                                activity.winners, state.a_ltp, state.a_ltd, **bounds), state
+
+    row_local = RowLocal(lambda a: winner_kernels(a.w_before.shape[0], a.winners), update_rows,
+                         lambda kernels, rows: untouched_kernels_hold(kernels, **bounds))
+    # the update clamps to [lb, ub]
+    return LearningRule(init, update, weight_range=(float(lb), float(ub)), row_local=row_local)
 
 
 class RSTDPState(NamedTuple):
@@ -186,15 +248,12 @@ def r_stdp(
         z = jnp.zeros((), jnp.int32)
         return RSTDPState(r0, p0, z, z, z)
 
-    def update(weight, state: RSTDPState, activity: ConvActivity):
+    def rates_and_state(state: RSTDPState, activity: ConvActivity):
         decision, label = jnp.asarray(activity.decision), jnp.asarray(activity.label)
         silent = decision < 0
         good = (~silent) & (decision == label)
         bad = (~silent) & (decision != label)
         rates = jnp.where(good, state.reward, state.punish)
-        new = stdp_update(weight, activity.spk_in, activity.spk_out, activity.winners, rates[0], rates[1], lb=lb, ub=ub,
-                          stabilizer=stabilizer, clamp_all=clamp_all)
-        new = jnp.where(silent, weight, new)
         correct = state.correct + good.astype(jnp.int32)
         wrong = state.wrong + bad.astype(jnp.int32)
         seen = state.seen + 1
@@ -209,6 +268,21 @@ def r_stdp(
             correct = jnp.where(end, zero, correct)
             wrong = jnp.where(end, zero, wrong)
             seen = jnp.where(end, zero, seen)
-        return new, RSTDPState(rew, pun, correct, wrong, seen)
+        return rates, silent, RSTDPState(rew, pun, correct, wrong, seen)
 
-    return LearningRule(init, update)
+    bounds = dict(lb=lb, ub=ub, stabilizer=stabilizer, clamp_all=clamp_all)
+
+    def update(weight, state: RSTDPState, activity: ConvActivity):
+        rates, silent, state = rates_and_state(state, activity)
+        new = stdp_update(weight, activity.spk_in, activity.spk_out, activity.winners, rates[0], rates[1], **bounds)
+        return jnp.where(silent, weight, new), state
+
+    def update_rows(kernels, state: RSTDPState, activity: ConvActivity, rows):
+        rates, silent, state = rates_and_state(state, activity)
+        new = stdp_update_rows(kernels, rows, activity.w_before.shape[0], activity.spk_in, activity.spk_out,
+                               activity.winners, rates[0], rates[1], **bounds)
+        return jnp.where(silent, kernels, new), state
+
+    row_local = RowLocal(lambda a: winner_kernels(a.w_before.shape[0], a.winners), update_rows,
+                         lambda kernels, rows: untouched_kernels_hold(kernels, **bounds))
+    return LearningRule(init, update, row_local=row_local)
