@@ -3,6 +3,7 @@
 
     python benchmarks/decision_rows.py                     # Mozafari decision layer, 4 seeds, 400 images
     python benchmarks/decision_rows.py --seeds 8 --images 1000 --rounds 3
+    python benchmarks/decision_rows.py --tiny              # smoke run on a tiny network (seconds)
 
 R-STDP changes only the winner's kernel (1 of the decision layer's 200) after each image. Its
 declared :class:`snnjax.plasticity.RowLocal` form, and those of the transforms ``continual`` chains
@@ -28,6 +29,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=4, help="vmapped seeds (default 4)")
     ap.add_argument("--images", type=int, default=400, help="images per epoch (default 400)")
     ap.add_argument("--rounds", type=int, default=2, help="timed epochs per form and rule (default 2)")
+    ap.add_argument("--tiny", action="store_true", help="a tiny network (4 × 4 images, 8 decision maps): a smoke run")
     args = ap.parse_args(argv)
     for name in ("seeds", "images", "rounds"):
         if getattr(args, name) < 1:
@@ -41,15 +43,23 @@ def main(argv=None) -> int:
     from snnjax_plugins.conv import networks as N
     from snnjax_plugins.conv import pipeline as P
 
-    spec = N.mozafari2019()
-    pipe = P.ConvPipeline(spec, 10, None, dict(batch_size=1000))
+    if args.tiny:
+        spec = N.NetworkSpec("tiny", ((3, 1.0, 2.0), (3, 2.0, 1.0)), 1, 4,
+                             (N.ConvLayerSpec(2, 4, 3, 2.0, 2, 1, pad_in=1, pool=(2, 2, 0)),
+                              N.ConvLayerSpec(4, 6, 2, 1.0, 2, 0, pad_in=0, pool=(2, 2, 1))),
+                             N.ConvLayerSpec(6, 8, 2, None, 1, 0, pad_in=1), n_classes=2)
+    else:
+        spec = N.mozafari2019()
+    classes = 2 if args.tiny else 10
+    side = 8 if args.tiny else 28
+    pipe = P.ConvPipeline(spec, classes, None, dict(batch_size=1000))
     S, n, T = args.seeds, args.images, spec.timesteps
     keys = jax.random.split(jax.random.PRNGKey(0), S)
     state = pipe.init(keys)
-    shape = pipe.features(state.w1, state.w2, pipe.encode(np.zeros((1, 28, 28), np.uint8))).shape[-3:]
+    shape = pipe.features(state.w1, state.w2, pipe.encode(np.zeros((1, side, side), np.uint8))).shape[-3:]
     rng = np.random.default_rng(0)
     lat = np.where(rng.random((n, *shape)) < 0.25, rng.integers(0, T, (n, *shape)), T).astype(np.uint8)
-    labels = rng.integers(0, 10, n).astype(np.int32)
+    labels = rng.integers(0, classes, n).astype(np.int32)
     w3 = jnp.clip(state.w3, 0.2, 0.8)  # as after the first epoch: every kernel within R-STDP's bounds
     rule = pipe.rstdp_rule()
     st = jax.vmap(rule.init)(w3)
@@ -86,7 +96,7 @@ def main(argv=None) -> int:
                          update_ms=[round(v, 3) for v in ms[False]], ratio=round(full / fast, 2)))
         print(f"{label:<44} row-local {fast:6.3f}  full update {full:6.3f}  → {full / fast:5.2f}× (same bits)",
               flush=True)
-    print(json.dumps(dict(seeds=S, images=n, rounds=args.rounds, rows=rows)))
+    print(json.dumps(dict(network=spec.name, seeds=S, images=n, rounds=args.rounds, rows=rows)))
     return 0
 
 

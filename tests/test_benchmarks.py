@@ -235,3 +235,17 @@ def test_langevin_step_prints_the_noise_and_the_quantile_update(capsys):
         with pytest.raises(SystemExit) as exc:
             main(bad)
         assert exc.value.code == 2
+
+
+def test_decision_rows_times_both_forms_and_checks_they_agree(capsys):
+    import runpy
+
+    main = runpy.run_path(str(Path(__file__).resolve().parents[1] / "benchmarks" / "decision_rows.py"))["main"]
+    assert main(["--tiny", "--seeds", "2", "--images", "12", "--rounds", "1"]) == 0
+    blob = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert blob["network"] == "tiny" and blob["seeds"] == 2 and blob["images"] == 12
+    assert [r["rule"].split(" ")[0] for r in blob["rows"]] == ["r-stdp"] * 3
+    assert all(r["ratio"] > 0 and len(r["row_local_ms"]) == 1 for r in blob["rows"])
+    with pytest.raises(SystemExit) as exc:
+        main(["--images", "0"])
+    assert exc.value.code == 2
