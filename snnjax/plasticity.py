@@ -113,8 +113,9 @@ class RowLocal(NamedTuple):
 
 
 def unchanged_bits(new: Float[Array, "k ..."], old: Float[Array, "k ..."]) -> Bool[Array, " k"]:
-    """Per row, whether ``new`` equals ``old`` bit for bit (``-0.0 ≠ 0.0``; a NaN never holds)."""
-    same = (new == old) & (jnp.signbit(new) == jnp.signbit(old))
+    """Per row, whether ``new`` equals ``old`` bit for bit (``-0.0 ≠ 0.0``)."""
+    bits = jnp.dtype(f"uint{8 * new.dtype.itemsize}")
+    same = lax.bitcast_convert_type(new, bits) == lax.bitcast_convert_type(old, bits)
     return jnp.all(same.reshape(same.shape[0], -1), axis=1)
 
 

@@ -194,10 +194,10 @@ def test_stdp_update_rows_equals_the_full_update_on_those_rows(clamp_all, stabil
     assert clamp_all == (not holds.all())  # uniform(0, 1) weights leave [0.1, 0.9]: only the full clamp moves them
 
 
-def test_unchanged_bits_tells_minus_zero_and_nan_apart():
-    a = jnp.array([[0.0, 1.0], [1.0, jnp.nan], [0.5, 0.5]])
-    b = jnp.array([[-0.0, 1.0], [1.0, jnp.nan], [0.5, 0.5]])
-    np.testing.assert_array_equal(unchanged_bits(a, b), [False, False, True])
+def test_unchanged_bits_compares_bits_not_values():
+    a = jnp.array([[0.0, 1.0], [1.0, 2.0], [0.5, 0.5], [1.0, jnp.nan]])
+    b = jnp.array([[-0.0, 1.0], [1.0, jnp.nextafter(2.0, 3.0)], [0.5, 0.5], [1.0, jnp.nan]])
+    np.testing.assert_array_equal(unchanged_bits(a, b), [False, False, True, True])
 
 
 def test_row_local_step_updates_only_the_touched_rows_of_a_chain():
