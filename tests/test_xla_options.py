@@ -82,7 +82,9 @@ def test_conv_inference_and_decision_programs_reduce_inline_with_the_same_bits(m
         st = pipe.init(keys)
         lat1 = pipe.propagate(0, st.w1, pipe.encode(images))
         lat2 = pipe.propagate(1, st.w2, lat1)
-        w3, _, stats = pipe.decision_epoch(P.epoch_keys(keys, 3, 0), st.w3, st.st3, lat2, labels)
+        w3, st3, stats = pipe.decision_epoch(P.epoch_keys(keys, 3, 0), st.w3, st.st3, lat2, labels)
+        # the first epoch clamped every kernel into R-STDP's bounds: the second runs the row-local program
+        w3, _, _ = pipe.decision_epoch(P.epoch_keys(keys, 3, 1), w3, st3, lat2, labels)
         monkeypatch.setattr(RunLoop, "batched", batched)
         texts = {name: exe.as_text() for (name, _), prog in pipe._programs.items() for exe in prog._compiled.values()}
         library_reduce = {n: len(re.findall(r"%ynn_fusion[^\n]*op_name=\"[^\"]*reduce_(?:max|sum)\"", t))
@@ -91,7 +93,8 @@ def test_conv_inference_and_decision_programs_reduce_inline_with_the_same_bits(m
 
     inline, none_left = outputs(False)
     library, some = outputs(True)
-    assert set(none_left) == {"propagate1", "propagate2", "decision"} and not any(none_left.values())
+    assert set(none_left) == {"propagate1", "propagate2", "decision", "decision-holds", "decision-rows"}
+    assert not any(none_left.values())
     assert some["decision"] > 0
     for a, b in zip(inline, library, strict=True):
         np.testing.assert_array_equal(a, b)
