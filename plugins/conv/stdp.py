@@ -168,6 +168,14 @@ def untouched_kernels_hold(kernels: jax.Array, *, lb: float, ub: float, stabiliz
     return unchanged_bits(_step_kernels(kernels, jnp.zeros((), kernels.dtype), lb, ub, stabilizer), kernels)
 
 
+def winners_row_local(update_rows, bounds: dict) -> RowLocal:
+    """The :class:`~snnjax.plasticity.RowLocal` form of a rule built on :func:`stdp_update`: a step
+    touches its winners' kernels (:func:`winner_kernels`) and leaves the others as they are while
+    :func:`untouched_kernels_hold` (``bounds``: the update's ``lb``, ``ub``, ``stabilizer``, ``clamp_all``)."""
+    return RowLocal(lambda a: winner_kernels(a.w_before.shape[0], a.winners), update_rows,
+                    lambda kernels, rows: untouched_kernels_hold(kernels, **bounds))
+
+
 class STDPState(NamedTuple):
     """Per-feature learning rates and the image counter of the doubling schedule."""
 
@@ -215,10 +223,9 @@ def spyketorch_stdp(
         return stdp_update_rows(kernels, rows, activity.w_before.shape[0], activity.spk_in, activity.spk_out,
                                 activity.winners, state.a_ltp, state.a_ltd, **bounds), state
 
-    row_local = RowLocal(lambda a: winner_kernels(a.w_before.shape[0], a.winners), update_rows,
-                         lambda kernels, rows: untouched_kernels_hold(kernels, **bounds))
     # the update clamps to [lb, ub]
-    return LearningRule(init, update, weight_range=(float(lb), float(ub)), row_local=row_local)
+    return LearningRule(init, update, weight_range=(float(lb), float(ub)),
+                        row_local=winners_row_local(update_rows, bounds))
 
 
 class RSTDPState(NamedTuple):
@@ -283,6 +290,4 @@ def r_stdp(
                                activity.winners, rates[0], rates[1], **bounds)
         return jnp.where(silent, kernels, new), state
 
-    row_local = RowLocal(lambda a: winner_kernels(a.w_before.shape[0], a.winners), update_rows,
-                         lambda kernels, rows: untouched_kernels_hold(kernels, **bounds))
-    return LearningRule(init, update, row_local=row_local)
+    return LearningRule(init, update, row_local=winners_row_local(update_rows, bounds))
