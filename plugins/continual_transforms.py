@@ -45,6 +45,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from snnjax import threefry
 from snnjax.errors import ConfigError
 from snnjax.hookspecs import hookimpl
 from snnjax.plasticity import LearningRule, clip_per_weight, freeze
@@ -85,7 +86,9 @@ def langevin_noise(key: jax.Array, sigma: float = 4e-4, lb: float = 0.2, ub: flo
     """Add ``sigma·N(0, 1)`` to every weight after each reward/punish update, then clamp to ``[lb, ub]``.
 
     The activity must carry ``decision`` (``-1`` = silence: no update, no noise), as
-    :class:`snnjax_plugins.conv.stdp.ConvActivity` does. State: the PRNG key.
+    :class:`snnjax_plugins.conv.stdp.ConvActivity` does. State: the PRNG key. The draws are
+    ``jax.random.normal``'s, computed by :func:`snnjax.threefry.normal` (the same bits, ≈ 2× faster
+    on CPU for a large layer).
     """
     _bounds(lb, ub)
     if sigma < 0:
@@ -93,7 +96,7 @@ def langevin_noise(key: jax.Array, sigma: float = 4e-4, lb: float = 0.2, ub: flo
 
     def update(w, key, activity):
         key, sub = jax.random.split(key)
-        noisy = jnp.clip(w + sigma * jax.random.normal(sub, w.shape, w.dtype), lb, ub)
+        noisy = jnp.clip(w + sigma * threefry.normal(sub, w.shape, w.dtype), lb, ub)
         return jnp.where(jnp.asarray(activity.decision) >= 0, noisy, w), key
 
     return LearningRule(lambda w: key, update)

@@ -164,9 +164,50 @@ def quantiles_init(shape: Sequence[int], probs: Sequence[float], dtype=jnp.float
     return tuple(p2_init(shape, dtype) for _ in probs)
 
 
-def quantiles_update(states: tuple[P2State, ...], x: jax.Array, probs: Sequence[float]) -> tuple[P2State, ...]:
-    """Add one observation per element to every estimator."""
-    return tuple(p2_update(s, x, p) for s, p in zip(states, probs))
+def _block_layout(size: int, block: int) -> tuple[int, int]:
+    """``(blocks, length)`` covering ``size`` elements: a divisor of ``size`` near ``block`` if one
+    exists within a factor 2 (no padding), else ``ceil(size / block)`` blocks of ``block``."""
+    for length in range(block, block // 2, -1):
+        if size % length == 0:
+            return size // length, length
+    return -(-size // block), block
+
+
+def quantiles_update(states: tuple[P2State, ...], x: jax.Array, probs: Sequence[float],
+                     block: int = 4096) -> tuple[P2State, ...]:
+    """Add one observation per element to every estimator.
+
+    Arrays of more than ``2 · block`` elements are updated ``block`` elements at a time (a
+    ``lax.map`` over blocks; every element's arithmetic is the same, bit for bit). A P² step is
+    some 17 fused loops that each read most of the 11 input arrays: over a whole 1.25 M-weight
+    layer they stream them from memory every time, within a block they find them in cache —
+    ≈ 2.7× faster on CPU (``benchmarks/langevin_step.py``).
+    """
+    if block < 1:
+        raise ValueError(f"block must be >= 1, got {block}")
+    x = jnp.asarray(x)
+    size = x.size
+    if size <= 2 * block:
+        return tuple(p2_update(s, x, p) for s, p in zip(states, probs))
+    blocks, length = _block_layout(size, block)
+    pad = blocks * length - size
+
+    def split(a):
+        a = a.reshape(-1)
+        return (jnp.pad(a, (0, pad)) if pad else a).reshape(blocks, length)
+
+    def join(a):
+        a = a.reshape(-1)
+        return (a[:size] if pad else a).reshape(x.shape)
+
+    def one_block(args):
+        xb, markers = args
+        parts = tuple(P2State(q, n, s.count) for s, (q, n) in zip(states, markers))
+        return tuple((u.q, u.n) for u in quantiles_update(parts, xb, probs, block=length))
+
+    markers = jax.tree.map(split, tuple((s.q, s.n) for s in states))
+    new = jax.lax.map(one_block, (split(x), markers))
+    return tuple(P2State(tuple(map(join, q)), tuple(map(join, n)), s.count + 1) for s, (q, n) in zip(states, new))
 
 
 def quantiles_estimate(states: tuple[P2State, ...], probs: Sequence[float]) -> tuple[jax.Array, ...]:

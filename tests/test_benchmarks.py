@@ -230,8 +230,11 @@ def test_langevin_step_prints_the_noise_and_the_quantile_update(capsys):
     out = capsys.readouterr().out.strip().splitlines()
     blob = json.loads(out[-1])
     assert blob["weights"] == [6, 5] and blob["probs"] == [0.1, 0.9]
-    assert [r["part"] for r in blob["rows"]] == ["noise", "quantiles (2)"] and all(r["cpu_ms"] >= 0 for r in blob["rows"])
-    for bad in (["--probs", "0,1"], ["--weights", "0,3"], ["--repeats", "0"]):
+    assert [r["part"] for r in blob["rows"]] == ["noise", "noise, jax.random.normal", "quantiles (2)",
+                                                 "quantiles (2), whole arrays"]
+    assert all(len(r["cpu_ms"]) == 2 and min(r["cpu_ms"]) >= 0 for r in blob["rows"])
+    assert blob["noise_speedup"] > 0 and blob["quantiles_speedup"] > 0
+    for bad in (["--probs", "0,1"], ["--weights", "0,3"], ["--repeats", "0"], ["--rounds", "0"]):
         with pytest.raises(SystemExit) as exc:
             main(bad)
         assert exc.value.code == 2

@@ -218,6 +218,28 @@ def test_streaming_quantiles_equal_the_textbook_p2_bit_for_bit():
                 np.testing.assert_array_equal([float(a[e]) for a in state.n], n)
 
 
+@pytest.mark.parametrize("shape, block", [((40, 50), 100), ((1009,), 97), ((7, 3), 2)])
+def test_streaming_quantiles_in_blocks_equal_the_whole_array_update_bit_for_bit(shape, block):
+    """``quantiles_update`` over blocks of elements (a divisor of the size, or padded blocks for a
+    prime size) gives the markers of the one-pass update, also vmapped over seeds."""
+    rng = np.random.default_rng(3)
+    data = (np.cumsum(rng.normal(0, 0.02, (3, 40) + shape), axis=1) + rng.random((3, 1) + shape)).astype(np.float32)
+    probs = (0.1, 0.25, 0.9)
+
+    def markers(b):
+        def run(d):
+            return jax.lax.scan(lambda c, x: (quantiles_update(c, x, probs, block=b), None),
+                                quantiles_init(shape, probs), d)[0]
+        return jax.jit(jax.vmap(run))(jnp.asarray(data))
+
+    whole, blocked = markers(10**9), markers(block)
+    for a, b in zip(jax.tree.leaves(whole), jax.tree.leaves(blocked)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert [int(c) for c in blocked[0].count] == [40] * 3
+    with pytest.raises(ValueError, match="block"):
+        quantiles_update(quantiles_init(shape, probs), jnp.asarray(data[0, 0]), probs, block=0)
+
+
 def test_streaming_quantile_memory_does_not_grow_with_the_number_of_snapshots():
     """A noisy trajectory of T snapshots fed to the estimator, compiled for T = 10 and T = 100,000:
     XLA's own accounting of the program's memory is the same, and the state is 2 × 5 float32 per
