@@ -3,8 +3,9 @@ r"""``jax.random``'s Threefry draws, the same bits, with the hash unrolled.
 On CPU, jax lowers the Threefry-2x32 hash (Salmon et al., 2011: 20 rounds of add, rotate
 and xor on pairs of 32-bit words, a key injection after every 4) as a loop of 5 iterations
 over the whole output arrays, which keeps compilation short but makes large draws slow: for
-the 1.25 M weights of the conv decision layer, ``jax.random.bits`` takes ≈ 9× and
-``jax.random.normal`` ≈ 2× as long as the unrolled hash below (``benchmarks/threefry.py``).
+the 1.25 M weights of the conv decision layer, ``jax.random.bits`` took ≈ 9× as long as
+:func:`bits` here, and ``jax.random.normal`` ≈ 2× as long as :func:`normal`
+(``benchmarks/langevin_step.py`` times the Langevin noise both ways).
 Noise on every weight after every image — the Langevin trajectory of the ``continual``
 experiment — is dominated by that draw.
 

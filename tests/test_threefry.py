@@ -69,3 +69,16 @@ def test_the_hash_matches_the_published_known_answer():
     ones = jnp.uint32(0xFFFFFFFF)
     x1, x2 = threefry.threefry_2x32(ones, ones, jnp.array([0xFFFFFFFF], jnp.uint32), jnp.array([0xFFFFFFFF], jnp.uint32))
     assert (int(x1[0]), int(x2[0])) == (0x1CB996FC, 0xBB002BE7)
+
+
+def test_threefry_keys_take_the_unrolled_hash_and_other_keys_jax_random():
+    """The fast path is really taken (a silent fallback would be correct but slow): its program has
+    no ``random_bits`` of jax's own; a key of another implementation has."""
+    def uses_jax_random(key):
+        return "random_bits" in str(jax.make_jaxpr(lambda k: threefry.normal(k, (8,)))(key))
+
+    assert not uses_jax_random(jax.random.PRNGKey(0))
+    assert not uses_jax_random(jax.random.key(0))
+    assert uses_jax_random(jax.random.key(0, impl="rbg"))
+    batched = jax.make_jaxpr(jax.vmap(lambda k: threefry.normal(k, (8,))))(jax.random.split(jax.random.PRNGKey(0), 3))
+    assert "random_bits" not in str(batched)
