@@ -65,7 +65,8 @@ def _key_words(key: jax.Array) -> jax.Array | None:
         if key.shape != () or "threefry2x32" not in str(jax.random.key_impl(key)):
             return None
         return jax.random.key_data(key)
-    if key.dtype != jnp.uint32 or key.shape != (2,) or jax.config.jax_default_prng_impl != "threefry2x32":
+    raw_threefry = getattr(jax.config, "jax_default_prng_impl", None) == "threefry2x32"
+    if key.dtype != jnp.uint32 or key.shape != (2,) or not raw_threefry:
         return None
     return key
 
@@ -75,7 +76,8 @@ def _size(shape: Sequence[int]) -> int:
 
 
 def _fast_path(key: jax.Array, shape: Sequence[int]) -> jax.Array | None:
-    if not jax.config.jax_threefry_partitionable or not 0 < _size(shape) < 2**32:
+    # jax's default counter layout; a jax without the flag (or with it off) takes jax.random's own path
+    if not getattr(jax.config, "jax_threefry_partitionable", False) or not 0 < _size(shape) < 2**32:
         return None
     return _key_words(key)
 
@@ -122,7 +124,10 @@ def uniform(key: jax.Array, shape: Sequence[int], dtype=jnp.float32, minval: flo
 
 
 def normal(key: jax.Array, shape: Sequence[int], dtype=jnp.float32, chunks: int = 2) -> Float[Array, "..."]:
-    r"""``jax.random.normal(key, shape, dtype)``, bit for bit: :math:`\sqrt{2}\,\mathrm{erf}^{-1}(u)`, :math:`u \sim U(-1, 1)`."""
+    r"""``jax.random.normal(key, shape, dtype)``, bit for bit.
+
+    :math:`\sqrt{2}\,\mathrm{erf}^{-1}(u)` with :math:`u` uniform in :math:`(-1, 1)` (:func:`uniform`).
+    """
     shape = tuple(int(d) for d in shape)
     if jnp.dtype(dtype) != jnp.float32 or _fast_path(key, shape) is None:
         return jax.random.normal(key, shape, dtype)

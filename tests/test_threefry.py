@@ -61,6 +61,9 @@ def test_other_prng_implementations_and_dtypes_fall_back_to_jax_random():
     _same(threefry.bits(rbg, (17,)), jax.random.bits(rbg, (17,), jnp.uint32))
     key = jax.random.PRNGKey(5)
     _same(threefry.normal(key, (17,), jnp.float16), jax.random.normal(key, (17,), jnp.float16))
+    with jax.threefry_partitionable(False):  # the old counter layout draws other numbers: jax's own path
+        _same(threefry.normal(key, (5, 7)), jax.random.normal(key, (5, 7)))
+        _same(threefry.bits(key, (5, 7)), jax.random.bits(key, (5, 7), jnp.uint32))
     _same(threefry.uniform(key, (0, 3)), jax.random.uniform(key, (0, 3)))
 
 
