@@ -1,5 +1,7 @@
 """snnjax.threefry draws equal jax.random's, bit for bit, and fall back where they cannot."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -85,3 +87,38 @@ def test_threefry_keys_take_the_unrolled_hash_and_other_keys_jax_random():
     assert uses_jax_random(jax.random.key(0, impl="rbg"))
     batched = jax.make_jaxpr(jax.vmap(lambda k: threefry.normal(k, (8,))))(jax.random.split(jax.random.PRNGKey(0), 3))
     assert "random_bits" not in str(batched)
+
+
+def test_draws_and_blocked_quantiles_of_seeds_sharded_over_two_devices_equal_one_device():
+    """The Langevin noise and the blocked quantile update, vmapped over 2 seeds placed on 2 (forced host)
+    devices as the run loop places them, give the one-device bits."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = (
+        "import jax, numpy as np\n"
+        "assert len(jax.devices()) == 2, jax.devices()\n"
+        "from snnjax import threefry\n"
+        "from snnjax.quantiles import quantiles_init, quantiles_update\n"
+        "from snnjax.seeds import seed_keys, seed_mesh, shard_seeds\n"
+        "probs = (0.1, 0.9)\n"
+        "def one(key):\n"
+        "    def body(c, k):\n"
+        "        w, st = c\n"
+        "        w = w + 0.01 * threefry.normal(k, w.shape)\n"
+        "        return (w, quantiles_update(st, w, probs, block=700)), None\n"
+        "    w0 = jax.numpy.zeros((40, 250))\n"
+        "    return jax.lax.scan(body, (w0, quantiles_init(w0.shape, probs)), jax.random.split(key, 8))[0]\n"
+        "f = jax.jit(jax.vmap(one))\n"
+        "keys = seed_keys(0, 2)\n"
+        "sharded = shard_seeds(keys, seed_mesh(2))\n"
+        "assert len(sharded.sharding.device_set) == 2\n"
+        "a, b = f(keys), f(sharded)\n"
+        "assert all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))\n"
+        "print('OK')\n"
+    )
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-c", script], env=env, cwd=Path(__file__).resolve().parents[1],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip().endswith("OK"), out.stdout + out.stderr
