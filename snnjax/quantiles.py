@@ -202,8 +202,8 @@ def quantiles_update(states: tuple[P2State, ...], x: jax.Array, probs: Sequence[
 
     def one_block(args):
         xb, markers = args
-        parts = tuple(P2State(q, n, s.count) for s, (q, n) in zip(states, markers))
-        return tuple((u.q, u.n) for u in quantiles_update(parts, xb, probs, block=length))
+        return tuple((u.q, u.n) for u in (p2_update(P2State(q, n, s.count), xb, p)
+                                           for s, (q, n), p in zip(states, markers, probs)))
 
     markers = jax.tree.map(split, tuple((s.q, s.n) for s in states))
     new = jax.lax.map(one_block, (split(x), markers))

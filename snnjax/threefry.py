@@ -119,6 +119,10 @@ def uniform(key: jax.Array, shape: Sequence[int], dtype=jnp.float32, minval: flo
     words = _fast_path(key, shape)
     if words is None or jnp.dtype(dtype) != jnp.float32 or np.ndim(minval) or np.ndim(maxval):
         return jax.random.uniform(key, shape, dtype, minval, maxval)
+    return _uniform(words, shape, minval, maxval, chunks)
+
+
+def _uniform(words: jax.Array, shape: tuple[int, ...], minval, maxval, chunks: int) -> jax.Array:
     lo, hi = jnp.float32(minval), jnp.float32(maxval)
     return lax.max(lo, _unit_floats(_bits(words, shape, chunks)) * (hi - lo) + lo)
 
@@ -129,8 +133,8 @@ def normal(key: jax.Array, shape: Sequence[int], dtype=jnp.float32, chunks: int 
     :math:`\sqrt{2}\,\mathrm{erf}^{-1}(u)` with :math:`u` uniform in :math:`(-1, 1)` (:func:`uniform`).
     """
     shape = tuple(int(d) for d in shape)
-    if jnp.dtype(dtype) != jnp.float32 or _fast_path(key, shape) is None:
+    words = _fast_path(key, shape)
+    if words is None or jnp.dtype(dtype) != jnp.float32:
         return jax.random.normal(key, shape, dtype)
-    lo = np.nextafter(np.float32(-1.0), np.float32(0.0))
-    u = uniform(key, shape, jnp.float32, lo, 1.0, chunks)
+    u = _uniform(words, shape, np.nextafter(np.float32(-1.0), np.float32(0.0)), 1.0, chunks)
     return lax.mul(np.float32(np.sqrt(2)), lax.erf_inv(u))
