@@ -302,6 +302,7 @@ def test_method_plugins_are_registered():
     (["langevin_low=0.1,0.1", "langevin_high=0.9,0.9"], "repeat a pair"),
     (["langevin_stop=100"], "langevin_stop"),
     (["langevin_stop=-0.1"], "langevin_stop"),
+    (["langevin_chunk_images=-1"], "langevin_chunk_images must be a non-negative integer"),
     (["freeze_layers=conv3"], "unknown layer 'conv3' in freeze_layers"),
     (["langevin_layers=decision,decision"], "names a layer twice"),
     (["method=freeze-largest", "freeze_layers=conv1", "retrain_features=false"], "conv1 does not learn in task 2"),
@@ -463,3 +464,82 @@ def test_langevin_stop_rule_ends_a_seeds_noisy_epochs_and_drops_the_epoch_below_
     for name in ("range_width", "final_task1", "final_task2", "task2_accuracy"):
         np.testing.assert_array_equal(stopped[name], one[name], err_msg=name)
     assert not np.array_equal(free["range_width"], one["range_width"])
+
+
+def _noisy_epochs(chunk_images: int, stop: float):
+    """:func:`_langevin_ranges` on a toy layer (2 seeds, 3 × 4 weights, 52 images in 10 blocks of 5) whose
+    'accuracy' falls as the weights drift from their start."""
+    from snnjax.loop import RunLoop
+    from snnjax_plugins.experiments.continual.langevin import _langevin_ranges
+
+    cfg = {"langevin_every": 5, "langevin_sigma": 0.01, "langevin_stop": stop, "langevin_epochs": 4,
+           "langevin_low": [0.25, 0.1], "langevin_high": [0.75, 0.9], "langevin_chunk_images": chunk_images}
+    keys = jax.random.split(jax.random.PRNGKey(3), 2)
+    w0 = jax.random.uniform(jax.random.PRNGKey(4), (2, 3, 4), minval=0.3, maxval=0.7)
+    x = jax.random.uniform(jax.random.PRNGKey(5), (2, 52, 4), minval=0.2, maxval=0.8)
+    y = np.arange(52) % 3
+
+    def step(w, st, xi, label):  # label 0: no update, so no noise
+        decision = jnp.where(label == 0, -1, 1).astype(jnp.int32)
+        w_mid = jnp.where(decision >= 0, w + 0.05 * (xi[None, :] - w), w)
+        return w_mid, st + 1, decision
+
+    def evaluate(w):
+        return 100.0 - 400.0 * jnp.mean(jnp.abs(w - w0).reshape(2, -1), axis=1)
+
+    estimates, acc = _langevin_ranges(RunLoop.local(), None, cfg, keys, w0, jnp.zeros(2, jnp.int32), step,
+                                      (0.2, 0.8), "toy", 40, x, y, evaluate, "noisy")
+    return np.asarray(estimates), acc
+
+
+@pytest.mark.parametrize("chunk_images", [5, 15, 50, 1000])
+def test_a_noisy_epoch_cut_into_parts_gives_the_whole_epochs_results_bit_for_bit(chunk_images):
+    """``langevin_chunk_images``: parts of 1, 3 (3 + 3 + 3 + 1 blocks), 10 and all blocks give the ranges
+    and accuracies of whole epochs (0), also when the stop rule sends a seed back to its epoch's start."""
+    from snnjax_plugins.experiments.continual.langevin import epoch_parts
+
+    assert [epoch_parts(10, 5, c) for c in (0, 5, 15, 50, 1000, 3)] == [(10, 1), (1, 10), (3, 4), (10, 1),
+                                                                       (10, 1), (1, 10)]
+    _, free = _noisy_epochs(0, 0.0)
+    stop = float(np.mean(free[:, 1:3]))  # between the 2nd and 3rd epoch's accuracy of the seeds
+    whole = _noisy_epochs(0, stop)
+    runs = np.sum(~np.isnan(whole[1]), axis=1)
+    assert np.any(runs < 4) and np.all(runs >= 1)  # the stop rule acted
+    cut = _noisy_epochs(chunk_images, stop)
+    np.testing.assert_array_equal(cut[0], whole[0])
+    np.testing.assert_array_equal(cut[1], whole[1])
+
+
+def test_a_run_interrupted_inside_a_noisy_epoch_resumes_to_the_same_results(tmp_path, monkeypatch, continual_run):
+    """Two parts per noisy epoch (``langevin_chunk_images=10``, 2 blocks of 10 images): Ctrl-C after the
+    first part of the second epoch, then ``--resume``; the stop rule at the end of that epoch sends the
+    seed back to the epoch's start, read from the checkpoint. The metrics equal whole epochs' run."""
+    from snnjax.checkpoint import FILENAME, PhaseStore, describe
+
+    stopped = ("method=langevin-ranges", "langevin_epochs=2", "langevin_stop=99.9")
+    stop_after = 11  # the baseline arm's 8 chunks, the first epoch's 2 parts, the second epoch's first
+    argv = [a for s in [*COMMON, *stopped, "langevin_chunk_images=10"] for a in ("--set", s)]
+    out = tmp_path / "run"
+    calls = {"n": 0}
+    real_put = PhaseStore.put
+
+    def put_then_interrupt(self, *a, **k):
+        real_put(self, *a, **k)
+        calls["n"] += 1
+        if calls["n"] == stop_after:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(PhaseStore, "put", put_then_interrupt)
+    assert main(["run", "continual", "--quiet", "--seeds", str(SEEDS), "--out", str(out), *argv]) == 130
+    assert describe(out / FILENAME)["chunk"] == stop_after
+    monkeypatch.setattr(PhaseStore, "put", real_put)
+    assert main(["run", "--resume", str(out), "--quiet"]) == 0
+    doc = json.loads((out / "results.json").read_text())
+    noisy = [v for k, v in doc["timing"]["phases"].items() if k.startswith("langevin-")]
+    assert [p["chunks_run"] for p in noisy] == [1]  # the resumed run ran the last part only
+    a, b = continual_run(*stopped)["metrics"], doc["metrics"]
+    assert a.keys() == b.keys()
+    np.testing.assert_array_equal(b["langevin_epochs_run"]["per_seed"], [1] * SEEDS)
+    for name in a:
+        np.testing.assert_array_equal(np.asarray(a[name]["per_seed"], dtype=float),
+                                      np.asarray(b[name]["per_seed"], dtype=float), err_msg=name)

@@ -15,7 +15,9 @@ with ``compare_baseline``, the baseline on the same seeds):
    ``langevin_low`` / ``langevin_high`` quantiles as each weight's range. With
    ``langevin_stop`` > 0 a seed's noisy epochs end early, at the first epoch after which its
    task-1 test accuracy is below ``langevin_stop`` % (the thesis: 80); that epoch's snapshots
-   are dropped, except when it is the first. ``freeze_layers`` / ``langevin_layers`` (default
+   are dropped, except when it is the first. A noisy epoch runs in parts of about
+   ``langevin_chunk_images`` images (default 2,000; 0: whole epochs), each a checkpoint and a
+   progress step; the cut changes no result. ``freeze_layers`` / ``langevin_layers`` (default
    ``decision``) choose the layers: a conv layer gets its own mask, or its own noisy STDP epochs
    on the task-1 images (:func:`_layer_langevin`), and its transform in its task-2 STDP epochs.
 3. **Task 2** on the *same* outputs (domain-incremental: task-2 class ``i`` → output ``i``):

@@ -66,6 +66,7 @@ DEFAULTS: dict[str, Any] = {
     "langevin_epochs": 24,
     "langevin_sigma": 4e-4,
     "langevin_every": 100,
+    "langevin_chunk_images": 2000,
     "langevin_stop": 0.0,
     "langevin_low": [0.1],
     "langevin_high": [0.9],
@@ -145,8 +146,8 @@ def validate(cfg: Mapping[str, Any]) -> None:
     for key in ("epochs3", "task2_epochs3", "langevin_every"):
         if not P._is_int(cfg[key]) or cfg[key] < 1:
             raise ConfigError(f"{key} must be a positive integer, got {cfg[key]!r}")
-    for key in ("epochs1", "epochs2", "task2_epochs1", "task2_epochs2", "langevin_epochs", "n_train", "n_test",
-                "n_train_stdp", "n_outputs", "baseline_radius1", "baseline_radius2"):
+    for key in ("epochs1", "epochs2", "task2_epochs1", "task2_epochs2", "langevin_epochs", "langevin_chunk_images",
+                "n_train", "n_test", "n_train_stdp", "n_outputs", "baseline_radius1", "baseline_radius2"):
         if not P._is_int(cfg[key]) or cfg[key] < 0:
             raise ConfigError(f"{key} must be a non-negative integer, got {cfg[key]!r}")
     if not 0.0 <= cfg["langevin_stop"] < 100.0:

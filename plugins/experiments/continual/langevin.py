@@ -4,6 +4,8 @@ weights feed a streaming per-weight quantile estimator (P², bounded memory).
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,6 +17,18 @@ from ... import continual_transforms as methods
 from ...conv import pipeline as P
 from ...conv.stdp import ConvActivity
 from .config import CONV_LAYERS, langevin_probabilities
+
+
+def epoch_parts(blocks: int, every: int, chunk_images: int) -> tuple[int, int]:
+    """How a noisy epoch of ``blocks`` blocks of ``every`` images is cut into chunks of the run's loop.
+
+    Returns ``(per, parts)``: ``parts`` chunks of ``per`` blocks each (the last one may hold fewer),
+    ``per = ⌊chunk_images / every⌋`` clipped to ``[1, blocks]``; ``chunk_images = 0`` keeps the epoch
+    whole (``per = blocks``, one part). A part ends with a checkpoint and a progress line; the images,
+    their order, the noise and so every result are the same for any cut.
+    """
+    per = blocks if chunk_images == 0 else max(1, min(blocks, chunk_images // every))
+    return per, -(-blocks // per)
 
 
 def _langevin_ranges(loop, pipe: P.ConvPipeline, cfg, keys, w, st, step, bounds, program, tag, lat_train, y_train,
@@ -32,22 +46,29 @@ def _langevin_ranges(loop, pipe: P.ConvPipeline, cfg, keys, w, st, step, bounds,
     Q1/Q3 and D10/D90) reads its range from the same noisy trajectory. With ``langevin_stop`` a
     seed whose accuracy falls below it keeps the state of the epoch before (its first epoch is
     always kept) and takes no further epochs; its later accuracies are NaN (so the epochs it kept
-    are the non-NaN ones). The epochs are phase ``phase`` of the run's ``loop`` (one chunk per epoch,
+    are the non-NaN ones). The epochs are phase ``phase`` of the run's ``loop``, each epoch cut into
+    parts of about ``langevin_chunk_images`` images (:func:`epoch_parts`; one chunk each,
     checkpointed with the estimator's state; a stopped seed's later chunks, and every chunk once all
-    seeds stopped, change nothing). Once they are done the checkpoint keeps only the quantiles and
-    the accuracies (the markers of 4 quantiles of a 4-seed decision layer are 800 MB).
+    seeds stopped, change nothing). With several parts per epoch the carry also holds the state at
+    the epoch's start, for the stop rule (twice the memory and checkpoint of one part per epoch).
+    Once the epochs are done the checkpoint keeps only the quantiles and the accuracies (the
+    markers of 4 quantiles of a 4-seed decision layer are 800 MB).
     """
     every, sigma, stop = int(cfg["langevin_every"]), float(cfg["langevin_sigma"]), float(cfg["langevin_stop"])
     probs = langevin_probabilities(cfg)
     noise = methods.langevin_noise(jax.random.PRNGKey(0), sigma, *bounds)  # the key lives in the carried state
     shared = lat_train.ndim == 4
     n = int(lat_train.shape[0 if shared else 1])
-    chunks = n // every
-    if chunks < 1:
+    blocks = n // every  # blocks of `every` images in an epoch, one quantile snapshot each
+    if blocks < 1:
         raise ConfigError(f"langevin_every={every} exceeds the {n} task-1 training images of the noisy epochs")
+    per, parts = epoch_parts(blocks, every, int(cfg["langevin_chunk_images"]))
 
-    def one(key, nkey, w, st, qs, cache, labels):
-        order = jax.random.permutation(key, n)[: chunks * every].reshape(chunks, every)
+    def one(count, key, nkey, w, st, qs, cache, labels, first):
+        """Blocks ``first … first + count − 1`` of the epoch's image order (``key``)."""
+        order = jax.random.permutation(key, n)[: blocks * every].reshape(blocks, every)
+        if count < blocks:
+            order = jax.lax.dynamic_slice_in_dim(order, first, count)
 
         def inner(carry, idx):
             w, st, nk, _ = carry
@@ -63,32 +84,49 @@ def _langevin_ranges(loop, pipe: P.ConvPipeline, cfg, keys, w, st, step, bounds,
         (w, st, nk, qs), _ = jax.lax.scan(outer, (w, st, nkey, qs), order)
         return nk, w, st, qs
 
-    noisy_epoch = loop.batched(one, shared=(5, 6) if shared else (6,), name=f"langevin-{program}")
+    programs: dict[int, object] = {}  # blocks per part -> program (the last part of an epoch may be shorter)
+
+    def noisy_part(count, *args):
+        if count not in programs:
+            programs[count] = loop.batched(partial(one, count), shared=(5, 6, 7) if shared else (6, 7),
+                                           name=f"langevin-{program}")
+        return programs[count](*args)
+
     S, E = keys.shape[0], cfg["langevin_epochs"]
     lat_train, y_train = jnp.asarray(lat_train), jnp.asarray(y_train, jnp.int32)
 
     estimate = loop.batched(lambda q: jnp.stack(quantiles_estimate(q, probs)), name="quantiles_estimate")
 
-    def epoch(e, carry):
-        *state, acc, active, estimates = carry
+    def chunk(c, carry):
+        # carry: (*state, *epoch_start, acc, active, estimates); epoch_start only with several parts
+        e, p = divmod(c, parts)
+        state, begin = tuple(carry[:4]), tuple(carry[4:-3])
+        acc, active, estimates = carry[-3:]
         active = np.asarray(active)
         if active.any():  # else every seed has stopped
-            new = noisy_epoch(loop.fold(keys, tag + 1, e), *state, lat_train, y_train)
-            got = np.asarray(evaluate(new[1]))
-            active = active & ((got >= stop) | (e == 0))
-            acc = np.array(acc)
-            acc[active, e] = got[active]
-            state = jax.tree.map(lambda a, b: jnp.where(active.reshape((S,) + (1,) * (a.ndim - 1)), a, b),
-                                 tuple(new), tuple(state))
-        if e == E - 1:
+            if p == 0:
+                begin = state
+            count = min(per, blocks - p * per)
+            state = tuple(noisy_part(count, loop.fold(keys, tag + 1, e), *state, lat_train, y_train,
+                                     jnp.int32(p * per)))
+            if p == parts - 1:  # the epoch is done: the stop rule
+                got = np.asarray(evaluate(state[1]))
+                active = active & ((got >= stop) | (e == 0))
+                acc = np.array(acc)
+                acc[active, e] = got[active]
+                state = tuple(jax.tree.map(lambda a, b: jnp.where(active.reshape((S,) + (1,) * (a.ndim - 1)), a, b),
+                                           state, begin))
+        if c == E * parts - 1:
             estimates = estimate(state[3])
-        return (*state, acc, active, estimates)
+        return (*state, *(begin if parts > 1 else ()), acc, active, estimates)
 
     qs = loop.batched(lambda w: quantiles_init(w.shape, probs), name="quantiles_init")(w)
-    carry = (loop.fold(keys, tag, 0), w, st, qs, np.full((S, E), np.nan), np.ones(S, bool),
+    state = (loop.fold(keys, tag, 0), w, st, qs)
+    carry = (*state, *(state if parts > 1 else ()), np.full((S, E), np.nan), np.ones(S, bool),
              jnp.zeros((S, len(probs)) + tuple(w.shape[1:]), jnp.float32))
+    unit = "noisy task-1 epochs" if parts == 1 else f"noisy task-1 epoch parts ({per * every} images)"
     # once the epochs are done the run keeps the ranges and accuracies, not the estimator's markers
-    estimates, acc = loop.phase(phase, E, epoch, carry, unit="noisy task-1 epochs", keep=lambda c: (c[-1], c[-3]))
+    estimates, acc = loop.phase(phase, E * parts, chunk, carry, unit=unit, keep=lambda c: (c[-1], c[-3]))
     return jnp.moveaxis(estimates, 0, 1), np.asarray(acc)
 
 
