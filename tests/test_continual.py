@@ -392,16 +392,12 @@ def continual_run(tmp_path_factory):
     return run
 
 
-def test_interrupted_continual_run_resumes_to_the_same_results(tmp_path, monkeypatch, continual_run):
-    """Ctrl-C in the middle of the method arm, then ``--resume``: the metrics equal an uninterrupted run's,
-    bit for bit. Every epoch of every phase is one checkpoint: the baseline arm keeps 8 (task-1 features
-    2, task-1 decision layer 2, task-2 features 1, task-2 decision layer 3), the method arm reuses the
-    shared task 1 and task-2 features and keeps its Langevin epoch (9), then only the phase's ranges and
-    accuracies (10: ``loop.phase(keep=...)``), so the resumed run takes the ranges without a noisy epoch."""
-    stop_after = 10
+def _interrupt_then_resume(tmp_path, monkeypatch, sets, stop_after: int):
+    """A ``continual`` run of ``COMMON`` + ``sets`` stopped by Ctrl-C right after its ``stop_after``-th
+    checkpoint write (exit 130), then resumed with ``snnjax run --resume``; returns its folder."""
     from snnjax.checkpoint import FILENAME, PhaseStore, describe
 
-    argv = [a for s in [*COMMON, *LANGEVIN_ONE_EPOCH] for a in ("--set", s)]
+    argv = [a for s in [*COMMON, *sets] for a in ("--set", s)]
     out = tmp_path / "run"
     calls = {"n": 0}
     real_put = PhaseStore.put
@@ -417,6 +413,16 @@ def test_interrupted_continual_run_resumes_to_the_same_results(tmp_path, monkeyp
     assert describe(out / FILENAME)["chunk"] == stop_after
     monkeypatch.setattr(PhaseStore, "put", real_put)
     assert main(["run", "--resume", str(out), "--quiet"]) == 0
+    return out
+
+
+def test_interrupted_continual_run_resumes_to_the_same_results(tmp_path, monkeypatch, continual_run):
+    """Ctrl-C in the middle of the method arm, then ``--resume``: the metrics equal an uninterrupted run's,
+    bit for bit. Every epoch of every phase is one checkpoint: the baseline arm keeps 8 (task-1 features
+    2, task-1 decision layer 2, task-2 features 1, task-2 decision layer 3), the method arm reuses the
+    shared task 1 and task-2 features and keeps its Langevin epoch (9), then only the phase's ranges and
+    accuracies (10: ``loop.phase(keep=...)``), so the resumed run takes the ranges without a noisy epoch."""
+    out = _interrupt_then_resume(tmp_path, monkeypatch, LANGEVIN_ONE_EPOCH, stop_after=10)
     a = continual_run(*LANGEVIN_ONE_EPOCH)["metrics"]
     b = json.loads((out / "results.json").read_text())["metrics"]
     assert a.keys() == b.keys()
@@ -514,26 +520,9 @@ def test_a_run_interrupted_inside_a_noisy_epoch_resumes_to_the_same_results(tmp_
     """Two parts per noisy epoch (``langevin_chunk_images=10``, 2 blocks of 10 images): Ctrl-C after the
     first part of the second epoch, then ``--resume``; the stop rule at the end of that epoch sends the
     seed back to the epoch's start, read from the checkpoint. The metrics equal whole epochs' run."""
-    from snnjax.checkpoint import FILENAME, PhaseStore, describe
-
     stopped = ("method=langevin-ranges", "langevin_epochs=2", "langevin_stop=99.9")
-    stop_after = 11  # the baseline arm's 8 chunks, the first epoch's 2 parts, the second epoch's first
-    argv = [a for s in [*COMMON, *stopped, "langevin_chunk_images=10"] for a in ("--set", s)]
-    out = tmp_path / "run"
-    calls = {"n": 0}
-    real_put = PhaseStore.put
-
-    def put_then_interrupt(self, *a, **k):
-        real_put(self, *a, **k)
-        calls["n"] += 1
-        if calls["n"] == stop_after:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(PhaseStore, "put", put_then_interrupt)
-    assert main(["run", "continual", "--quiet", "--seeds", str(SEEDS), "--out", str(out), *argv]) == 130
-    assert describe(out / FILENAME)["chunk"] == stop_after
-    monkeypatch.setattr(PhaseStore, "put", real_put)
-    assert main(["run", "--resume", str(out), "--quiet"]) == 0
+    # after the baseline arm's 8 chunks, the first epoch's 2 parts and the second epoch's first
+    out = _interrupt_then_resume(tmp_path, monkeypatch, (*stopped, "langevin_chunk_images=10"), stop_after=11)
     doc = json.loads((out / "results.json").read_text())
     noisy = [v for k, v in doc["timing"]["phases"].items() if k.startswith("langevin-")]
     assert [p["chunks_run"] for p in noisy] == [1]  # the resumed run ran the last part only
