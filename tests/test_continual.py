@@ -498,19 +498,27 @@ def _noisy_epochs(chunk_images: int, stop: float):
     return np.asarray(estimates), acc
 
 
-@pytest.mark.parametrize("chunk_images", [5, 15, 50, 1000])
-def test_a_noisy_epoch_cut_into_parts_gives_the_whole_epochs_results_bit_for_bit(chunk_images):
-    """``langevin_chunk_images``: parts of 1, 3 (3 + 3 + 3 + 1 blocks), 10 and all blocks give the ranges
-    and accuracies of whole epochs (0), also when the stop rule sends a seed back to its epoch's start."""
-    from snnjax_plugins.experiments.continual.langevin import epoch_parts
-
-    assert [epoch_parts(10, 5, c) for c in (0, 5, 15, 50, 1000, 3)] == [(10, 1), (1, 10), (3, 4), (10, 1),
-                                                                       (10, 1), (1, 10)]
+@pytest.fixture(scope="module")
+def whole_noisy_epochs():
+    """The toy's whole epochs (``langevin_chunk_images = 0``) with a stop level that ends some seed's
+    epochs early, and that level."""
     _, free = _noisy_epochs(0, 0.0)
     stop = float(np.mean(free[:, 1:3]))  # between the 2nd and 3rd epoch's accuracy of the seeds
     whole = _noisy_epochs(0, stop)
     runs = np.sum(~np.isnan(whole[1]), axis=1)
     assert np.any(runs < 4) and np.all(runs >= 1)  # the stop rule acted
+    return whole, stop
+
+
+@pytest.mark.parametrize("chunk_images", [5, 15, 50])
+def test_a_noisy_epoch_cut_into_parts_gives_the_whole_epochs_results_bit_for_bit(chunk_images, whole_noisy_epochs):
+    """``langevin_chunk_images``: parts of 1, 3 (3 + 3 + 3 + 1 blocks) and all 10 blocks give the ranges
+    and accuracies of whole epochs (0), also where the stop rule sends a seed back to its epoch's start."""
+    from snnjax_plugins.experiments.continual.langevin import epoch_parts
+
+    assert [epoch_parts(10, 5, c) for c in (0, 5, 15, 50, 1000, 3)] == [(10, 1), (1, 10), (3, 4), (10, 1),
+                                                                       (10, 1), (1, 10)]
+    whole, stop = whole_noisy_epochs
     cut = _noisy_epochs(chunk_images, stop)
     np.testing.assert_array_equal(cut[0], whole[0])
     np.testing.assert_array_equal(cut[1], whole[1])
