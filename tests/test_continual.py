@@ -303,6 +303,8 @@ def test_method_plugins_are_registered():
     (["langevin_stop=100"], "langevin_stop"),
     (["langevin_stop=-0.1"], "langevin_stop"),
     (["langevin_chunk_images=-1"], "langevin_chunk_images must be a non-negative integer"),
+    (["langevin_epoch0_adaptive_int=-0.5"], "langevin_epoch0_adaptive_int"),
+    (["method=langevin-ranges", "langevin_layers=conv2", "langevin_epoch0_adaptive_int=0.5"], "has no decision"),
     (["freeze_layers=conv3"], "unknown layer 'conv3' in freeze_layers"),
     (["langevin_layers=decision,decision"], "names a layer twice"),
     (["method=freeze-largest", "freeze_layers=conv1", "retrain_features=false"], "conv1 does not learn in task 2"),
@@ -470,6 +472,30 @@ def test_langevin_stop_rule_ends_a_seeds_noisy_epochs_and_drops_the_epoch_below_
     for name in ("range_width", "final_task1", "final_task2", "task2_accuracy"):
         np.testing.assert_array_equal(stopped[name], one[name], err_msg=name)
     assert not np.array_equal(free["range_width"], one["range_width"])
+
+
+def test_the_thesis_epoch_0_is_one_more_task_1_epoch_and_sets_the_noisy_epochs_rates(continual_run):
+    """``langevin_epoch0_adaptive_int``: before the noisy epochs the decision layer learns one noise-free
+    R-STDP epoch. With one rate adaptation per epoch (``rstdp_batch = 0``) it uses task 1's rates and
+    its image order is task 1's next epoch's, so its weights are those of a third task-1 epoch (its
+    task-1 accuracy equals the ``epochs3=3`` run's); the adaptive_int it ends with sets the noisy
+    epochs' rates (the ranges differ between 0.5 and 1), and the baseline arm does not change."""
+
+    def run(*sets):
+        return {k: np.asarray(v["per_seed"], float) for k, v in continual_run(*sets)["metrics"].items()}
+
+    none = run(*LANGEVIN_ONE_EPOCH)
+    half = run(*LANGEVIN_ONE_EPOCH, "langevin_epoch0_adaptive_int=0.5")
+    full = run(*LANGEVIN_ONE_EPOCH, "langevin_epoch0_adaptive_int=1.0")
+    longer = run("method=baseline", "epochs3=3")
+    assert "langevin_epoch0_task1_accuracy" not in none
+    np.testing.assert_array_equal(half["langevin_epoch0_task1_accuracy"], longer["task1_after_task1"])
+    np.testing.assert_array_equal(full["langevin_epoch0_task1_accuracy"], longer["task1_after_task1"])
+    assert not np.array_equal(half["range_width"], full["range_width"])
+    assert not np.array_equal(half["range_width"], none["range_width"])
+    for name in none:
+        if name.startswith("baseline_"):
+            np.testing.assert_array_equal(half[name], none[name], err_msg=name)
 
 
 def _noisy_epochs(chunk_images: int, stop: float):

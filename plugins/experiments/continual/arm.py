@@ -126,7 +126,9 @@ def run_arm(arm: dict, cfg, keys, data, n_out, ctx, cache: dict, times, partial_
             if lkey not in cache:
                 cache[lkey] = _layer_langevin(loop, pipe, cfg, keys, layer, state, w3, st3_task1, lat_t1, lat2_t1, n1,
                                               n_stdp1, y1, yt1, phase=lkey)
-            estimates, lang_acc = cache[lkey]
+            estimates, lang_acc, accuracy0 = cache[lkey]
+            if accuracy0 is not None:
+                out[_layer_metric(layer, "langevin_epoch0_task1_accuracy")] = accuracy0
             low, high = (estimates[probs.index(q)] for q in arm["quantiles"])
             out[_layer_metric(layer, "langevin_task1_accuracy")] = lang_acc
             out[_layer_metric(layer, "langevin_epochs_run")] = np.sum(~np.isnan(lang_acc), axis=1)

@@ -68,6 +68,7 @@ DEFAULTS: dict[str, Any] = {
     "langevin_every": 100,
     "langevin_chunk_images": 2000,
     "langevin_stop": 0.0,
+    "langevin_epoch0_adaptive_int": 0.0,
     "langevin_low": [0.1],
     "langevin_high": [0.9],
     "langevin_layers": ["decision"],
@@ -179,6 +180,13 @@ def validate(cfg: Mapping[str, Any]) -> None:
     for key in ("langevin_sigma", "noise_lr_std"):
         if not cfg[key] >= 0:
             raise ConfigError(f"{key} must be >= 0, got {cfg[key]!r}")
+    a0 = cfg["langevin_epoch0_adaptive_int"]
+    if not (isinstance(a0, (int, float)) and not isinstance(a0, bool) and a0 >= 0):
+        raise ConfigError(f"langevin_epoch0_adaptive_int is the adaptive_int of a noise-free R-STDP epoch before the "
+                          f"noisy ones (0: none; the thesis used 0.5); it must be a number >= 0, got {a0!r}")
+    if a0 > 0 and "langevin-ranges" in chosen and "decision" not in cfg["langevin_layers"]:
+        raise ConfigError(f"langevin_epoch0_adaptive_int={a0} sets the decision layer's rates before its noisy epochs, "
+                          f"but langevin_layers={list(cfg['langevin_layers'])} has no decision; add decision or set it to 0")
     if not cfg["task2_adaptive_int"] > 0:
         raise ConfigError(f"task2_adaptive_int must be > 0, got {cfg['task2_adaptive_int']!r}")
     (_, c1), (_, c2), n_out = tasks(cfg)

@@ -134,16 +134,33 @@ def _layer_langevin(loop, pipe: P.ConvPipeline, cfg, keys, layer: str, state: P.
                     n1, n_stdp1, y1, yt1, phase: str):
     """:func:`_langevin_ranges` of one layer (``conv1``, ``conv2`` or ``decision``) after task 1.
 
-    ``decision``: R-STDP with the rates fixed at their post-task-1 values on the task-1 features,
-    noise after every reward/punish update, clamped to [0.2, 0.8] (the thesis). ``conv1`` /
+    ``decision``: R-STDP with the rates fixed on the task-1 features, noise after every
+    reward/punish update, clamped to [0.2, 0.8] (the thesis). With ``langevin_epoch0_adaptive_int``
+    ``a > 0`` the layer first trains one noise-free R-STDP epoch on the same images (the thesis'
+    epoch 0; its image order is task 1's next decision epoch's), whose rates adapt with ``a``
+    (reward rates ``r0·a·wrong``, punishment rates ``p0·a·correct``, the fractions over each
+    ``rstdp_batch``); the noisy epochs start from its weights and keep the rates it ended with.
+    With ``a = 0`` they start from the task-1 weights at the rates task 1 ended with. ``conv1`` /
     ``conv2``: STDP (its state carried over from task 1) on the task-1 STDP images, noise after
     every image, clamped to [lb, ub] of the STDP rule; the other layers keep their task-1 weights,
     and the stop rule's accuracy is the whole network's with the noisy layer (features recomputed).
     """
     if layer == "decision":
-        step = pipe.decision_step(pipe.rstdp_rule(adaptive=False))  # rates stay at their post-task-1 values
-        return _langevin_ranges(loop, pipe, cfg, keys, w3, st3, step, (0.2, 0.8), "decision", 40, lat2_t1[:, :n1], y1,
-                                lambda w: pipe.evaluate(w, lat2_t1[:, n1:], yt1).accuracy, phase)
+        train, evaluate = lat2_t1[:, :n1], lambda w: pipe.evaluate(w, lat2_t1[:, n1:], yt1).accuracy  # noqa: E731
+        adaptive_int, accuracy0 = float(cfg["langevin_epoch0_adaptive_int"]), None
+        if adaptive_int > 0:
+            def epoch0(_, carry):
+                w, st, _ = carry
+                w, st, _ = pipe.decision_epoch(loop.fold(keys, 13, int(cfg["epochs3"])), w, st, train, y1,
+                                               make_rule=lambda: pipe.rstdp_rule(adaptive_int=adaptive_int),
+                                               name=f"langevin-epoch0-{adaptive_int}")
+                return w, st, np.asarray(evaluate(w))
+
+            w3, st3, accuracy0 = loop.phase(f"{phase}-epoch0", 1, epoch0, (w3, st3, np.zeros(keys.shape[0])),
+                                            unit="noise-free epoch 0")
+        step = pipe.decision_step(pipe.rstdp_rule(adaptive=False))  # the rates stay as they are
+        return (*_langevin_ranges(loop, pipe, cfg, keys, w3, st3, step, (0.2, 0.8), "decision", 40, train, y1,
+                                  evaluate, phase), accuracy0)
     index = CONV_LAYERS.index(layer)
     stdp = pipe.layer_step(index, pipe.stdp)
     step = lambda w, st, lat, label: (*stdp(w, st, lat), jnp.int32(0))  # noqa: E731  (every image updates)
@@ -156,5 +173,6 @@ def _layer_langevin(loop, pipe: P.ConvPipeline, cfg, keys, layer: str, state: P.
         train, test = pipe.propagate(0, state.w1, train), pipe.propagate(0, state.w1, test)
         evaluate = lambda w: pipe.evaluate(w3, pipe.propagate(1, w, test), yt1).accuracy  # noqa: E731
         w, st = state.w2, state.st2
-    return _langevin_ranges(loop, pipe, cfg, keys, w, st, step, bounds, layer, 42 + 2 * index, train,
-                            np.zeros(len(train) if train.ndim == 4 else train.shape[1], np.int32), evaluate, phase)
+    return (*_langevin_ranges(loop, pipe, cfg, keys, w, st, step, bounds, layer, 42 + 2 * index, train,
+                              np.zeros(len(train) if train.ndim == 4 else train.shape[1], np.int32), evaluate, phase),
+            None)
