@@ -9,7 +9,9 @@ with ``compare_baseline``, the baseline on the same seeds):
 2. **Method preparation** (after task 1): ``freeze-largest`` marks the decision-layer weights
    above their ``freeze_percentile``-th percentile; ``langevin-ranges`` keeps training on task 1
    for ``langevin_epochs`` epochs with Gaussian noise (σ = ``langevin_sigma``) added to all
-   decision weights after every reward/punish update (rates fixed), feeds the weights of every
+   decision weights after every reward/punish update (rates fixed: those task 1 ended with, or
+   with ``langevin_epoch0_adaptive_int`` > 0 those of one noise-free R-STDP epoch before the
+   noisy ones that adapts them with that ``adaptive_int``, the thesis' epoch 0 at 0.5), feeds the weights of every
    ``langevin_every``-th image (after the update, before the noise) to a streaming per-weight
    quantile estimator (:mod:`snnjax.quantiles`, P², bounded memory) and takes the
    ``langevin_low`` / ``langevin_high`` quantiles as each weight's range. With
