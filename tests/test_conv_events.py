@@ -162,3 +162,25 @@ def test_conv_profile_script_prints_activity_and_every_part(capsys):
     assert rounding[f"one product (2 seeds) vs one seed padded to {P.ALONE_MIN_ROWS} filters"]["differ"] == 0
     with pytest.raises(SystemExit, match="^error: "):
         main(["--images", "0"])
+
+
+def test_the_k_wta_time_sum_rounds_alike_for_one_seed_and_several():
+    """``inhibition.time_sum`` (the k-WTA score's sum over time steps) gives one seed the same bits alone
+    and beside another, and equals ``jnp.sum(axis=0)`` vmapped over two seeds — the order of every
+    stored result — while ``jnp.sum`` for one seed alone rounds otherwise (so a near-tie of winners
+    could fall otherwise in a one-seed part)."""
+    from snnjax_plugins.conv.inhibition import time_sum
+
+    rng = np.random.default_rng(1)
+    t, h, w = 15, 28, 28
+    first = rng.integers(0, t + 1, (2, h, w))
+    sg = (np.arange(t)[None, :, None, None] >= first[:, None]).astype(np.float32)
+    x = (rng.random((2, h, w)) * 300 + 1500).astype(np.float32)
+    sg, x = jnp.asarray(sg), jnp.asarray(x)
+    # the products inside the compiled program, as in the score (XLA fuses them into the sum)
+    ours = jax.jit(jax.vmap(lambda s, v: time_sum(s * v[None])))
+    xla = jax.jit(jax.vmap(lambda s, v: jnp.sum(s * v[None], axis=0)))
+    two, alone = np.asarray(ours(sg, x)), np.asarray(ours(sg[:1], x[:1]))
+    np.testing.assert_array_equal(alone[0], two[0])
+    np.testing.assert_array_equal(two, np.asarray(xla(sg, x)))
+    assert np.any(np.asarray(xla(sg[:1], x[:1]))[0] != two[0])  # why time_sum exists (JAX 0.10, CPU)

@@ -156,8 +156,29 @@ def survivor_k_winners(g: jax.Array, keep: jax.Array, k: int, radius: int) -> Wi
     if f > 1:  # the other features' neurons: spk · pot[e] = 0
         top = jnp.maximum(top, jnp.zeros((), top.dtype))
     big = t * top
-    score = jnp.where(keep, jnp.sum(sg * (val + big)[None], axis=0)[None], jnp.zeros((), g.dtype))
+    score = jnp.where(keep, time_sum(sg * (val + big)[None])[None], jnp.zeros((), g.dtype))
     return winners_from_scores(score, k, radius)
+
+
+def time_sum(terms: jax.Array) -> jax.Array:
+    """``Σ_t terms[t]`` over the leading (time) axis in one fixed float32 order: blocks of 4
+    consecutive steps, each summed left to right, and the block sums left to right.
+
+    That is the order XLA's CPU reduction (JAX 0.10) takes for ``jnp.sum(axis=0)`` under ``vmap`` with
+    two or more seeds — the form of every stored result — while for one seed alone it takes
+    another, so a k-WTA near-tie could fall otherwise for a seed alone. Written out, the additions
+    cannot be reordered, whatever the batch (``tests/test_conv_events.py``).
+    """
+    blocks = []
+    for start in range(0, terms.shape[0], 4):
+        acc = terms[start]
+        for t in range(start + 1, min(start + 4, terms.shape[0])):
+            acc = acc + terms[t]
+        blocks.append(acc)
+    total = blocks[0]
+    for b in blocks[1:]:
+        total = total + b
+    return total
 
 
 def last_step_winner(pot_last: jax.Array, timesteps: int) -> Winners:
