@@ -16,6 +16,7 @@ Both follow SpykeTorch exactly (see the golden fixtures):
 from __future__ import annotations
 
 import functools
+import operator
 
 from typing import NamedTuple
 
@@ -169,16 +170,11 @@ def time_sum(terms: jax.Array) -> jax.Array:
     another, so a k-WTA near-tie could fall otherwise for a seed alone. Written out, the additions
     cannot be reordered, whatever the batch (``tests/test_conv_events.py``).
     """
-    blocks = []
-    for start in range(0, terms.shape[0], 4):
-        acc = terms[start]
-        for t in range(start + 1, min(start + 4, terms.shape[0])):
-            acc = acc + terms[t]
-        blocks.append(acc)
-    total = blocks[0]
-    for b in blocks[1:]:
-        total = total + b
-    return total
+
+    def left_to_right(rows):
+        return functools.reduce(operator.add, rows)
+
+    return left_to_right([left_to_right(terms[start:start + 4]) for start in range(0, terms.shape[0], 4)])
 
 
 def last_step_winner(pot_last: jax.Array, timesteps: int) -> Winners:

@@ -13,7 +13,7 @@ from snnjax.plasticity import chain, clip_per_weight, freeze
 
 from ... import continual_transforms as methods
 from ...conv import pipeline as P
-from .config import CONV_LAYERS, langevin_probabilities
+from .config import CONV_LAYERS, TASK1_DECISION_TAG, langevin_probabilities
 from .langevin import _layer_langevin
 from .metrics import _layer_metric
 
@@ -92,8 +92,8 @@ def run_arm(arm: dict, cfg, keys, data, n_out, ctx, cache: dict, times, partial_
 
         def decision_epoch(e, carry):
             w3, st3 = carry
-            (w3, st3, _), dt = P.timed(pipe.decision_epoch, loop.fold(keys, 13, e), w3, st3, lat2_t1[:, :n1], y1,
-                                       make_rule=make, name=name, rule_args=())
+            (w3, st3, _), dt = P.timed(pipe.decision_epoch, loop.fold(keys, TASK1_DECISION_TAG, e), w3, st3,
+                                       lat2_t1[:, :n1], y1, make_rule=make, name=name, rule_args=())
             times["decision"].append(round(dt, 3))
             return w3, st3
 

@@ -23,6 +23,10 @@ LAYERS = ("conv1", "conv2", "decision")
 
 CONV_LAYERS = LAYERS[:2]
 
+#: Key tag of task 1's decision-layer epochs: epoch ``e`` draws its image order from
+#: ``loop.fold(keys, TASK1_DECISION_TAG, e)`` (the Langevin epoch 0 is epoch ``epochs3`` of it).
+TASK1_DECISION_TAG = 13
+
 
 #: the thesis' methods, built in (each configured by its own keys); any other entry of ``method`` is a
 #: registered regularizer (a name, or a table with parameters) run as a method: see :func:`method_arms`

@@ -16,7 +16,7 @@ from snnjax.quantiles import quantiles_estimate, quantiles_init, quantiles_updat
 from ... import continual_transforms as methods
 from ...conv import pipeline as P
 from ...conv.stdp import ConvActivity
-from .config import CONV_LAYERS, langevin_probabilities
+from .config import CONV_LAYERS, TASK1_DECISION_TAG, langevin_probabilities
 
 
 def epoch_parts(blocks: int, every: int, chunk_images: int) -> tuple[int, int]:
@@ -151,7 +151,8 @@ def _layer_langevin(loop, pipe: P.ConvPipeline, cfg, keys, layer: str, state: P.
         if adaptive_int > 0:
             def epoch0(_, carry):
                 w, st, _ = carry
-                w, st, _ = pipe.decision_epoch(loop.fold(keys, 13, int(cfg["epochs3"])), w, st, train, y1,
+                key = loop.fold(keys, TASK1_DECISION_TAG, int(cfg["epochs3"]))  # task 1's next epoch
+                w, st, _ = pipe.decision_epoch(key, w, st, train, y1,
                                                make_rule=lambda: pipe.rstdp_rule(adaptive_int=adaptive_int),
                                                name=f"langevin-epoch0-{adaptive_int}")
                 return w, st, np.asarray(evaluate(w))
