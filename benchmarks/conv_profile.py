@@ -53,10 +53,10 @@ def main(argv=None) -> int:
     lat1 = N.layer_outputs(w[0], lat0, pipe.spec.layers[0], T)
     rows = []
 
-    def timed(name, fn, *a, where=None):
+    def timed(name, fn, *a, where=None, jit=True):
         layer = li + 1 if where is None else where
         where = f"layer {li + 1}" if where is None else where
-        fn = jax.jit(fn)
+        fn = jax.jit(fn) if jit else fn
         jax.block_until_ready(fn(*a))
         c0 = time.process_time()
         for _ in range(args.repeats):
@@ -74,7 +74,9 @@ def main(argv=None) -> int:
     timed(f"local normalisation ({2 * enc.norm_radius + 1}x{2 * enc.norm_radius + 1} box)",
           jax.vmap(lambda x: F.local_normalization(x, enc.norm_radius)), filtered, where="front end")
     timed("latency (ranks)", jax.vmap(lambda x: F.latency_ranks(x, T)[0]), normalised, where="front end")
-    timed("whole", jax.vmap(enc.latency), images, where="front end")
+    stages = jax.jit(jax.vmap(enc.filtered)), jax.jit(jax.vmap(enc.latency_of_filtered))
+    timed("whole (latency_batch's two programs)", lambda x: stages[1](stages[0](x)), images, where="front end", jit=False)
+    timed("whole as one program", jax.vmap(enc.latency), images, where="front end")
 
     for li, (lat, wl) in enumerate(((lat0, w[0]), (lat1, w[1]))):
         layer = pipe.spec.layers[li]
