@@ -124,3 +124,19 @@ def test_latency_ranks_equal_a_stable_argsort_with_ties_and_signed_zeros(shape):
             want, want_nnz, want_bin = _stable_first_steps(x, timesteps)
             np.testing.assert_array_equal(np.asarray(first), want, err_msg=f"trial {trial} T={timesteps}")
             assert (int(nnz), int(bin_size)) == (want_nnz, want_bin)
+
+
+def test_a_cache_dir_never_serves_maps_of_another_front_end_version(tmp_path, monkeypatch):
+    from snnjax_plugins.conv import pipeline as P
+
+    images = np.asarray(data.load("mnist-embedded", "train", limit=3).images)
+    pipe = P.ConvPipeline(N.mozafari2019(), 10, cache_dir=tmp_path)
+    monkeypatch.setattr(P, "_MEMORY_CACHE", {})
+    maps = pipe.encode(images)
+    (first,) = tmp_path.glob("dog-latency-*.npy")
+    np.testing.assert_array_equal(np.load(first), maps)
+    np.save(first, np.zeros_like(maps))  # what another version might have left there
+    monkeypatch.setattr(P, "_MEMORY_CACHE", {})
+    monkeypatch.setattr(F, "MAPS_VERSION", F.MAPS_VERSION + 1)
+    np.testing.assert_array_equal(pipe.encode(images), maps)  # recomputed, not read from `first`
+    assert len(list(tmp_path.glob("dog-latency-*.npy"))) == 2

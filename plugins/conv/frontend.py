@@ -43,6 +43,12 @@ MOZAFARI_DOG = ((3, 3 / 9, 6 / 9), (3, 6 / 9, 3 / 9), (7, 7 / 9, 14 / 9), (7, 14
 KHERADPISHEH_DOG = ((7, 1.0, 2.0), (7, 2.0, 1.0))
 
 
+#: Part of every front-end cache key: raised whenever the maps the front end computes may change
+#: (2: window sums in :func:`tap_sum`'s order; before, XLA's convolution, whose order depends on
+#: the thread count), so a ``cache_dir`` never serves maps another version computed.
+MAPS_VERSION = 2
+
+
 def check_timesteps(timesteps: int) -> int:
     if not isinstance(timesteps, (int, np.integer)) or isinstance(timesteps, bool) or timesteps <= 0:
         raise ConfigError(f"timesteps must be a positive integer, got {timesteps!r}")

@@ -287,7 +287,8 @@ class ConvPipeline:
         if images.ndim != 3:
             raise InputError(f"expected images (N, H, W), got shape {images.shape}")
         spec = self.spec
-        key = (spec.dog, spec.dog_padding, self.T, digest(images)) + ((self.encoder_tag,) if self.encoder_tag else ())
+        key = (spec.dog, spec.dog_padding, self.T, digest(images), frontend.MAPS_VERSION) + (
+            (self.encoder_tag,) if self.encoder_tag else ())
         if key in _MEMORY_CACHE:
             return _MEMORY_CACHE[key]
         path = None
