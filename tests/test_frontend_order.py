@@ -6,8 +6,8 @@
   train 724 for ``kheradpisheh2018``): the order no longer depends on the thread count.
 * :func:`tap_sum` takes its sums in the order its docstring states (checked against a NumPy
   transcription, FMA as one rounding of the exact float64 value).
-* :func:`latency_ranks` ranks as a stable descending argsort does, ties and signed zeros included,
-  on both of its paths.
+* :func:`latency_ranks` ranks as a stable descending argsort does, ties, signed zeros and NaN
+  included, on both of its paths.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def _stable_first_steps(x, timesteps):
 
 
 @pytest.mark.parametrize("path", ["int32 keys", "argsort"])
-def test_latency_ranks_equal_a_stable_argsort_with_ties_and_signed_zeros(path, monkeypatch):
+def test_latency_ranks_equal_a_stable_argsort_with_ties_signed_zeros_and_nan(path, monkeypatch):
     shape = (3, 5, 7) if path == "int32 keys" else (2, 5, 7)  # its own shape: a fresh trace
     if path == "argsort":  # the path of inputs too large to pack g·n + i into an int32
         monkeypatch.setattr(F, "_INT32_KEYS", 10)
@@ -122,6 +122,7 @@ def test_latency_ranks_equal_a_stable_argsort_with_ties_and_signed_zeros(path, m
         if trial % 2:
             x = np.abs(x) * rng.choice([1.0, 0.5], size=shape).astype(np.float32)
         x.reshape(-1)[:: 7] = -0.0
+        x.reshape(-1)[3 :: 11] = np.nan if trial == 5 else x.reshape(-1)[3 :: 11]  # NaN ranks last, as a sort puts it
         for timesteps in (1, 3, 15, x.size + 1):
             first, nnz, bin_size = F.latency_ranks(jnp.asarray(x), timesteps)
             want, want_nnz, want_bin = _stable_first_steps(x, timesteps)

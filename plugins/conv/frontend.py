@@ -188,9 +188,11 @@ def box_mean(x: jax.Array, radius: int) -> jax.Array:
 
 
 def _order_key(x: jax.Array) -> jax.Array:
-    """int32 keys that order as the float32 values do (``-0.0`` as ``0.0``)."""
+    """int32 keys that order as the float32 values do (``-0.0`` as ``0.0``; NaN below everything,
+    where a descending sort puts it)."""
     bits = lax.bitcast_convert_type(x + jnp.zeros((), x.dtype), jnp.int32)  # -0.0 + 0.0 = +0.0
-    return bits ^ ((bits >> 31) & jnp.int32(0x7FFFFFFF))
+    key = bits ^ ((bits >> 31) & jnp.int32(0x7FFFFFFF))
+    return jnp.where(jnp.isnan(x), jnp.iinfo(jnp.int32).min, key)
 
 
 #: The largest ``g·n + i`` :func:`latency_ranks` packs into an int32 (beyond: a stable argsort).
