@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jaxtyping import Array, Float
 
 from snnjax.errors import ConfigError, InputError
 
@@ -103,7 +104,7 @@ def _pairwise8(v: Sequence[jax.Array]) -> jax.Array:
     return ((v[0] + v[1]) + (v[4] + v[5])) + ((v[2] + v[3]) + (v[6] + v[7]))
 
 
-def tap_sum(views: Sequence[jax.Array], weights: jax.Array) -> jax.Array:
+def tap_sum(views: Sequence[Float[Array, "*view"]], weights: Float[Array, "n K *bcast"]) -> Float[Array, "..."]:
     """``Σ_k views[k]·weights[:, k]`` for ``n`` filters ``(n, K, …)``, in a fixed order → ``(n, …)``.
 
     The order is the one XLA's CPU convolution used on one thread where this project's documented
@@ -175,7 +176,7 @@ def local_normalization(x: jax.Array, radius: int, eps: float = 1e-12) -> jax.Ar
     return x / (box_mean(x, radius) + eps)
 
 
-def box_mean(x: jax.Array, radius: int) -> jax.Array:
+def box_mean(x: Float[Array, "*batch H W"], radius: int) -> Float[Array, "*batch H W"]:
     """Mean of every ``(2r+1)²`` box of ``(…, H, W)`` (zero padding, divisor ``(2r+1)²``), summed in a fixed order.
 
     ``Σ_k x_k·a`` over the ``K = (2r+1)²`` taps with ``a = 1/K`` (float32), in :func:`tap_sum`'s
