@@ -74,8 +74,7 @@ def main(argv=None) -> int:
     timed(f"local normalisation ({2 * enc.norm_radius + 1}x{2 * enc.norm_radius + 1} box)",
           jax.vmap(lambda x: F.local_normalization(x, enc.norm_radius)), filtered, where="front end")
     timed("latency (ranks)", jax.vmap(lambda x: F.latency_ranks(x, T)[0]), normalised, where="front end")
-    stages = jax.jit(jax.vmap(enc.filtered)), jax.jit(jax.vmap(enc.latency_of_filtered))
-    timed("whole (latency_batch's two programs)", lambda x: stages[1](stages[0](x)), images, where="front end", jit=False)
+    timed("whole (latency_batch's two programs)", enc.batched_latency(), images, where="front end", jit=False)
     timed("whole as one program", jax.vmap(enc.latency), images, where="front end")
 
     for li, (lat, wl) in enumerate(((lat0, w[0]), (lat1, w[1]))):

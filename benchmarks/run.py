@@ -283,11 +283,8 @@ def conv_worker(args):
         return out
 
     enc = pipe.spec.encoder()  # latency_batch's programs, compiled once (latency_batch re-jits per call)
-    if hasattr(enc, "latency_of_filtered"):
-        filtered, first_steps = jax.jit(jax.vmap(enc.filtered)), jax.jit(jax.vmap(enc.latency_of_filtered))
-        front = lambda x: first_steps(filtered(x))  # noqa: E731
-    else:  # a --baseline from before the two-program front end
-        front = jax.jit(jax.vmap(enc.latency))
+    # (a --baseline from before the two-program front end has no batched_latency)
+    front = enc.batched_latency() if hasattr(enc, "batched_latency") else jax.jit(jax.vmap(enc.latency))
     lat0 = np.asarray(twice("front end (DoG + latency)", front, jax.numpy.asarray(images)))
     phases["front end (DoG + latency)"]["per_seed"] = False  # shared by all seeds
     state = pipe.init(keys)

@@ -38,6 +38,8 @@ from jaxtyping import Array, Float
 
 from snnjax.errors import ConfigError, InputError
 
+from .layers import window_views
+
 #: The six DoG kernels (window, sigma1, sigma2) of Mozafari et al. (MNIST).
 MOZAFARI_DOG = ((3, 3 / 9, 6 / 9), (3, 6 / 9, 3 / 9), (7, 7 / 9, 14 / 9), (7, 14 / 9, 7 / 9), (13, 13 / 9, 26 / 9), (13, 26 / 9, 13 / 9))
 #: The two DoG kernels of Kheradpisheh et al. 2018 (SpykeTorch re-implementation).
@@ -93,12 +95,6 @@ def _unfused(p: jax.Array) -> jax.Array:
     return jnp.where(p == p, p, jnp.zeros((), p.dtype))
 
 
-def _window_views(xp: jax.Array, kh: int, kw: int, h: int, w: int) -> list[jax.Array]:
-    """The ``kh·kw`` shifted ``(…, h, w)`` views of a padded ``(…, h+kh-1, w+kw-1)`` array, taps in
-    row-major order (tap ``k = i·kw + j`` is offset ``(i, j)``)."""
-    return [xp[..., i : i + h, j : j + w] for i in range(kh) for j in range(kw)]
-
-
 def _pairwise8(v: Sequence[jax.Array]) -> jax.Array:
     """``((v0 + v1) + (v4 + v5)) + ((v2 + v3) + (v6 + v7))``: how an 8-lane vector is summed."""
     return ((v[0] + v[1]) + (v[4] + v[5])) + ((v[2] + v[3]) + (v[6] + v[7]))
@@ -141,7 +137,8 @@ def tap_sum(views: Sequence[Float[Array, "*view"]], weights: Float[Array, "n K *
         total = tail if total is None else total + tail
         rest = main + 8
     for t in range(rest, n_taps):
-        total = _unfused(term(t)) if total is None else total + _unfused(term(t))
+        p = _unfused(term(t))
+        total = p if total is None else total + p
     return total
 
 
@@ -160,8 +157,7 @@ def dog_filter(image: jax.Array, kernels: jax.Array, padding: int, threshold: fl
         raise InputError(f"DoG kernel of size {k} is larger than the padded image {(h + 2 * padding, w + 2 * padding)}")
     kernels = jnp.asarray(kernels, jnp.float32)
     xp = jnp.pad(jnp.asarray(image, jnp.float32), padding)
-    views = _window_views(xp, k, k, h + 2 * padding - k + 1, w + 2 * padding - k + 1)
-    out = tap_sum(views, kernels.reshape(kernels.shape[0], -1)[:, :, None, None])
+    out = tap_sum(window_views(xp, k, k), kernels.reshape(kernels.shape[0], -1)[:, :, None, None])
     if threshold is not None:
         out = jnp.where(out < threshold, jnp.zeros((), out.dtype), out)
     return out
@@ -185,7 +181,7 @@ def box_mean(x: Float[Array, "*batch H W"], radius: int) -> Float[Array, "*batch
     size = 2 * radius + 1
     xp = jnp.pad(x, [(0, 0)] * (x.ndim - 2) + [(radius, radius), (radius, radius)])
     a = jnp.full((1, size * size), jnp.float32(1.0) / jnp.float32(size * size))
-    return tap_sum(_window_views(xp, size, size, *x.shape[-2:]), a)
+    return tap_sum(window_views(xp, size, size), a)
 
 
 def _order_key(x: jax.Array) -> jax.Array:
@@ -229,10 +225,11 @@ def latency_ranks(x: jax.Array, timesteps: int) -> tuple[jax.Array, jax.Array, j
     thr = jnp.sort(key)[::-1][jnp.maximum(bounds - 1, 0)]  # (T,) the b_t-th largest, non-increasing
     above = key[None] > thr[:, None]  # (T, n)
     quota = bounds - jnp.sum(above, axis=1, dtype=jnp.int32)  # how many values equal to v_t it takes
-    g = jnp.sum(thr[:, None] > key[None], axis=0, dtype=jnp.int32)  # thresholds larger than each value
+    larger_thresholds = lambda v: jnp.sum(thr[:, None] > v[None], axis=0, dtype=jnp.int32)  # noqa: E731
+    g = larger_thresholds(key)
     tied = (g < timesteps) & (key == thr[jnp.minimum(g, timesteps - 1)])
     by_group = jnp.sort(jnp.where(tied, g * n + idx, jnp.iinfo(jnp.int32).max))
-    group = jnp.sum(thr[None, :] > thr[:, None], axis=1, dtype=jnp.int32)  # g of each threshold's value
+    group = larger_thresholds(thr)  # g of each threshold's value
     start = jnp.searchsorted(by_group, group * n, side="left", method="scan_unrolled").astype(jnp.int32)
     last = by_group[jnp.clip(start + quota - 1, 0, n - 1)] - group * n  # index of the last equal one taken
     taken = (above | ((key[None] == thr[:, None]) & (idx[None] <= last[:, None]))) & (bounds[:, None] > 0)
@@ -306,9 +303,15 @@ class DogLatencyEncoder(NamedTuple):
         images = jnp.asarray(images)
         if images.ndim != 3:
             raise InputError(f"expected a batch of 2-D images (N, H, W), got shape {images.shape}")
-        filt, lat = jax.jit(jax.vmap(self.filtered)), jax.jit(jax.vmap(self.latency_of_filtered))
-        parts = [np.asarray(lat(filt(images[i : i + chunk]))) for i in range(0, images.shape[0], chunk)]
+        fn = self.batched_latency()
+        parts = [np.asarray(fn(images[i : i + chunk])) for i in range(0, images.shape[0], chunk)]
         return np.concatenate(parts, axis=0)
+
+    def batched_latency(self):
+        """``images (N, H, W) → first-spike maps (N, C, H', W')`` uint8, compiled once per shape, as
+        :meth:`latency_batch` runs it (two programs; reuse the returned function to time it)."""
+        filt, lat = jax.jit(jax.vmap(self.filtered)), jax.jit(jax.vmap(self.latency_of_filtered))
+        return lambda images: lat(filt(images))
 
 
 def dog_latency(

@@ -90,6 +90,13 @@ def conv(spikes: jax.Array, weight: jax.Array, padding: int = 0, impl: str = "do
                       precision=lax.Precision.HIGHEST)
 
 
+def window_views(padded: jax.Array, kh: int, kw: int) -> list[jax.Array]:
+    """The ``kh·kw`` shifted ``(…, H−kh+1, W−kw+1)`` views of a (padded) ``(…, H, W)`` array, in
+    row-major order over the window (view ``k = i·kw + j`` is offset ``(i, j)``)."""
+    ho, wo = padded.shape[-2] - kh + 1, padded.shape[-1] - kw + 1
+    return [padded[..., i : i + ho, j : j + wo] for i in range(kh) for j in range(kw)]
+
+
 def latency_views(latency: Int[Array, "C H W"], kernel: tuple[int, int], padding: int,
                   timesteps: int) -> Int[Array, "C K Ho Wo"]:
     """The ``K = kh·kw`` shifted views of a first-spike map, ``(C, K, H', W')`` int32 (view ``k = i·kw + j``
@@ -103,8 +110,7 @@ def latency_views(latency: Int[Array, "C H W"], kernel: tuple[int, int], padding
     h, w = lat.shape[1:]
     if kh > h or kw > w:
         raise InputError(f"conv kernel {(kh, kw)} is larger than its (padded) input {(h, w)}")
-    ho, wo = h - kh + 1, w - kw + 1
-    return jnp.stack([lat[:, i : i + ho, j : j + wo] for i in range(kh) for j in range(kw)], axis=1)
+    return jnp.stack(window_views(lat, kh, kw), axis=1)
 
 
 def conv_latency(latency: Int[Array, "C H W"], weight: Float[Array, "F C kh kw"], timesteps: int,
