@@ -73,9 +73,8 @@ def main(argv=None) -> int:
           where="front end")
     timed(f"local normalisation ({2 * enc.norm_radius + 1}x{2 * enc.norm_radius + 1} box)",
           jax.vmap(lambda x: F.local_normalization(x, enc.norm_radius)), filtered, where="front end")
-    timed("latency (ranks)", jax.vmap(lambda x: F.latency_ranks(x, T)[0]), normalised, where="front end")
-    timed("whole (latency_batch's two programs)", enc.batched_latency(), images, where="front end", jit=False)
-    timed("whole as one program", jax.vmap(enc.latency), images, where="front end")
+    timed("latency (ranks)", lambda x: F.latency_ranks_batch(x, T), normalised, where="front end")
+    timed("whole (as latency_batch)", enc.batched_latency(), images, where="front end", jit=False)
 
     for li, (lat, wl) in enumerate(((lat0, w[0]), (lat1, w[1]))):
         layer = pipe.spec.layers[li]

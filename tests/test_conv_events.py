@@ -147,8 +147,7 @@ def test_conv_profile_script_prints_activity_and_every_part(capsys):
     blob = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     parts = {(r["layer"], r["part"]) for r in blob["rows"] if "part" in r}
     assert {p for layer, p in parts if layer == "front end"} == {
-        "DoG filters", "local normalisation (17x17 box)", "latency (ranks)", "whole (latency_batch's two programs)",
-        "whole as one program"}
+        "DoG filters", "local normalisation (17x17 box)", "latency (ranks)", "whole (as latency_batch)"}
     for layer in (1, 2):
         for part in ("conv dot", "conv one-hot events", "STDP step dot", "STDP step events",
                      "inference, one product per 64 images", "inference, default chunks"):

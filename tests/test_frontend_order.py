@@ -7,7 +7,8 @@
 * :func:`tap_sum` takes its sums in the order its docstring states (checked against a NumPy
   transcription, FMA as one rounding of the exact float64 value).
 * :func:`latency_ranks` ranks as a stable descending argsort does, ties, signed zeros and NaN
-  included, on both of its paths.
+  included, on both of its paths; so does :func:`latency_ranks_batch`, where a threshold cuts a
+  tie and where none does.
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ def test_first_spike_maps_equal_the_one_thread_convolution_front_end(net):
         index = GOLDEN[f"{net}_{split}_index"]
         images = np.asarray(data.load("mnist-embedded", split, limit=int(index.max()) + 1).images)[index]
         np.testing.assert_array_equal(enc.latency_batch(images), GOLDEN[f"{net}_{split}"], err_msg=f"{net} {split}")
-        # the per-image program (DoG, box and ranks fused in one) gives the same maps
+        # the per-image path (its ranks by latency_ranks alone) gives the same maps
         one = jax.jit(jax.vmap(enc.latency))(jnp.asarray(images, jnp.float32))
-        np.testing.assert_array_equal(np.asarray(one), GOLDEN[f"{net}_{split}"], err_msg=f"{net} {split} one program")
+        np.testing.assert_array_equal(np.asarray(one), GOLDEN[f"{net}_{split}"], err_msg=f"{net} {split} per image")
 
 
 def _fma(x, w, acc):
@@ -128,6 +129,26 @@ def test_latency_ranks_equal_a_stable_argsort_with_ties_signed_zeros_and_nan(pat
             want, want_nnz, want_bin = _stable_first_steps(x, timesteps)
             np.testing.assert_array_equal(np.asarray(first), want, err_msg=f"trial {trial} T={timesteps}")
             assert (int(nnz), int(bin_size)) == (want_nnz, want_bin)
+
+
+def test_latency_ranks_batch_equals_a_stable_argsort_where_ties_are_cut_and_where_not():
+    rng = np.random.default_rng(7)
+    shape = (2, 4, 6)
+    xs = np.abs(rng.standard_normal((10,) + shape)).astype(np.float32)  # no ties: one sort decides
+    xs[:2][xs[:2] < 0.5] = 0.0  # (map 2 has no zeros: at T = 3 the last bound is every value)
+    xs[3:7] = rng.integers(0, 4, size=(4,) + shape)  # many ties, some cut by a threshold
+    xs[5].reshape(-1)[::9] = -0.0
+    xs[6].reshape(-1)[2::7] = np.nan
+    xs[8] = 0.0  # nothing spikes
+    xs[9].reshape(-1)[5:] = 0.0  # 5 non-zero values: nothing spikes at T = 15 (bin size 0)
+    for timesteps in (1, 3, 15):
+        exact = np.asarray(jax.vmap(lambda x, t=timesteps: F._ranks_where_no_tie_is_cut(x, t)[1])(jnp.asarray(xs)))
+        assert exact[[0, 1, 2, 8, 9]].all()  # no ties cut: one sort decides
+        if timesteps == 3:  # and some maps need latency_ranks
+            assert not exact.all()
+        first = np.asarray(F.latency_ranks_batch(jnp.asarray(xs), timesteps))
+        for i, x in enumerate(xs):
+            np.testing.assert_array_equal(first[i], _stable_first_steps(x, timesteps)[0], err_msg=f"map {i} T={timesteps}")
 
 
 def test_a_cache_dir_never_serves_maps_of_another_front_end_version(tmp_path, monkeypatch):

@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jaxtyping import Array, Float
+from jaxtyping import Array, Float, Int
 
 from snnjax.errors import ConfigError, InputError
 
@@ -100,24 +100,32 @@ def _pairwise8(v: Sequence[jax.Array]) -> jax.Array:
     return ((v[0] + v[1]) + (v[4] + v[5])) + ((v[2] + v[3]) + (v[6] + v[7]))
 
 
-def tap_sum(views: Sequence[Float[Array, "*view"]], weights: Float[Array, "n K *bcast"]) -> Float[Array, "..."]:
-    """``Σ_k views[k]·weights[:, k]`` for ``n`` filters ``(n, K, …)``, in a fixed order → ``(n, …)``.
+def tap_sum(padded: Float[Array, "*lead Hp Wp"], window: tuple[int, int],
+            weights: Float[Array, "n K *bcast"]) -> Float[Array, "..."]:
+    """``Σ_k view_k·weights[:, k]`` over the ``K = kh·kw`` shifted views of ``padded`` (view ``k = i·kw + j``
+    is offset ``(i, j)``, as :func:`~snnjax_plugins.conv.layers.window_views`) for ``n`` filters
+    ``(n, K, …)``, in a fixed order → ``(n, …, H', W')`` (one filter: without the ``n`` axis if
+    ``weights`` has no trailing axes).
 
     The order is the one XLA's CPU convolution used on one thread where this project's documented
     results were made (so they stand), written out so that it no longer depends on the thread
     count or the CPU's cache sizes, as a convolution's does (on two threads XLA split the sums
     over taps in two, and 4 of the 10,000 first-spike maps of the embedded MNIST images under the
-    two shipped networks came out otherwise), and 3–15× faster than that convolution for these
+    two shipped networks came out otherwise), and 3–25× faster than that convolution for these
     one-channel shapes. Checked equal to it on one thread for one filter up to 21 × 21 taps and
-    for several filters up to 19 × 19 (``tests/test_frontend_order.py`` pins the order itself). Products are fused into the adds (FMA: one rounding
-    per tap) except where written ``_unfused``.
+    for several filters up to 19 × 19 (``tests/test_frontend_order.py`` pins the order itself).
+    Products are fused into the adds (FMA: one rounding per tap) except where written ``_unfused``.
 
     * several filters: one chain over the taps in row-major order, ``s ← s + x_k·w_k``;
     * one filter: the first ``M = 16·⌊K/16⌋`` taps in 8 chains (chain ``c`` holds ``k ≡ c (mod 8)``),
       summed as ``((c0 + c1) + (c4 + c5)) + ((c2 + c3) + (c6 + c7))``; then, if 8 or more taps are
       left, the next 8 products summed the same way and added; then each product left, in turn.
+      The chains are the steps of a ``lax.scan`` (one compiled loop body of ``M/8`` taps: XLA's CPU
+      code for one fused sum of more than ≈ 150 shifted views is ≈ 4× slower per tap).
     """
-    n_taps = len(views)
+    kh, kw = window
+    n_taps = kh * kw
+    views = window_views(padded, kh, kw)
     if weights.shape[0] > 1:
         total = _unfused(views[0] * weights[:, 0])
         for t in range(1, n_taps):
@@ -125,12 +133,7 @@ def tap_sum(views: Sequence[Float[Array, "*view"]], weights: Float[Array, "n K *
         return total
     term = lambda t: views[t] * weights[:, t]  # noqa: E731
     main = 16 * (n_taps // 16)
-    total = None
-    if main:
-        chains = [_unfused(term(c)) for c in range(8)]
-        for t in range(8, main):
-            chains[t % 8] = chains[t % 8] + term(t)
-        total = _pairwise8(chains)
+    total = _pairwise8(list(_lane_chains(padded, window, weights[:, :main]))) if main else None
     rest = main
     if n_taps - main >= 8:
         tail = _pairwise8([_unfused(term(t)) for t in range(main, main + 8)])
@@ -140,6 +143,27 @@ def tap_sum(views: Sequence[Float[Array, "*view"]], weights: Float[Array, "n K *
         p = _unfused(term(t))
         total = p if total is None else total + p
     return total
+
+
+def _lane_chains(padded: jax.Array, window: tuple[int, int], weights: jax.Array) -> jax.Array:
+    """The 8 chains ``c_l = Σ_{k ≡ l (mod 8)} view_k·weights[:, k]`` over the first ``M`` taps
+    (``M = weights.shape[1]``, a multiple of 8), each from its first product on, stacked ``(8, …)``."""
+    kh, kw = window
+    lead, (ho, wo) = padded.shape[:-2], (padded.shape[-2] - kh + 1, padded.shape[-1] - kw + 1)
+    per_lane = weights.shape[1] // 8
+    taps = np.arange(weights.shape[1]).reshape(per_lane, 8).T  # (8, M/8): lane l holds l, l+8, …
+    offsets = jnp.asarray(np.stack(np.divmod(taps, kw), axis=-1), jnp.int32)  # (8, M/8, 2) = (i, j)
+    lane_weights = jnp.moveaxis(weights[:, taps], 1, 0)  # (8, n, M/8, *bcast)
+
+    def chain(_, lane):
+        ij, w = lane
+        view = lambda m: lax.dynamic_slice(padded, (0,) * len(lead) + (ij[m, 0], ij[m, 1]), lead + (ho, wo))  # noqa: E731
+        acc = _unfused(view(0) * w[:, 0])
+        for m in range(1, per_lane):
+            acc = acc + view(m) * w[:, m]
+        return None, acc
+
+    return lax.scan(chain, None, (offsets, lane_weights))[1]
 
 
 def check_image(image) -> None:
@@ -157,7 +181,7 @@ def dog_filter(image: jax.Array, kernels: jax.Array, padding: int, threshold: fl
         raise InputError(f"DoG kernel of size {k} is larger than the padded image {(h + 2 * padding, w + 2 * padding)}")
     kernels = jnp.asarray(kernels, jnp.float32)
     xp = jnp.pad(jnp.asarray(image, jnp.float32), padding)
-    out = tap_sum(window_views(xp, k, k), kernels.reshape(kernels.shape[0], -1)[:, :, None, None])
+    out = tap_sum(xp, (k, k), kernels.reshape(kernels.shape[0], -1)[:, :, None, None])
     if threshold is not None:
         out = jnp.where(out < threshold, jnp.zeros((), out.dtype), out)
     return out
@@ -181,7 +205,7 @@ def box_mean(x: Float[Array, "*batch H W"], radius: int) -> Float[Array, "*batch
     size = 2 * radius + 1
     xp = jnp.pad(x, [(0, 0)] * (x.ndim - 2) + [(radius, radius), (radius, radius)])
     a = jnp.full((1, size * size), jnp.float32(1.0) / jnp.float32(size * size))
-    return tap_sum(window_views(xp, size, size), a)
+    return tap_sum(xp, (size, size), a)
 
 
 def _order_key(x: jax.Array) -> jax.Array:
@@ -235,6 +259,45 @@ def latency_ranks(x: jax.Array, timesteps: int) -> tuple[jax.Array, jax.Array, j
     taken = (above | ((key[None] == thr[:, None]) & (idx[None] <= last[:, None]))) & (bounds[:, None] > 0)
     first = jnp.where(flat != 0, timesteps - jnp.sum(taken, axis=0, dtype=jnp.int32), timesteps)
     return first.reshape(x.shape), nnz, bin_size
+
+
+def _ranks_where_no_tie_is_cut(x: jax.Array, timesteps: int) -> tuple[jax.Array, jax.Array]:
+    """:func:`latency_ranks`' first-spike steps of one ``x`` by one int32 sort, and whether they are exact.
+
+    A value spikes by step ``t`` iff it is among the ``b_t`` largest; when the threshold ``v_t``
+    (the ``b_t``-th largest) is larger than the next value down (no tie is cut), that is ``x ≥ v_t``,
+    and no tie order is needed. Returns ``(first, exact)``; ``exact`` is False where a tie is cut
+    (then the steps are wrong and :func:`latency_ranks` must decide).
+    """
+    flat = x.reshape(-1)
+    n = flat.shape[0]
+    nnz = jnp.sum(flat != 0).astype(jnp.int32)
+    bounds = jnp.arange(1, timesteps + 1, dtype=jnp.int32) * (nnz // timesteps)
+    key = _order_key(flat)
+    ascending = jnp.sort(key)
+    thr = ascending[n - jnp.maximum(bounds, 1)]  # (T,) the b_t-th largest
+    below = ascending[jnp.maximum(n - 1 - bounds, 0)]  # the (b_t + 1)-th largest
+    exact = jnp.all((bounds == 0) | (bounds == n) | (below < thr))
+    taken = (key[None] >= thr[:, None]) & (bounds[:, None] > 0)  # (T, n)
+    first = jnp.where(flat != 0, timesteps - jnp.sum(taken, axis=0, dtype=jnp.int32), timesteps)
+    return first.reshape(x.shape), exact
+
+
+@functools.partial(jax.jit, static_argnames=('timesteps',))
+def latency_ranks_batch(xs: Float[Array, "N *shape"], timesteps: int) -> Int[Array, "N *shape"]:
+    """:func:`latency_ranks`' first-spike steps of every ``xs[i]``, faster: one int32 sort per map
+    where no threshold cuts a tie (3 of 2,000 embedded MNIST maps of ``mozafari2019`` have a cut
+    tie, none of ``kheradpisheh2018``), :func:`latency_ranks` for the maps where one does."""
+    timesteps = check_timesteps(timesteps)
+    first, exact = jax.vmap(lambda x: _ranks_where_no_tie_is_cut(x, timesteps))(xs)
+    n = xs.shape[0]
+    redo = jnp.nonzero(~exact, size=n, fill_value=0)[0]
+
+    def fix(i, first):
+        j = redo[i]
+        return first.at[j].set(latency_ranks(xs[j], timesteps)[0])
+
+    return lax.fori_loop(0, jnp.sum(~exact), fix, first)
 
 
 def latency_to_wave(latency: jax.Array, timesteps: int, dtype=jnp.uint8) -> jax.Array:
@@ -296,9 +359,8 @@ class DogLatencyEncoder(NamedTuple):
     def latency_batch(self, images: jax.Array, chunk: int = 500) -> np.ndarray:
         """First-spike maps of a batch ``(N, H, W)`` → ``(N, C, H', W')`` uint8 (jitted, in chunks).
 
-        The same numbers as ``vmap(latency)``, as two compiled programs: in one, XLA fuses the DoG
-        filters into the box mean's zero padding and computes them at every padded position
-        (≈ 2.5× the work; the whole front end ≈ 2.5× slower).
+        The same numbers as ``vmap(latency)``, with the ranks of :func:`latency_ranks_batch` (one
+        sort per map where no threshold cuts a tie).
         """
         images = jnp.asarray(images)
         if images.ndim != 3:
@@ -309,9 +371,9 @@ class DogLatencyEncoder(NamedTuple):
 
     def batched_latency(self):
         """``images (N, H, W) → first-spike maps (N, C, H', W')`` uint8, compiled once per shape, as
-        :meth:`latency_batch` runs it (two programs; reuse the returned function to time it)."""
-        filt, lat = jax.jit(jax.vmap(self.filtered)), jax.jit(jax.vmap(self.latency_of_filtered))
-        return lambda images: lat(filt(images))
+        :meth:`latency_batch` runs it (reuse the returned function to time it)."""
+        return jax.jit(lambda images: latency_ranks_batch(jax.vmap(self.normalized)(images),
+                                                          self.timesteps).astype(jnp.uint8))
 
 
 def dog_latency(
