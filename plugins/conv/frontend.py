@@ -116,21 +116,22 @@ def tap_sum(padded: Float[Array, "*lead Hp Wp"], window: tuple[int, int],
     for several filters up to 19 × 19 (``tests/test_frontend_order.py`` pins the order itself).
     Products are fused into the adds (FMA: one rounding per tap) except where written ``_unfused``.
 
-    * several filters: one chain over the taps in row-major order, ``s ← s + x_k·w_k``;
+    * several filters: one chain over the taps in row-major order, ``s ← s + x_k·w_k`` from ``s = +0``
+      (the first product rounded alone, as the convolution did; only the sign of an all-zero
+      window's sum can differ from it);
     * one filter: the first ``M = 16·⌊K/16⌋`` taps in 8 chains (chain ``c`` holds ``k ≡ c (mod 8)``),
       summed as ``((c0 + c1) + (c4 + c5)) + ((c2 + c3) + (c6 + c7))``; then, if 8 or more taps are
       left, the next 8 products summed the same way and added; then each product left, in turn.
-      The chains are the steps of a ``lax.scan`` (one compiled loop body of ``M/8`` taps: XLA's CPU
-      code for one fused sum of more than ≈ 150 shifted views is ≈ 4× slower per tap).
+
+    The sums are loops of short bodies (``lax.scan`` over window rows, or over the 8 chains): XLA's
+    CPU code for one fused sum of more than ≈ 150 shifted views is ≈ 4× slower per tap, and a long
+    single chain waits on each add.
     """
     kh, kw = window
     n_taps = kh * kw
-    views = window_views(padded, kh, kw)
     if weights.shape[0] > 1:
-        total = _unfused(views[0] * weights[:, 0])
-        for t in range(1, n_taps):
-            total = total + views[t] * weights[:, t]
-        return total
+        return _row_major_chain(padded, window, weights)
+    views = window_views(padded, kh, kw)
     term = lambda t: views[t] * weights[:, t]  # noqa: E731
     main = 16 * (n_taps // 16)
     total = _pairwise8(list(_lane_chains(padded, window, weights[:, :main]))) if main else None
@@ -145,11 +146,37 @@ def tap_sum(padded: Float[Array, "*lead Hp Wp"], window: tuple[int, int],
     return total
 
 
+def _view(padded: jax.Array, i, j, shape: tuple[int, int]) -> jax.Array:
+    """``padded[…, i : i + H', j : j + W']`` (``i``, ``j`` may be traced)."""
+    lead = padded.shape[:-2]
+    return lax.dynamic_slice(padded, (0,) * len(lead) + (i, j), lead + shape)
+
+
+def _row_major_chain(padded: jax.Array, window: tuple[int, int], weights: jax.Array) -> jax.Array:
+    """``s ← s + view_k·weights[:, k]`` over the taps in row-major order from ``s = +0`` (the first
+    product rounded once, as alone; a window whose products are all zeros may sum to ``+0`` where
+    the product alone was ``-0``), each window row a step of a ``lax.scan`` (one compiled loop body
+    of ``kw`` taps; as one fused chain of 169 taps, XLA's CPU code is ≈ 4× slower)."""
+    kh, kw = window
+    shape = (padded.shape[-2] - kh + 1, padded.shape[-1] - kw + 1)
+    rows = weights.reshape(weights.shape[:1] + (kh, kw) + weights.shape[2:])
+
+    def row(total, i_w):
+        i, w = i_w
+        for j in range(kw):
+            total = total + _view(padded, i, j, shape) * w[:, j]
+        return total, None
+
+    out_shape = jnp.broadcast_shapes(rows[:, 0, 0].shape, padded.shape[:-2] + shape)
+    zero = jnp.zeros(out_shape, jnp.result_type(padded, weights))
+    return lax.scan(row, zero, (jnp.arange(kh), jnp.moveaxis(rows, 1, 0)))[0]
+
+
 def _lane_chains(padded: jax.Array, window: tuple[int, int], weights: jax.Array) -> jax.Array:
     """The 8 chains ``c_l = Σ_{k ≡ l (mod 8)} view_k·weights[:, k]`` over the first ``M`` taps
     (``M = weights.shape[1]``, a multiple of 8), each from its first product on, stacked ``(8, …)``."""
     kh, kw = window
-    lead, (ho, wo) = padded.shape[:-2], (padded.shape[-2] - kh + 1, padded.shape[-1] - kw + 1)
+    shape = (padded.shape[-2] - kh + 1, padded.shape[-1] - kw + 1)
     per_lane = weights.shape[1] // 8
     taps = np.arange(weights.shape[1]).reshape(per_lane, 8).T  # (8, M/8): lane l holds l, l+8, …
     offsets = jnp.asarray(np.stack(np.divmod(taps, kw), axis=-1), jnp.int32)  # (8, M/8, 2) = (i, j)
@@ -157,10 +184,9 @@ def _lane_chains(padded: jax.Array, window: tuple[int, int], weights: jax.Array)
 
     def chain(_, lane):
         ij, w = lane
-        view = lambda m: lax.dynamic_slice(padded, (0,) * len(lead) + (ij[m, 0], ij[m, 1]), lead + (ho, wo))  # noqa: E731
-        acc = _unfused(view(0) * w[:, 0])
+        acc = _unfused(_view(padded, ij[0, 0], ij[0, 1], shape) * w[:, 0])
         for m in range(1, per_lane):
-            acc = acc + view(m) * w[:, m]
+            acc = acc + _view(padded, ij[m, 0], ij[m, 1], shape) * w[:, m]
         return None, acc
 
     return lax.scan(chain, None, (offsets, lane_weights))[1]
