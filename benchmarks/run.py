@@ -282,8 +282,8 @@ def conv_worker(args):
                             compile_s=None if compile_key is None else round(pipe.compile_s.get(compile_key, 0.0), 2))
         return out
 
-    enc = pipe.spec.encoder()  # latency_batch's programs, compiled once (latency_batch re-jits per call)
-    # (a --baseline from before the two-program front end has no batched_latency)
+    enc = pipe.spec.encoder()  # its batched_latency(): the program latency_batch runs, compiled once
+    # (a --baseline from before be65fac has no batched_latency)
     front = enc.batched_latency() if hasattr(enc, "batched_latency") else jax.jit(jax.vmap(enc.latency))
     lat0 = np.asarray(twice("front end (DoG + latency)", front, jax.numpy.asarray(images)))
     phases["front end (DoG + latency)"]["per_seed"] = False  # shared by all seeds

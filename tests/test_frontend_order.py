@@ -36,6 +36,8 @@ def test_first_spike_maps_equal_the_one_thread_convolution_front_end(net):
         index = GOLDEN[f"{net}_{split}_index"]
         images = np.asarray(data.load("mnist-embedded", split, limit=int(index.max()) + 1).images)[index]
         np.testing.assert_array_equal(enc.latency_batch(images), GOLDEN[f"{net}_{split}"], err_msg=f"{net} {split}")
+        # in chunks of 7 (the last one padded with blank images): the same maps, and as many
+        np.testing.assert_array_equal(enc.latency_batch(images, chunk=7), GOLDEN[f"{net}_{split}"], err_msg=f"{net} {split} chunks")
         # the per-image path (its ranks by latency_ranks alone) gives the same maps
         one = jax.jit(jax.vmap(enc.latency))(jnp.asarray(images, jnp.float32))
         np.testing.assert_array_equal(np.asarray(one), GOLDEN[f"{net}_{split}"], err_msg=f"{net} {split} per image")
