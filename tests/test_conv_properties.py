@@ -188,3 +188,28 @@ def test_conv_of_the_first_spike_map_is_the_dot_conv_of_its_wave_bit_for_bit(see
     got = _conv_latency(jnp.asarray(lat), jnp.asarray(w), timesteps=steps, padding=padding)
     assert got.shape == want.shape == (steps, f, 6 + 2 * padding - k + 1, 7 + 2 * padding - k + 1)
     np.testing.assert_array_equal(got, want)
+
+
+_one_per_position = jax.jit(lambda s, f, r: I.winners_one_per_position(s, f, FEAT, KMAX, r))
+_one_per_position_1 = jax.jit(lambda s, f, r: I.winners_one_per_position(s, f, 1, KMAX, r))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.sampled_from([0.0, 0.3, 0.8]), st.integers(0, 2), st.booleans(),
+       st.sampled_from(["positive", "mixed", "negative"]))
+def test_winners_one_per_position_equal_the_greedy_picks_on_the_whole_map(seed, zeros, radius, one_feature, signs):
+    """The (H, W) form of the k-WTA picks gives the winners (order, ties, stops) of the (F, H, W) map
+    holding each position's score at its feature and 0 elsewhere (negative scores too, which the
+    map's zeros outrank)."""
+    rng = np.random.default_rng(seed)
+    n_feat = 1 if one_feature else FEAT
+    score = (rng.integers(-3 if signs == "mixed" else 1, 4, (H, W)) * (rng.random((H, W)) >= zeros)).astype(np.float32)
+    if signs == "negative":  # no zeros: only the map's other entries (F > 1) stop the picks at once
+        score = -np.abs(score) - 1
+    feature = rng.integers(0, n_feat, (H, W)).astype(np.int32)
+    whole = np.zeros((n_feat, H, W), np.float32)
+    whole[feature, np.arange(H)[:, None], np.arange(W)[None, :]] = score
+    want = I.winners_from_scores(jnp.asarray(whole), KMAX, radius)
+    got = (_one_per_position_1 if one_feature else _one_per_position)(jnp.asarray(score), jnp.asarray(feature), radius)
+    np.testing.assert_array_equal(np.asarray(got.index), np.asarray(want.index))
+    np.testing.assert_array_equal(np.asarray(got.valid), np.asarray(want.valid))

@@ -97,4 +97,4 @@ def first_spike_k_winners(latency: Int[Array, "C H W"], weight: Float[Array, "F 
     sg = (jnp.arange(t).reshape(t, 1, 1) >= e[None]).astype(jnp.float32)  # [t >= e]; none where e = T
     keep = jnp.arange(f)[:, None, None] == winner[None]
     spk = jnp.where(keep[None], sg[:, None], jnp.zeros((), jnp.float32))
-    return spk, survivor_k_winners(sg * val[None], keep, k, radius), e
+    return spk, survivor_k_winners(sg * val[None], winner, f, k, radius), e

@@ -140,25 +140,57 @@ def pointwise_k_winners(x: jax.Array, k: int, radius: int = 0) -> tuple[jax.Arra
     zero = jnp.zeros((), x.dtype)
     pot = jnp.where(keep[None], g[:, None], zero)
     spk = jnp.where(keep[None], sg[:, None], zero)
-    return pot, spk, survivor_k_winners(g, keep, k, radius)
+    return pot, spk, survivor_k_winners(g, winner, f, k, radius)
 
 
-def survivor_k_winners(g: jax.Array, keep: jax.Array, k: int, radius: int) -> Winners:
-    """k-WTA winners when only the feature ``keep`` ``(F, H, W)`` survives at each position, from its
-    potentials ``g`` ``(T, H, W)`` (after pointwise inhibition): the score is ``Σ_t sign(g_t)·(g_e + V)``
-    there and 0 elsewhere (see :func:`pointwise_k_winners`). Only ``sign(g)`` and ``g`` at the first
-    spike ``e`` enter it.
+def survivor_k_winners(g: jax.Array, survivor: jax.Array, n_features: int, k: int, radius: int) -> Winners:
+    """k-WTA winners when only the feature ``survivor`` ``(H, W)`` (of ``n_features``) survives at each
+    position, from its potentials ``g`` ``(T, H, W)`` (after pointwise inhibition): the score is
+    ``Σ_t sign(g_t)·(g_e + V)`` there and 0 elsewhere (see :func:`pointwise_k_winners`). Only
+    ``sign(g)`` and ``g`` at the first spike ``e`` enter it; the greedy picks run on the ``(H, W)``
+    survivors' scores (:func:`winners_one_per_position`), not on the ``(F, H, W)`` map.
     """
-    t, f = g.shape[0], keep.shape[0]
+    t = g.shape[0]
     sg = jnp.sign(g)
     e = jnp.clip(t - jnp.sum(sg, axis=0), 0, t - 1).astype(jnp.int32)
     val = jnp.take_along_axis(g, e[None], axis=0)[0]
     top = jnp.max(sg * val[None])
-    if f > 1:  # the other features' neurons: spk · pot[e] = 0
+    if n_features > 1:  # the other features' neurons: spk · pot[e] = 0
         top = jnp.maximum(top, jnp.zeros((), top.dtype))
     big = t * top
-    score = jnp.where(keep, time_sum(sg * (val + big)[None])[None], jnp.zeros((), g.dtype))
-    return winners_from_scores(score, k, radius)
+    return winners_one_per_position(time_sum(sg * (val + big)[None]), survivor, n_features, k, radius)
+
+
+def winners_one_per_position(score: jax.Array, feature: jax.Array, n_features: int, k: int,
+                             radius: int | jax.Array = 0) -> Winners:
+    """:func:`winners_from_scores` of the ``(F, H, W)`` map that holds ``score[h, w]`` at feature
+    ``feature[h, w]`` and 0 everywhere else (``F = n_features``), from the ``(H, W)`` arrays alone:
+    the same winners in the same order (the best score, ties to the lowest flat ``(f, row, col)``
+    index; each pick removes its feature and its window) at an ``F``-th of the work per pick.
+    """
+    h, w = score.shape
+    ri = jnp.arange(h)[:, None]
+    ci = jnp.arange(w)[None, :]
+    flat = feature.astype(jnp.int32) * (h * w) + ri * w + ci  # the entry's index in the (F, H, W) map
+    none = jnp.iinfo(jnp.int32).max
+
+    def body(i, carry):
+        s, out, valid, done = carry
+        best = jnp.max(s)
+        if n_features > 1:  # the map's other entries are 0
+            best = jnp.maximum(best, jnp.zeros((), s.dtype))
+        at = jnp.argmin(jnp.where(s == best, flat, none))
+        wr, wc = jnp.divmod(at, w)
+        wf = feature[wr, wc].astype(jnp.int32)
+        ok = jnp.logical_and(~done, best != 0)
+        kill = (feature == wf) | ((jnp.abs(ri - wr) <= radius) & (jnp.abs(ci - wc) <= radius) & (radius > 0))
+        s = jnp.where(ok & kill, jnp.zeros((), s.dtype), s)
+        row = jnp.where(ok, jnp.stack([wf, wr, wc]).astype(jnp.int32), -1)
+        return s, out.at[i].set(row), valid.at[i].set(ok), done | ~ok
+
+    init = (score, jnp.full((k, 3), -1, jnp.int32), jnp.zeros((k,), bool), jnp.array(False))
+    _, out, valid, _ = lax.fori_loop(0, k, body, init)
+    return Winners(out, valid)
 
 
 def time_sum(terms: jax.Array) -> jax.Array:
