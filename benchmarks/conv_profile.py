@@ -12,6 +12,7 @@ image at a time (``lax.map`` / ``lax.scan``), mean of 3 calls after a compile, o
   thresholded, the dot form's product;
 * ``conv one-hot events``: the same potentials as per-step increments of the first-spike map
   (one-hot in time) contracted with the weights, then a cumulative sum over time;
+* ``first crossings (events)``: the bisection of ``conv_impl = "events"`` alone (its 4 products);
 * ``STDP step dot`` / ``STDP step events``: one training image (conv, fire, pointwise inhibition,
   k-WTA, STDP update) with ``conv_impl = "dot"`` / ``"events"``;
 * ``inference, one product per 64 images`` (the form before chunking) / ``inference (default
@@ -97,6 +98,9 @@ def main(argv=None) -> int:
         timed("conv dot", lambda ls, wl=wl, layer=layer: lax.map(
             lambda l: L.conv_latency(l, wl, T, layer.pad_in) > layer.threshold, ls), lat)
         timed("conv one-hot events", lambda ls: lax.map(onehot, ls), lat)
+        timed("first crossings (events)", lambda ls, wl=wl, layer=layer: lax.map(lambda l: E.first_crossing(
+            E.patch_latencies(l, (layer.kernel,) * 2, layer.pad_in, T), wl.reshape(wl.shape[0], -1),
+            layer.threshold, T)[1], ls), lat)
         for impl in ("dot", "events"):
             step = N.layer_train_step(layer._replace(conv_impl=impl), pipe.stdp, T)
             st0 = pipe.stdp.init(wl)

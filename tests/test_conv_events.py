@@ -149,7 +149,7 @@ def test_conv_profile_script_prints_activity_and_every_part(capsys):
     assert {p for layer, p in parts if layer == "front end"} == {
         "DoG filters", "local normalisation (17x17 box)", "latency (ranks)", "whole (as latency_batch)"}
     for layer in (1, 2):
-        for part in ("conv dot", "conv one-hot events", "STDP step dot", "STDP step events",
+        for part in ("conv dot", "conv one-hot events", "first crossings (events)", "STDP step dot", "STDP step events",
                      "inference, one product per 64 images", "inference, default chunks"):
             assert (layer, part) in parts
     dens = [r for r in blob["rows"] if "input_density" in r]
