@@ -92,19 +92,28 @@ def winners_from_scores(score: jax.Array, k: int, radius: int | jax.Array = 0) -
     ri = jnp.arange(h)[None, :, None]
     ci = jnp.arange(w)[None, None, :]
 
-    def body(i, carry):
-        s, out, valid, done = carry
+    def pick(s):
         flat = jnp.argmax(s.reshape(-1))
-        best = s.reshape(-1)[flat]
-        ok = jnp.logical_and(~done, best != 0)
         wf, rem = jnp.divmod(flat, h * w)
         wr, wc = jnp.divmod(rem, w)
-        kill = (fi == wf) | ((jnp.abs(ri - wr) <= radius) & (jnp.abs(ci - wc) <= radius) & (radius > 0))
+        return s.reshape(-1)[flat], (wf, wr, wc), fi == wf
+
+    return _greedy_picks(score, pick, ri, ci, k, radius)
+
+
+def _greedy_picks(score: jax.Array, pick, ri: jax.Array, ci: jax.Array, k: int, radius) -> Winners:
+    """The ``k`` greedy picks on ``score``: ``pick(s) -> (best, (f, row, col), same_feature_mask)``;
+    each pick zeroes its feature and the ``(2r+1)²`` window around it (``ri``, ``ci``: the row and
+    column index grids, broadcast as ``score``); stops when the best score is exactly 0."""
+
+    def body(i, carry):
+        s, out, valid, done = carry
+        best, (wf, wr, wc), same_feature = pick(s)
+        ok = jnp.logical_and(~done, best != 0)
+        kill = same_feature | ((jnp.abs(ri - wr) <= radius) & (jnp.abs(ci - wc) <= radius) & (radius > 0))
         s = jnp.where(ok & kill, jnp.zeros((), s.dtype), s)
         row = jnp.where(ok, jnp.stack([wf, wr, wc]).astype(jnp.int32), -1)
-        out = out.at[i].set(row)
-        valid = valid.at[i].set(ok)
-        return s, out, valid, done | ~ok
+        return s, out.at[i].set(row), valid.at[i].set(ok), done | ~ok
 
     init = (score, jnp.full((k, 3), -1, jnp.int32), jnp.zeros((k,), bool), jnp.array(False))
     _, out, valid, _ = lax.fori_loop(0, k, body, init)
@@ -174,23 +183,15 @@ def winners_one_per_position(score: jax.Array, feature: jax.Array, n_features: i
     flat = feature.astype(jnp.int32) * (h * w) + ri * w + ci  # the entry's index in the (F, H, W) map
     none = jnp.iinfo(jnp.int32).max
 
-    def body(i, carry):
-        s, out, valid, done = carry
+    def pick(s):
         best = jnp.max(s)
         if n_features > 1:  # the map's other entries are 0
             best = jnp.maximum(best, jnp.zeros((), s.dtype))
-        at = jnp.argmin(jnp.where(s == best, flat, none))
-        wr, wc = jnp.divmod(at, w)
+        wr, wc = jnp.divmod(jnp.argmin(jnp.where(s == best, flat, none)), w)
         wf = feature[wr, wc].astype(jnp.int32)
-        ok = jnp.logical_and(~done, best != 0)
-        kill = (feature == wf) | ((jnp.abs(ri - wr) <= radius) & (jnp.abs(ci - wc) <= radius) & (radius > 0))
-        s = jnp.where(ok & kill, jnp.zeros((), s.dtype), s)
-        row = jnp.where(ok, jnp.stack([wf, wr, wc]).astype(jnp.int32), -1)
-        return s, out.at[i].set(row), valid.at[i].set(ok), done | ~ok
+        return best, (wf, wr, wc), feature == wf
 
-    init = (score, jnp.full((k, 3), -1, jnp.int32), jnp.zeros((k,), bool), jnp.array(False))
-    _, out, valid, _ = lax.fori_loop(0, k, body, init)
-    return Winners(out, valid)
+    return _greedy_picks(score, pick, ri, ci, k, radius)
 
 
 def time_sum(terms: jax.Array) -> jax.Array:
